@@ -1,0 +1,358 @@
+//! The pipeline file as the user writes it: serde structs mirroring the YAML.
+//!
+//! Every struct rejects unknown keys. The `///` doc on each field is the user
+//! documentation of that key (the README's key table is taken from it).
+//! Nothing here is validated beyond types: [`crate::plan`] turns a
+//! [`PipelineConfig`] into a checked [`crate::plan::Plan`].
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The whole pipeline file.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Where the tokenized corpus is read from.
+    pub source: SourceConfig,
+    /// How documents are cut into windows.
+    pub windows: WindowsConfig,
+    /// Optional train/val/test split by document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<SplitConfig>,
+    /// Optional global shuffle of each partition's windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shuffle: Option<ShuffleConfig>,
+    /// Optional truncated-backprop-through-time row order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tbptt: Option<TbpttConfig>,
+    /// Where and how the dataset is written.
+    pub sink: SinkConfig,
+}
+
+/// `source:` — the input corpus.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// A Parquet file, a directory (searched recursively for `*.parquet`,
+    /// sorted, skipping names that start with `_` or `.`) or a glob.
+    pub path: String,
+    /// The token column: `list<int>` (one document per row) or a plain
+    /// integer column (a flat stream of one token per row).
+    pub tokens: String,
+    /// Optional document id column (integer or string).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Columns copied onto every window of the document.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub carry: Vec<String>,
+}
+
+/// `windows:` — how windows are cut.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowsConfig {
+    /// Tokens per window (the length of `input` and `target`); at least 1.
+    pub seq_len: i64,
+    /// Distance between window starts; default `seq_len`; 1 = fully overlapping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stride: Option<i64>,
+    /// Concatenate documents before windowing.
+    #[serde(default)]
+    pub pack: bool,
+    /// Token appended after every document when packing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub separator: Option<i64>,
+    /// What to do with tokens that are not in a full window.
+    #[serde(default)]
+    pub remainder: Remainder,
+    /// Input padding value (remainder `pad`).
+    #[serde(default = "default_pad_id")]
+    pub pad_id: i64,
+    /// Target padding value (remainder `pad`).
+    #[serde(default = "default_ignore_index")]
+    pub ignore_index: i64,
+    /// Element type of `input` and `target`.
+    #[serde(default)]
+    pub dtype: TokenDtype,
+    /// When set, every token must lie in `[0, vocab_size)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocab_size: Option<i64>,
+    /// Extra per-window columns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<ExtraColumn>,
+}
+
+/// Default `windows.pad_id`.
+pub const DEFAULT_PAD_ID: i64 = 0;
+/// Default `windows.ignore_index` (PyTorch `CrossEntropyLoss` default).
+pub const DEFAULT_IGNORE_INDEX: i64 = -100;
+
+fn default_pad_id() -> i64 {
+    DEFAULT_PAD_ID
+}
+fn default_ignore_index() -> i64 {
+    DEFAULT_IGNORE_INDEX
+}
+
+/// `windows.remainder`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Remainder {
+    /// Tokens not in a full window are dropped (and counted).
+    #[default]
+    Drop,
+    /// One more, padded window covers the end of the document.
+    Pad,
+}
+
+/// `windows.dtype`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenDtype {
+    /// 32-bit signed.
+    #[default]
+    Int32,
+    /// 64-bit signed.
+    Int64,
+    /// 16-bit unsigned.
+    Uint16,
+    /// 32-bit unsigned.
+    Uint32,
+}
+
+impl TokenDtype {
+    /// The smallest value this type holds.
+    pub fn min(self) -> i64 {
+        match self {
+            TokenDtype::Int32 => i32::MIN as i64,
+            TokenDtype::Int64 => i64::MIN,
+            TokenDtype::Uint16 | TokenDtype::Uint32 => 0,
+        }
+    }
+    /// The largest value this type holds.
+    pub fn max(self) -> i64 {
+        match self {
+            TokenDtype::Int32 => i32::MAX as i64,
+            TokenDtype::Int64 => i64::MAX,
+            TokenDtype::Uint16 => u16::MAX as i64,
+            TokenDtype::Uint32 => u32::MAX as i64,
+        }
+    }
+    /// Bytes per element.
+    pub fn width(self) -> usize {
+        match self {
+            TokenDtype::Uint16 => 2,
+            TokenDtype::Int32 | TokenDtype::Uint32 => 4,
+            TokenDtype::Int64 => 8,
+        }
+    }
+    /// The name used in configs and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            TokenDtype::Int32 => "int32",
+            TokenDtype::Int64 => "int64",
+            TokenDtype::Uint16 => "uint16",
+            TokenDtype::Uint32 => "uint32",
+        }
+    }
+    /// Whether `v` fits this type.
+    pub fn holds(self, v: i64) -> bool {
+        v >= self.min() && v <= self.max()
+    }
+}
+
+/// An extra per-window column (`windows.columns`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExtraColumn {
+    /// The document id (of the window's first token when packing).
+    DocId,
+    /// Offset of the window in its document (or in the packed stream).
+    Start,
+    /// 1 where the target is real, 0 where it is padding.
+    LossMask,
+    /// Position of each input token within its own document.
+    PositionIds,
+    /// Index of each input token's document within the window.
+    SegmentIds,
+}
+
+impl ExtraColumn {
+    /// The column name in the output.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExtraColumn::DocId => "doc_id",
+            ExtraColumn::Start => "start",
+            ExtraColumn::LossMask => "loss_mask",
+            ExtraColumn::PositionIds => "position_ids",
+            ExtraColumn::SegmentIds => "segment_ids",
+        }
+    }
+}
+
+/// `split:` — per-document split assignment.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitConfig {
+    /// Split name to fraction; fractions are positive and sum to 1.
+    pub fractions: BTreeMap<String, f64>,
+    /// Key of the hash that assigns documents to splits.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// `shuffle:` — a global, reproducible shuffle of each partition.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShuffleConfig {
+    /// Seed of the permutation.
+    #[serde(default)]
+    pub seed: u64,
+    /// Memory budget of the shuffle in MiB (windows held in memory at once).
+    #[serde(default = "default_shuffle_memory_mb")]
+    pub memory_mb: u64,
+}
+
+/// Default `shuffle.memory_mb`.
+pub const DEFAULT_SHUFFLE_MEMORY_MB: u64 = 512;
+
+fn default_shuffle_memory_mb() -> u64 {
+    DEFAULT_SHUFFLE_MEMORY_MB
+}
+
+/// `tbptt:` — lane/step row order for stateful RNN training.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TbpttConfig {
+    /// Number of parallel lanes (the training batch size).
+    pub batch_size: i64,
+}
+
+/// `sink:` — the output dataset.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Output directory.
+    pub path: String,
+    /// Hive-style partition columns: `split` and/or carried columns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partition_by: Vec<String>,
+    /// `zstd`, `zstd(1..22)`, `snappy`, `lz4`, `gzip`, `gzip(0..9)` or `none`.
+    #[serde(default = "default_compression")]
+    pub compression: String,
+    /// Windows per file; by default files are rolled at about 512 MiB of window data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rows_per_file: Option<i64>,
+    /// Windows per row group; by default 8192, capped at about 64 MiB of window data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_group_rows: Option<i64>,
+    /// `error`: refuse a non-empty path; `overwrite`: replace a seqwin dataset.
+    #[serde(default)]
+    pub mode: SinkMode,
+}
+
+/// Default `sink.compression`.
+pub const DEFAULT_COMPRESSION: &str = "zstd(1)";
+
+fn default_compression() -> String {
+    DEFAULT_COMPRESSION.to_string()
+}
+
+/// `sink.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkMode {
+    /// Refuse a non-empty `sink.path`.
+    #[default]
+    Error,
+    /// Replace an existing seqwin dataset (never anything else).
+    Overwrite,
+}
+
+impl PipelineConfig {
+    /// Reads and parses a pipeline file.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be read, [`Error::ConfigSyntax`]
+    /// for YAML errors, unknown keys and wrong types (with line:column).
+    pub fn parse(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                Error::ConfigSyntax {
+                    path: path.to_path_buf(),
+                    message: "the pipeline file is not valid UTF-8".into(),
+                }
+            } else {
+                Error::input(path, format!("cannot read the pipeline file: {e}"))
+            }
+        })?;
+        Self::parse_str(&text, path)
+    }
+
+    /// Parses pipeline text; `path` is only used in error messages.
+    ///
+    /// # Errors
+    /// [`Error::ConfigSyntax`] for YAML errors, unknown keys and wrong types.
+    pub fn parse_str(text: &str, path: &Path) -> Result<Self> {
+        serde_saphyr::from_str::<PipelineConfig>(text).map_err(|e| Error::ConfigSyntax {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Applies `--set key=value` overrides (dotted key path, YAML value).
+    ///
+    /// # Errors
+    /// [`Error::Override`] when an assignment has no `=`, names no key, or its
+    /// value does not have the key's type.
+    pub fn with_overrides(self, assignments: &[String]) -> Result<Self> {
+        if assignments.is_empty() {
+            return Ok(self);
+        }
+        let mut tree = serde_json::to_value(&self).map_err(|e| Error::Internal(e.to_string()))?;
+        for assignment in assignments {
+            let fail = |message: String| Error::Override {
+                assignment: assignment.clone(),
+                message,
+            };
+            let (key, value) = assignment
+                .split_once('=')
+                .ok_or_else(|| fail("expected KEY=VALUE, for example windows.seq_len=2048".into()))?;
+            let key = key.trim();
+            if key.is_empty() || key.split('.').any(str::is_empty) {
+                return Err(fail(format!("`{key}` is not a dotted key path")));
+            }
+            let value: serde_json::Value = if value.trim().is_empty() {
+                serde_json::Value::Null
+            } else {
+                serde_saphyr::from_str(value).map_err(|e| fail(format!("the value is not valid YAML: {e}")))?
+            };
+            let mut node = &mut tree;
+            let parts: Vec<&str> = key.split('.').collect();
+            for (i, part) in parts.iter().enumerate() {
+                let map = match node {
+                    serde_json::Value::Object(map) => map,
+                    _ => return Err(fail(format!("`{}` is not a section", parts[..i].join(".")))),
+                };
+                if i + 1 == parts.len() {
+                    map.insert((*part).to_string(), value.clone());
+                    break;
+                }
+                node = map
+                    .entry((*part).to_string())
+                    .or_insert_with(|| serde_json::Value::Object(Default::default()));
+                if node.is_null() {
+                    *node = serde_json::Value::Object(Default::default());
+                }
+            }
+        }
+        serde_json::from_value(tree).map_err(|e| Error::Override {
+            assignment: assignments.join(" "),
+            message: e.to_string(),
+        })
+    }
+}

@@ -1,0 +1,160 @@
+//! The library's error type and the exit code each error maps to.
+//!
+//! Every variant carries what a user needs to find the problem: the pipeline
+//! file, the config key, the Parquet file and row. Messages are lowercase and
+//! say what was expected and what was found.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in seqwin.
+///
+/// [`Error::exit_code`] maps each variant onto the CLI contract: `2` for bad
+/// usage, configuration or input data (nothing is written), `1` for anything
+/// else (I/O failures, full disks).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The pipeline file could not be parsed (YAML syntax, unknown key, wrong type).
+    #[error("{path}: {message}")]
+    ConfigSyntax {
+        /// The pipeline file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+
+    /// The pipeline parsed but breaks one or more rules; all problems are listed.
+    #[error("{path}: invalid pipeline:{}", problems.iter().map(|p| format!("\n  - {p}")).collect::<String>())]
+    ConfigInvalid {
+        /// The pipeline file.
+        path: PathBuf,
+        /// Every problem found, each naming its config key.
+        problems: Vec<String>,
+    },
+
+    /// A `--set KEY=VALUE` override is malformed or does not apply.
+    #[error("--set {assignment}: {message}")]
+    Override {
+        /// The override as given.
+        assignment: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// The input data is not what the pipeline expects.
+    #[error("{path}: {message}")]
+    Input {
+        /// The input file (or source path).
+        path: PathBuf,
+        /// What was expected and what was found, with the row where relevant.
+        message: String,
+    },
+
+    /// The sink refuses to be written (non-empty under `mode: error`, not a seqwin dataset, busy).
+    #[error("{path}: {message}")]
+    Sink {
+        /// The sink path.
+        path: PathBuf,
+        /// Why the sink is refused.
+        message: String,
+    },
+
+    /// A dataset given to `inspect` is not a valid seqwin dataset.
+    #[error("{path}: {message}")]
+    Dataset {
+        /// The dataset path.
+        path: PathBuf,
+        /// What does not match the manifest.
+        message: String,
+    },
+
+    /// An I/O failure while reading or writing (exit code 1).
+    #[error("{path}: {source}")]
+    Io {
+        /// The file being read or written.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A failure inside the Parquet or Arrow writer (exit code 1).
+    #[error("{path}: {message}")]
+    Write {
+        /// The file being written.
+        path: PathBuf,
+        /// The writer's message.
+        message: String,
+    },
+
+    /// A bug in seqwin (a contained panic); exit code 1.
+    #[error("internal error (please report): {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The process exit code for this error: `2` for bad usage, configuration
+    /// or input; `1` otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::ConfigSyntax { .. }
+            | Error::ConfigInvalid { .. }
+            | Error::Override { .. }
+            | Error::Input { .. }
+            | Error::Sink { .. }
+            | Error::Dataset { .. } => 2,
+            Error::Io { .. } | Error::Write { .. } | Error::Internal(_) => 1,
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn input(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Input {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn write(path: impl Into<PathBuf>, message: impl std::fmt::Display) -> Self {
+        Error::Write {
+            path: path.into(),
+            message: message.to_string(),
+        }
+    }
+
+    pub(crate) fn sink(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Sink {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Runs `f`, turning a panic inside it (for example in a dependency meeting
+/// malformed data) into an error built by `on_panic` from the panic message.
+pub(crate) fn contain<T>(f: impl FnOnce() -> Result<T>, on_panic: impl FnOnce(String) -> Error) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(payload) => Err(on_panic(panic_message(payload.as_ref()))),
+    }
+}
+
+/// The text of a panic payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}

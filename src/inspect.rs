@@ -1,0 +1,155 @@
+//! `seqwin inspect DATASET_DIR`: schema, partitions, counts and first rows of
+//! a dataset, after checking it against its manifest.
+
+use std::fs::File;
+use std::path::Path;
+
+use arrow::array::{Array, AsArray};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+
+use crate::error::{contain, Error, Result};
+use crate::sink::{Manifest, MANIFEST, SUCCESS};
+
+fn bad(dir: &Path, message: impl Into<String>) -> Error {
+    Error::Dataset {
+        path: dir.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// Reads and parses a dataset's manifest.
+///
+/// # Errors
+/// [`Error::Dataset`] when there is no readable manifest.
+pub fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let path = dir.join(MANIFEST);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| bad(dir, format!("not a seqwin dataset: cannot read {MANIFEST}: {e}")))?;
+    serde_json::from_str(&text).map_err(|e| bad(dir, format!("{MANIFEST} is not a valid manifest: {e}")))
+}
+
+/// Verifies a dataset against its manifest and renders the inspection report.
+///
+/// Checks: `_SUCCESS` present; every listed file present with the listed size
+/// and row count and `seqwin.*` metadata; no unlisted Parquet file; the
+/// partitions' rows equal their window counts.
+///
+/// # Errors
+/// [`Error::Dataset`] naming the first mismatch.
+pub fn inspect(dir: &Path) -> Result<String> {
+    let manifest = read_manifest(dir)?;
+    if !dir.join(SUCCESS).is_file() {
+        return Err(bad(dir, format!("{SUCCESS} is missing: the dataset was not committed")));
+    }
+    let mut listed = std::collections::BTreeSet::new();
+    let mut out = String::new();
+    let mut first_file = None;
+    for p in &manifest.partitions {
+        let rows: u64 = p.files.iter().map(|f| f.rows).sum();
+        if rows != p.account.windows {
+            return Err(bad(
+                dir,
+                format!("partition `{}` lists {} rows in files but {} windows", p.path, rows, p.account.windows),
+            ));
+        }
+        for f in &p.files {
+            let path = dir.join(&f.name);
+            let meta = std::fs::metadata(&path).map_err(|e| bad(dir, format!("{}: {e}", f.name)))?;
+            if meta.len() != f.bytes {
+                return Err(bad(dir, format!("{}: {} bytes, manifest says {}", f.name, meta.len(), f.bytes)));
+            }
+            let file = File::open(&path).map_err(|e| bad(dir, format!("{}: {e}", f.name)))?;
+            let reader = contain(
+                || SerializedFileReader::new(file).map_err(|e| bad(dir, format!("{}: {e}", f.name))),
+                |m| bad(dir, format!("{}: unreadable footer ({m})", f.name)),
+            )?;
+            let md = reader.metadata().file_metadata();
+            if md.num_rows() as u64 != f.rows {
+                return Err(bad(dir, format!("{}: {} rows, manifest says {}", f.name, md.num_rows(), f.rows)));
+            }
+            let kv = md.key_value_metadata().cloned().unwrap_or_default();
+            let seq_len = kv.iter().find(|k| k.key == "seqwin.seq_len").and_then(|k| k.value.clone());
+            if seq_len.as_deref() != Some(manifest.config.windows.seq_len.to_string().as_str()) {
+                return Err(bad(dir, format!("{}: seqwin.seq_len metadata is {:?}", f.name, seq_len)));
+            }
+            listed.insert(f.name.clone());
+            first_file.get_or_insert_with(|| f.name.clone());
+        }
+    }
+    for entry in walkdir::WalkDir::new(dir).min_depth(1) {
+        let entry = entry.map_err(|e| bad(dir, e.to_string()))?;
+        if entry.file_type().is_file() {
+            let rel = entry.path().strip_prefix(dir).expect("below dir").to_string_lossy().into_owned();
+            if rel.ends_with(".parquet") && !listed.contains(&rel) {
+                return Err(bad(dir, format!("{rel} is not listed in the manifest")));
+            }
+        }
+    }
+
+    let t = &manifest.totals;
+    out.push_str(&format!("dataset {} (seqwin {})\n", dir.display(), manifest.seqwin_version));
+    out.push_str("schema:\n");
+    for f in &manifest.schema {
+        out.push_str(&format!("  {}: {}{}\n", f.name, f.data_type, if f.nullable { "" } else { " not null" }));
+    }
+    if !manifest.partition_by.is_empty() {
+        out.push_str(&format!("partition columns: {}\n", manifest.partition_by.join(", ")));
+    }
+    out.push_str("partitions:\n");
+    for p in &manifest.partitions {
+        let bytes: u64 = p.files.iter().map(|f| f.bytes).sum();
+        out.push_str(&format!(
+            "  {:<30} {:>10} windows {:>4} file(s) {:>10.1} MB  {} documents, {} tokens\n",
+            if p.path.is_empty() { "(root)" } else { &p.path },
+            p.account.windows,
+            p.files.len(),
+            bytes as f64 / 1e6,
+            p.account.documents,
+            p.account.tokens_in
+        ));
+    }
+    out.push_str(&format!(
+        "total: {} windows ({} padded), {} documents, {} tokens in, {} targeted, {} never a target\n",
+        t.windows, t.padded_windows, t.documents, t.tokens_in, t.tokens_targeted, t.tokens_never_targeted
+    ));
+    if let Some(name) = first_file {
+        out.push_str(&format!("first rows of {name}:\n"));
+        let file = File::open(dir.join(&name)).map_err(|e| bad(dir, format!("{name}: {e}")))?;
+        let rows = contain(
+            || {
+                let mut reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                    .and_then(|b| b.with_batch_size(3).with_limit(3).build())
+                    .map_err(|e| bad(dir, format!("{name}: {e}")))?;
+                match reader.next() {
+                    Some(b) => b.map(Some).map_err(|e| bad(dir, format!("{name}: {e}"))),
+                    None => Ok(None),
+                }
+            },
+            |m| bad(dir, format!("{name}: unreadable ({m})")),
+        )?;
+        if let Some(batch) = rows {
+            for r in 0..batch.num_rows() {
+                let mut cells = Vec::new();
+                for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+                    let text = if let Some(list) = c.as_fixed_size_list_opt() {
+                        let v = list.value(r);
+                        let shown = v.len().min(8);
+                        let fmt = ArrayFormatter::try_new(v.as_ref(), &FormatOptions::default())
+                            .map_err(|e| bad(dir, e.to_string()))?;
+                        let items: Vec<String> = (0..shown).map(|i| fmt.value(i).to_string()).collect();
+                        format!("[{}{}]", items.join(", "), if v.len() > shown { ", …" } else { "" })
+                    } else {
+                        let fmt = ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default())
+                            .map_err(|e| bad(dir, e.to_string()))?;
+                        fmt.value(r).to_string()
+                    };
+                    cells.push(format!("{}={}", f.name(), text));
+                }
+                out.push_str(&format!("  {}\n", cells.join("  ")));
+            }
+        }
+    }
+    Ok(out)
+}

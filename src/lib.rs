@@ -1,0 +1,47 @@
+//! # seqwin
+//!
+//! Turns tokenized corpora stored in Parquet into next-token-prediction
+//! training windows: `input = tokens[s : s+seq_len]`,
+//! `target = tokens[s+1 : s+seq_len+1]`, written as a hive-partitioned Parquet
+//! dataset with `fixed_size_list` columns.
+//!
+//! The binary is a thin shell over this library:
+//!
+//! * [`Pipeline`] loads a pipeline file, validates it ([`plan::Plan`]) and
+//!   runs it ([`Pipeline::run`]).
+//! * [`window::windows`] is the pure kernel: an Arrow array of documents in,
+//!   a `RecordBatch` of windows out, no files involved.
+//!
+//! ```
+//! use arrow::array::{Array, AsArray, ListArray};
+//! use arrow::datatypes::{Int32Type, Int64Type};
+//! use seqwin::plan::WindowSpec;
+//!
+//! // "helloworld", a=1 … z=26: 2 non-overlapping windows of 4.
+//! let docs = ListArray::from_iter_primitive::<Int64Type, _, _>(vec![Some(
+//!     [8, 5, 12, 12, 15, 23, 15, 18, 12, 4].map(Some),
+//! )]);
+//! let batch = seqwin::window::windows(&docs, &WindowSpec::new(4)).unwrap();
+//! assert_eq!(batch.num_rows(), 2);
+//! let targets = batch.column(1).as_fixed_size_list();
+//! let second = targets.value(1);
+//! assert_eq!(second.as_primitive::<Int32Type>().values(), &[23, 15, 18, 12]);
+//! ```
+
+pub mod config;
+pub mod error;
+pub mod inspect;
+pub mod order;
+pub mod pipeline;
+pub mod plan;
+pub mod sink;
+pub mod source;
+pub mod split;
+pub mod stats;
+pub mod window;
+
+pub use error::{Error, Result};
+pub use pipeline::{Pipeline, RunOptions, RunReport};
+
+/// The seqwin version, recorded in every file and manifest.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,400 @@
+//! The input side: file discovery, schema checks, and reading the corpus one
+//! row group ("unit") at a time, so that memory never grows with its size.
+//!
+//! A source is a Parquet file, a directory (searched recursively for
+//! `*.parquet`, sorted by path, skipping names that start with `_` or `.`), or
+//! a glob. Hive-style `key=value` directories below the root become string
+//! columns that can be carried or used as ids.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{new_null_array, ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ProjectionMask;
+use rayon::prelude::*;
+
+use crate::error::{contain, Error, Result};
+use crate::plan::SourcePlan;
+use crate::window::is_token_column;
+
+/// One input file with its footer.
+#[derive(Debug, Clone)]
+pub struct InputFile {
+    /// Path as resolved.
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Hive partition values from the directories, in key order of the first file.
+    pub hive: Vec<(String, String)>,
+    meta: ArrowReaderMetadata,
+    /// Indices of the projected root columns, in `[tokens, id?, carry…]` order (None for hive columns).
+    roots: Vec<Option<usize>>,
+}
+
+/// One row group of one file: the unit of parallel reading.
+#[derive(Debug, Clone, Copy)]
+pub struct Unit {
+    /// Index into [`Source::files`].
+    pub file: usize,
+    /// Row group within the file.
+    pub row_group: usize,
+    /// Rows in the row group.
+    pub rows: usize,
+    /// Row of the row group's first row within its file.
+    pub first_row: u64,
+    /// Ordinal of the row group's first row in the whole source.
+    pub first_ordinal: u64,
+    /// Estimated tokens (from the footer).
+    pub tokens_estimate: u64,
+}
+
+/// An opened, checked source.
+#[derive(Debug)]
+pub struct Source {
+    /// The source plan.
+    pub plan: SourcePlan,
+    /// Files in read order.
+    pub files: Vec<InputFile>,
+    /// Row groups in read order.
+    pub units: Vec<Unit>,
+    /// Schema of the batches [`Source::read_unit`] returns: tokens, id?, carry….
+    pub schema: SchemaRef,
+    /// Whether the token column is a flat integer column (one token per row).
+    pub flat: bool,
+}
+
+impl Source {
+    /// Finds the files, reads their footers and checks their schemas.
+    ///
+    /// # Errors
+    /// [`Error::Input`] for a missing path, no Parquet files, a file that is
+    /// not Parquet or is corrupted, a missing column (listing the available
+    /// ones) or a column of the wrong type.
+    pub fn open(plan: &SourcePlan) -> Result<Source> {
+        let (paths, root) = discover(&plan.path)?;
+        let opened: Vec<Result<(PathBuf, u64, ArrowReaderMetadata)>> = paths
+            .par_iter()
+            .map(|p| {
+                let file = File::open(p).map_err(|e| Error::input(p, format!("cannot open input file: {e}")))?;
+                let bytes = file.metadata().map_err(|e| Error::io(p, e))?.len();
+                let meta = contain(
+                    || {
+                        ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
+                            .map_err(|e| Error::input(p, format!("not a readable Parquet file: {e}")))
+                    },
+                    |m| Error::input(p, format!("not a readable Parquet file (the reader failed: {m})")),
+                )?;
+                Ok((p.clone(), bytes, meta))
+            })
+            .collect();
+        let mut files = Vec::with_capacity(opened.len());
+        let mut units = Vec::new();
+        let mut ordinal = 0u64;
+        let mut schema: Option<SchemaRef> = None;
+        let mut hive_keys: Option<Vec<String>> = None;
+        let mut flat = false;
+        for item in opened {
+            let (path, bytes, meta) = item?;
+            let hive = hive_values(&root, &path);
+            let keys: Vec<String> = hive.iter().map(|(k, _)| k.clone()).collect();
+            match &hive_keys {
+                None => hive_keys = Some(keys),
+                Some(k) if *k != keys => {
+                    return Err(Error::input(
+                        &path,
+                        format!(
+                            "hive partition directories differ from the first file's: expected keys [{}], found [{}]",
+                            k.join(", "),
+                            keys.join(", ")
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
+            let (file_schema, roots, is_flat) = project(plan, &path, meta.schema(), &hive)?;
+            match &schema {
+                None => {
+                    schema = Some(file_schema);
+                    flat = is_flat;
+                }
+                Some(s) => {
+                    for (a, b) in s.fields().iter().zip(file_schema.fields()).skip(1) {
+                        if a.data_type() != b.data_type() {
+                            return Err(Error::input(
+                                &path,
+                                format!(
+                                    "column `{}` is {} here but {} in {}",
+                                    b.name(),
+                                    b.data_type(),
+                                    a.data_type(),
+                                    files.first().map(|f: &InputFile| f.path.display().to_string()).unwrap_or_default()
+                                ),
+                            ));
+                        }
+                    }
+                    if is_flat != flat {
+                        return Err(Error::input(
+                            &path,
+                            format!("token column `{}` is a list in some files and a plain column in others", plan.tokens),
+                        ));
+                    }
+                }
+            }
+            let md = meta.metadata();
+            let token_leaf = md
+                .file_metadata()
+                .schema_descr()
+                .columns()
+                .iter()
+                .position(|c| c.path().parts().first().map(String::as_str) == Some(plan.tokens.as_str()));
+            let mut first_row = 0u64;
+            let file_index = files.len();
+            for (rg, g) in md.row_groups().iter().enumerate() {
+                let rows = g.num_rows().max(0) as u64;
+                if rows > 0 {
+                    let tokens_estimate = token_leaf.map_or(rows, |c| g.column(c).num_values().max(0) as u64);
+                    units.push(Unit {
+                        file: file_index,
+                        row_group: rg,
+                        rows: rows as usize,
+                        first_row,
+                        first_ordinal: ordinal,
+                        tokens_estimate,
+                    });
+                }
+                first_row += rows;
+                ordinal += rows;
+            }
+            files.push(InputFile {
+                path,
+                bytes,
+                rows: first_row,
+                hive,
+                meta,
+                roots,
+            });
+        }
+        Ok(Source {
+            plan: plan.clone(),
+            files,
+            units,
+            schema: schema.expect("at least one file"),
+            flat,
+        })
+    }
+
+    /// Total rows over all files.
+    pub fn total_rows(&self) -> u64 {
+        self.files.iter().map(|f| f.rows).sum()
+    }
+
+    /// Reads one row group as a batch of [`Source::schema`].
+    ///
+    /// # Errors
+    /// [`Error::Input`] naming the file and row group when the data cannot be
+    /// decoded (corrupted or truncated file).
+    pub fn read_unit(&self, unit: &Unit) -> Result<RecordBatch> {
+        let f = &self.files[unit.file];
+        let path = &f.path;
+        let corrupt = |m: String| {
+            Error::input(
+                path,
+                format!("row group {} (rows {}..{}) cannot be read: {m}", unit.row_group, unit.first_row, unit.first_row + unit.rows as u64),
+            )
+        };
+        contain(
+            || {
+                let file = File::open(path).map_err(|e| Error::input(path, format!("cannot open input file: {e}")))?;
+                let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, f.meta.clone());
+                let file_roots: Vec<usize> = f.roots.iter().flatten().copied().collect();
+                let mut sorted = file_roots.clone();
+                sorted.sort_unstable();
+                sorted.dedup();
+                let mask = ProjectionMask::roots(builder.parquet_schema(), sorted.iter().copied());
+                let reader = builder
+                    .with_row_groups(vec![unit.row_group])
+                    .with_projection(mask)
+                    .with_batch_size(unit.rows.max(1))
+                    .build()
+                    .map_err(|e| corrupt(e.to_string()))?;
+                let mut batches = Vec::new();
+                for b in reader {
+                    batches.push(b.map_err(|e| corrupt(e.to_string()))?);
+                }
+                if batches.is_empty() {
+                    return Err(corrupt("no rows decoded".into()));
+                }
+                let batch = if batches.len() == 1 {
+                    batches.pop().expect("one batch")
+                } else {
+                    arrow::compute::concat_batches(&batches[0].schema(), &batches).map_err(|e| corrupt(e.to_string()))?
+                };
+                if batch.num_rows() != unit.rows {
+                    return Err(corrupt(format!("expected {} rows, decoded {}", unit.rows, batch.num_rows())));
+                }
+                // Reorder to [tokens, id?, carry…], adding hive columns.
+                let mut columns: Vec<ArrayRef> = Vec::with_capacity(f.roots.len());
+                for (k, r) in f.roots.iter().enumerate() {
+                    match r {
+                        Some(root) => {
+                            let pos = sorted.binary_search(root).expect("projected");
+                            columns.push(Arc::clone(batch.column(pos)));
+                        }
+                        None => {
+                            let name = self.schema.field(k).name();
+                            let value = f.hive.iter().find(|(key, _)| key == name).map(|(_, v)| v.as_str());
+                            columns.push(match value {
+                                Some(v) => Arc::new(StringArray::from(vec![v; unit.rows])),
+                                None => new_null_array(&DataType::Utf8, unit.rows),
+                            });
+                        }
+                    }
+                }
+                RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(|e| corrupt(e.to_string()))
+            },
+            |m| corrupt(format!("the Parquet reader failed ({m})")),
+        )
+    }
+}
+
+/// Lists the files of a source path, sorted, with the root that hive
+/// directories are read relative to.
+fn discover(path: &Path) -> Result<(Vec<PathBuf>, PathBuf)> {
+    let text = path.to_string_lossy();
+    if text.contains(['*', '?', '[']) {
+        let root: PathBuf = path
+            .components()
+            .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
+            .collect();
+        let entries = glob::glob(&text).map_err(|e| Error::input(path, format!("invalid glob pattern: {e}")))?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let p = entry.map_err(|e| Error::input(e.path(), format!("cannot read: {}", e.error())))?;
+            if p.is_file() {
+                files.push(p);
+            }
+        }
+        files.sort();
+        if files.is_empty() {
+            return Err(Error::input(path, "no Parquet files match this glob"));
+        }
+        return Ok((files, root));
+    }
+    let meta = std::fs::metadata(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::input(path, "source path does not exist")
+        } else {
+            Error::input(path, format!("cannot read source path: {e}"))
+        }
+    })?;
+    if meta.is_file() {
+        let root = path.parent().unwrap_or(Path::new("")).to_path_buf();
+        return Ok((vec![path.to_path_buf()], root));
+    }
+    let mut files = Vec::new();
+    let walker = walkdir::WalkDir::new(path)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            e.depth() == 0 || {
+                let name = e.file_name().to_string_lossy();
+                !name.starts_with('_') && !name.starts_with('.')
+            }
+        });
+    for entry in walker {
+        let entry = entry.map_err(|e| {
+            Error::input(
+                e.path().unwrap_or(path),
+                format!("cannot read directory: {}", e.io_error().map_or("loop".to_string(), |i| i.to_string())),
+            )
+        })?;
+        if entry.file_type().is_file() && entry.file_name().to_string_lossy().to_ascii_lowercase().ends_with(".parquet") {
+            files.push(entry.into_path());
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::input(path, "no Parquet files found (searched recursively for *.parquet)"));
+    }
+    Ok((files, path.to_path_buf()))
+}
+
+/// `key=value` directory components of `file` below `root`.
+fn hive_values(root: &Path, file: &Path) -> Vec<(String, String)> {
+    let rel = file.strip_prefix(root).unwrap_or(file);
+    let mut out = Vec::new();
+    if let Some(parent) = rel.parent() {
+        for c in parent.components() {
+            let s = c.as_os_str().to_string_lossy();
+            if let Some((k, v)) = s.split_once('=') {
+                if !k.is_empty() {
+                    let v = crate::sink::unescape_partition_value(v);
+                    out.push((k.to_string(), v));
+                }
+            }
+        }
+    }
+    out
+}
+
+type Projection = (SchemaRef, Vec<Option<usize>>, bool);
+
+/// Checks a file's schema against the plan; returns the batch schema, the root
+/// column index of each output column (None for hive columns) and whether the
+/// token column is flat.
+fn project(plan: &SourcePlan, path: &Path, schema: &Schema, hive: &[(String, String)]) -> Result<Projection> {
+    let available = || {
+        let mut names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        names.extend(hive.iter().map(|(k, _)| k.clone()));
+        names.join(", ")
+    };
+    let find = |name: &str, key: &str| -> Result<(Field, Option<usize>)> {
+        if let Ok(i) = schema.index_of(name) {
+            return Ok((schema.field(i).clone(), Some(i)));
+        }
+        if hive.iter().any(|(k, _)| k == name) {
+            return Ok((Field::new(name, DataType::Utf8, true), None));
+        }
+        Err(Error::input(
+            path,
+            format!("column `{name}` ({key}) not found; available columns: {}", available()),
+        ))
+    };
+    let (tokens, tokens_root) = find(&plan.tokens, "source.tokens")?;
+    if tokens_root.is_none() || !is_token_column(tokens.data_type()) {
+        return Err(Error::input(
+            path,
+            format!(
+                "column `{}` (source.tokens) must be a list of integers or an integer column, found {}",
+                plan.tokens,
+                tokens.data_type()
+            ),
+        ));
+    }
+    let flat = tokens.data_type().is_integer();
+    let mut fields = vec![tokens];
+    let mut roots = vec![tokens_root];
+    if let Some(id) = &plan.id {
+        let (f, r) = find(id, "source.id")?;
+        if !(f.data_type().is_integer() || matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)) {
+            return Err(Error::input(
+                path,
+                format!("column `{id}` (source.id) must be an integer or string column, found {}", f.data_type()),
+            ));
+        }
+        fields.push(f.with_name("__id"));
+        roots.push(r);
+    }
+    for c in &plan.carry {
+        let (f, r) = find(c, "source.carry")?;
+        fields.push(f);
+        roots.push(r);
+    }
+    Ok((Arc::new(Schema::new(fields)), roots, flat))
+}

@@ -1,0 +1,909 @@
+//! The window kernel (SPEC §3.1–§3.3): token streams in, `input`/`target`
+//! windows out. No I/O happens here.
+//!
+//! The pipeline feeds documents into one [`Windower`] per output partition;
+//! the windower appends their tokens to a buffer, records which window starts
+//! are complete, and on [`Windower::seal`] freezes the buffer into a shared
+//! [`Chunk`] that the finished windows point into. Windows are materialised
+//! into Arrow arrays later, in parallel, by [`materialize`].
+//!
+//! ```text
+//!   stream   t0 t1 t2 t3 t4 t5 t6 t7 t8 t9          seq_len 4, stride 4
+//!   window 0 [t0 t1 t2 t3]                          input
+//!             [t1 t2 t3 t4]                         target
+//!   window 1             [t4 t5 t6 t7]              input
+//!                         [t5 t6 t7 t8]             target
+//!   t9 is never a target (dropped remainder) unless remainder = pad:
+//!   window 2                         [t8 pad pad pad]   input
+//!                                     [t9 ign ign ign]  target
+//! ```
+//!
+//! Without packing every document is its own stream; with packing the
+//! documents of a partition (each followed by the separator, if any) form one
+//! stream. [`windows`] runs the same machinery over one Arrow array and is the
+//! library's public kernel.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, FixedSizeListArray, Int32Array, Int64Array, PrimitiveArray, RecordBatch,
+};
+use arrow::buffer::ScalarBuffer;
+use arrow::compute::interleave;
+use arrow::datatypes::{
+    ArrowNativeType, ArrowPrimitiveType, DataType, Field, Int32Type, Int64Type, Schema, SchemaRef, UInt16Type,
+    UInt32Type,
+};
+
+use crate::config::{ExtraColumn, Remainder, TokenDtype};
+use crate::error::{Error, Result};
+use crate::plan::WindowSpec;
+
+/// A token element type of the output (`windows.dtype`).
+pub trait Token: ArrowNativeType + Copy + Send + Sync + 'static {
+    /// The Arrow type of the output arrays.
+    type Arrow: ArrowPrimitiveType<Native = Self>;
+    /// Converts a value already checked to fit.
+    fn from_i64(v: i64) -> Self;
+}
+
+macro_rules! token {
+    ($t:ty, $arrow:ty) => {
+        impl Token for $t {
+            type Arrow = $arrow;
+            #[inline]
+            fn from_i64(v: i64) -> Self {
+                v as $t
+            }
+        }
+    };
+}
+token!(i32, Int32Type);
+token!(i64, Int64Type);
+token!(u16, UInt16Type);
+token!(u32, UInt32Type);
+
+/// Per-document values shared by the documents of one input batch: the
+/// `doc_id` column and the carried columns, one row per document.
+#[derive(Debug)]
+pub struct DocBatch {
+    /// Document ids (the id column, or int64 ordinals).
+    pub ids: ArrayRef,
+    /// Carried columns, in `source.carry` order.
+    pub carry: Vec<ArrayRef>,
+}
+
+/// A document: a row of a [`DocBatch`].
+#[derive(Debug, Clone)]
+pub struct DocRef {
+    /// The batch holding the document's id and carried values.
+    pub batch: Arc<DocBatch>,
+    /// The document's row in it.
+    pub row: usize,
+}
+
+/// A run of a chunk's tokens that belongs to one document.
+#[derive(Debug, Clone)]
+struct DocSpan {
+    /// Index in the chunk of the run's first token.
+    at: usize,
+    /// Position of that token within its document.
+    pos0: u64,
+    doc: DocRef,
+}
+
+/// Frozen tokens that windows point into.
+#[derive(Debug)]
+pub struct Chunk<T> {
+    tokens: Vec<T>,
+    spans: Vec<DocSpan>,
+}
+
+impl<T> Chunk<T> {
+    /// Index of the span holding chunk index `i`.
+    fn span_at(&self, i: usize) -> usize {
+        self.spans.partition_point(|s| s.at <= i).saturating_sub(1)
+    }
+}
+
+/// One window: a slice of a chunk plus padding.
+#[derive(Debug, Clone)]
+pub struct WindowRef<T> {
+    chunk: Arc<Chunk<T>>,
+    /// Index of the first input token in the chunk.
+    offset: usize,
+    /// Real (unpadded) input tokens: `seq_len` for full windows.
+    len: usize,
+    /// Start of the window in its document, or in the packed stream.
+    pub start: u64,
+}
+
+impl<T> WindowRef<T> {
+    /// The document of the window's first token.
+    pub fn first_doc(&self) -> &DocRef {
+        &self.chunk.spans[self.chunk.span_at(self.offset)].doc
+    }
+}
+
+/// The token account of one partition (SPEC §3.6).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TokenAccount {
+    /// Documents (including empty ones).
+    pub documents: u64,
+    /// Tokens in, including separators when packing.
+    pub tokens_in: u64,
+    /// Tokens that are the target of at least one window.
+    pub tokens_targeted: u64,
+    /// Tokens never a target: `tokens_in - tokens_targeted`.
+    pub tokens_never_targeted: u64,
+    /// Separators added (packing).
+    pub separators: u64,
+    /// Windows written.
+    pub windows: u64,
+    /// Windows with padding.
+    pub padded_windows: u64,
+    /// Padding positions over all windows.
+    pub padding_positions: u64,
+    /// Windows whose input holds tokens of more than one document (packing).
+    pub spanning_windows: u64,
+}
+
+impl TokenAccount {
+    /// Adds another account to this one.
+    pub fn add(&mut self, o: &TokenAccount) {
+        self.documents += o.documents;
+        self.tokens_in += o.tokens_in;
+        self.tokens_targeted += o.tokens_targeted;
+        self.tokens_never_targeted += o.tokens_never_targeted;
+        self.separators += o.separators;
+        self.windows += o.windows;
+        self.padded_windows += o.padded_windows;
+        self.padding_positions += o.padding_positions;
+        self.spanning_windows += o.spanning_windows;
+    }
+}
+
+/// Where windows start in a stream.
+#[derive(Debug, Clone, Copy)]
+pub enum Starts {
+    /// `0, stride, 2·stride, …`
+    Uniform,
+    /// TBPTT: `lanes` lanes of `lane_len` tokens, `steps` windows of `seq_len` in each.
+    Lanes {
+        /// Tokens per lane.
+        lane_len: u64,
+        /// Windows per lane.
+        steps: u64,
+        /// Number of lanes.
+        lanes: u64,
+    },
+}
+
+impl Starts {
+    /// TBPTT geometry for a packed stream of `total` tokens.
+    pub fn lanes(total: u64, batch_size: u64, seq_len: u64) -> Starts {
+        let lane_len = total / batch_size;
+        let steps = if lane_len > seq_len { (lane_len - 1) / seq_len } else { 0 };
+        Starts::Lanes {
+            lane_len,
+            steps,
+            lanes: batch_size,
+        }
+    }
+}
+
+/// Cuts the windows of one output partition out of a stream of documents.
+#[derive(Debug)]
+pub struct Windower<T> {
+    seq_len: u64,
+    stride: u64,
+    pack: bool,
+    separator: Option<T>,
+    pad: bool,
+    starts: Starts,
+    buf: Vec<T>,
+    spans: Vec<DocSpan>,
+    /// `buf[cur_at]` sits at stream position `cur_pos`.
+    cur_at: usize,
+    cur_pos: u64,
+    next_start: u64,
+    /// Lane and step of `next_start` (TBPTT).
+    lane: u64,
+    step: u64,
+    exhausted: bool,
+    /// Target positions `< covered` are counted as targeted.
+    covered: u64,
+    /// A stream is open (a document in progress, or the packed stream).
+    open: bool,
+    pending: Vec<(usize, usize, u64)>,
+    ready: Vec<WindowRef<T>>,
+    account: TokenAccount,
+}
+
+impl<T: Token> Windower<T> {
+    /// A windower for `spec`; `starts` is [`Starts::Uniform`] except for TBPTT.
+    pub fn new(spec: &WindowSpec, starts: Starts) -> Self {
+        let mut w = Windower {
+            seq_len: spec.seq_len as u64,
+            stride: spec.stride as u64,
+            pack: spec.pack,
+            separator: spec.separator.map(T::from_i64),
+            pad: spec.remainder == Remainder::Pad,
+            starts,
+            buf: Vec::new(),
+            spans: Vec::new(),
+            cur_at: 0,
+            cur_pos: 0,
+            next_start: 0,
+            lane: 0,
+            step: 0,
+            exhausted: false,
+            covered: 0,
+            open: false,
+            pending: Vec::new(),
+            ready: Vec::new(),
+            account: TokenAccount::default(),
+        };
+        w.reset_stream();
+        w
+    }
+
+    fn reset_stream(&mut self) {
+        self.cur_at = self.buf.len();
+        self.cur_pos = 0;
+        self.lane = 0;
+        self.step = 0;
+        self.covered = 0;
+        self.open = true;
+        match self.starts {
+            Starts::Uniform => {
+                self.next_start = 0;
+                self.exhausted = false;
+            }
+            Starts::Lanes { steps, lanes, .. } => {
+                self.next_start = 0;
+                self.exhausted = steps == 0 || lanes == 0;
+            }
+        }
+    }
+
+    fn stream_end(&self) -> u64 {
+        self.cur_pos + (self.buf.len() - self.cur_at) as u64
+    }
+
+    fn advance(&mut self) {
+        match self.starts {
+            Starts::Uniform => self.next_start += self.stride,
+            Starts::Lanes { lane_len, steps, lanes } => {
+                self.step += 1;
+                if self.step == steps {
+                    self.step = 0;
+                    self.lane += 1;
+                    if self.lane == lanes {
+                        self.exhausted = true;
+                    }
+                }
+                self.next_start = self.lane * lane_len + self.step * self.seq_len;
+            }
+        }
+    }
+
+    /// Starts a document. `doc` supplies its id and carried values.
+    pub fn begin_doc(&mut self, doc: DocRef) {
+        if !self.pack || !self.open {
+            self.reset_stream();
+        }
+        self.account.documents += 1;
+        self.push_span(DocSpan {
+            at: self.buf.len(),
+            pos0: 0,
+            doc,
+        });
+    }
+
+    fn push_span(&mut self, span: DocSpan) {
+        if self.spans.last().is_some_and(|s| s.at == span.at) {
+            self.spans.pop();
+        }
+        self.spans.push(span);
+    }
+
+    /// Appends tokens of the current document (a document may come in pieces).
+    pub fn extend(&mut self, tokens: &[T]) {
+        self.buf.extend_from_slice(tokens);
+        self.account.tokens_in += tokens.len() as u64;
+        self.emit_full();
+    }
+
+    /// Ends the current document: appends the separator when packing, or
+    /// closes the document's stream (with its padded window) otherwise.
+    pub fn end_doc(&mut self) {
+        if self.pack {
+            if let Some(sep) = self.separator {
+                self.buf.push(sep);
+                self.account.tokens_in += 1;
+                self.account.separators += 1;
+                self.emit_full();
+            }
+        } else {
+            self.end_stream();
+        }
+    }
+
+    fn emit_full(&mut self) {
+        let end = self.stream_end();
+        while !self.exhausted && self.next_start + self.seq_len < end {
+            let s = self.next_start;
+            self.emit(s, self.seq_len);
+            self.advance();
+        }
+    }
+
+    fn emit(&mut self, start: u64, len: u64) {
+        let offset = self.cur_at + (start - self.cur_pos) as usize;
+        let target_end = start + len + 1;
+        self.account.tokens_targeted += target_end - (start + 1).max(self.covered.min(target_end));
+        self.covered = self.covered.max(target_end);
+        self.account.windows += 1;
+        if len < self.seq_len {
+            self.account.padded_windows += 1;
+            self.account.padding_positions += self.seq_len - len;
+        }
+        if self.pack {
+            let next = self.spans.partition_point(|s| s.at <= offset);
+            if next < self.spans.len() && self.spans[next].at < offset + len as usize {
+                self.account.spanning_windows += 1;
+            }
+        }
+        self.pending.push((offset, len as usize, start));
+    }
+
+    fn end_stream(&mut self) {
+        if !self.open {
+            return;
+        }
+        let n = self.stream_end();
+        if self.pad && !self.exhausted && self.covered < n {
+            let s = self.next_start;
+            if s + 1 < n {
+                self.emit(s, n - 1 - s);
+            }
+        }
+        self.open = false;
+    }
+
+    /// Closes the partition's stream (packing: its padded window) and seals.
+    pub fn finish(&mut self) {
+        self.end_stream();
+        self.seal();
+    }
+
+    /// Freezes the buffer so that the windows found so far can be taken by
+    /// [`Windower::take_ready`]; keeps only the tokens later windows need.
+    pub fn seal(&mut self) {
+        let keep_pos = if self.open {
+            if self.exhausted {
+                self.stream_end()
+            } else {
+                self.next_start.min(self.stream_end())
+            }
+        } else {
+            self.stream_end()
+        };
+        let keep_at = if self.open {
+            self.cur_at + (keep_pos - self.cur_pos) as usize
+        } else {
+            self.buf.len()
+        };
+        let carried_span = if self.open && !self.spans.is_empty() {
+            let i = self.spans.partition_point(|s| s.at <= keep_at).saturating_sub(1);
+            let mut spans: Vec<DocSpan> = Vec::with_capacity(self.spans.len() - i);
+            for (k, s) in self.spans[i..].iter().enumerate() {
+                if k == 0 {
+                    spans.push(DocSpan {
+                        at: 0,
+                        pos0: s.pos0 + (keep_at - s.at) as u64,
+                        doc: s.doc.clone(),
+                    });
+                } else {
+                    spans.push(DocSpan {
+                        at: s.at - keep_at,
+                        pos0: s.pos0,
+                        doc: s.doc.clone(),
+                    });
+                }
+            }
+            spans
+        } else {
+            Vec::new()
+        };
+        let tail: Vec<T> = self.buf[keep_at..].to_vec();
+        if !self.pending.is_empty() {
+            let chunk = Arc::new(Chunk {
+                tokens: std::mem::take(&mut self.buf),
+                spans: std::mem::take(&mut self.spans),
+            });
+            self.ready.extend(self.pending.drain(..).map(|(offset, len, start)| WindowRef {
+                chunk: Arc::clone(&chunk),
+                offset,
+                len,
+                start,
+            }));
+        }
+        self.buf = tail;
+        self.spans = carried_span;
+        self.cur_at = 0;
+        self.cur_pos = keep_pos;
+    }
+
+    /// Takes the windows sealed so far, in stream order.
+    pub fn take_ready(&mut self) -> Vec<WindowRef<T>> {
+        std::mem::take(&mut self.ready)
+    }
+
+    /// Number of sealed windows waiting to be taken.
+    pub fn ready_len(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// The token account so far (complete after [`Windower::finish`]).
+    pub fn account(&self) -> TokenAccount {
+        let mut a = self.account.clone();
+        a.tokens_never_targeted = a.tokens_in - a.tokens_targeted;
+        a
+    }
+}
+
+/// What a batch of output rows looks like: the schema and how to fill it.
+#[derive(Debug, Clone)]
+pub struct OutputLayout {
+    /// The Arrow schema of the output files.
+    pub schema: SchemaRef,
+    /// Window geometry.
+    pub spec: WindowSpec,
+    /// TBPTT lane length, when rows carry `lane` and `step`.
+    pub lane_len: Option<u64>,
+}
+
+impl OutputLayout {
+    /// The layout for `spec`, with `doc_id` of type `id_type` and the given
+    /// carried fields (which must not include partition columns).
+    pub fn new(spec: &WindowSpec, id_type: &DataType, carry: &[Field], tbptt: bool) -> Self {
+        let list = |name: &str, dt: DataType| {
+            Field::new(
+                name,
+                DataType::FixedSizeList(Arc::new(Field::new("item", dt, false)), spec.seq_len as i32),
+                false,
+            )
+        };
+        let token_type = match spec.dtype {
+            TokenDtype::Int32 => DataType::Int32,
+            TokenDtype::Int64 => DataType::Int64,
+            TokenDtype::Uint16 => DataType::UInt16,
+            TokenDtype::Uint32 => DataType::UInt32,
+        };
+        let mut fields = vec![list("input", token_type.clone()), list("target", token_type)];
+        for c in &spec.columns {
+            fields.push(match c {
+                ExtraColumn::DocId => Field::new("doc_id", id_type.clone(), true),
+                ExtraColumn::Start => Field::new("start", DataType::Int64, false),
+                ExtraColumn::LossMask => list("loss_mask", DataType::UInt8),
+                ExtraColumn::PositionIds => list("position_ids", DataType::Int32),
+                ExtraColumn::SegmentIds => list("segment_ids", DataType::Int32),
+            });
+        }
+        if tbptt {
+            fields.push(Field::new("lane", DataType::Int32, false));
+            fields.push(Field::new("step", DataType::Int64, false));
+        }
+        fields.extend(carry.iter().cloned());
+        OutputLayout {
+            schema: Arc::new(Schema::new(fields)),
+            spec: spec.clone(),
+            lane_len: None,
+        }
+    }
+}
+
+fn fixed_list<P: ArrowPrimitiveType>(field: &Field, values: Vec<P::Native>, size: usize) -> ArrayRef {
+    let DataType::FixedSizeList(item, _) = field.data_type() else {
+        unreachable!("list columns are fixed-size lists")
+    };
+    let values = PrimitiveArray::<P>::new(ScalarBuffer::from(values), None);
+    Arc::new(FixedSizeListArray::new(Arc::clone(item), size as i32, Arc::new(values), None))
+}
+
+/// Materialises windows into a record batch of `layout.schema`.
+///
+/// `carry_columns` lists, for each carried output field, its index in
+/// [`DocBatch::carry`].
+///
+/// # Errors
+/// Only if Arrow refuses to interleave the carried columns (mismatched types).
+pub fn materialize<T: Token>(
+    windows: &[WindowRef<T>],
+    layout: &OutputLayout,
+    carry_columns: &[usize],
+) -> Result<RecordBatch> {
+    let spec = &layout.spec;
+    let l = spec.seq_len;
+    let rows = windows.len();
+    let pad = T::from_i64(spec.pad_id);
+    let ignore = T::from_i64(spec.ignore_index);
+    let mut input: Vec<T> = Vec::with_capacity(rows * l);
+    let mut target: Vec<T> = Vec::with_capacity(rows * l);
+    for w in windows {
+        let t = &w.chunk.tokens;
+        input.extend_from_slice(&t[w.offset..w.offset + w.len]);
+        target.extend_from_slice(&t[w.offset + 1..w.offset + w.len + 1]);
+        if w.len < l {
+            input.resize(input.len() + l - w.len, pad);
+            target.resize(target.len() + l - w.len, ignore);
+        }
+    }
+    let fields = layout.schema.fields();
+    let mut columns: Vec<ArrayRef> = vec![
+        fixed_list::<T::Arrow>(&fields[0], input, l),
+        fixed_list::<T::Arrow>(&fields[1], target, l),
+    ];
+    let doc_sources = || -> (Vec<&DocBatch>, Vec<(usize, usize)>) {
+        let mut batches: Vec<&Arc<DocBatch>> = Vec::new();
+        let mut idx = Vec::with_capacity(rows);
+        for w in windows {
+            let d = w.first_doc();
+            let b = match batches.iter().rposition(|b| Arc::ptr_eq(b, &d.batch)) {
+                Some(b) => b,
+                None => {
+                    batches.push(&d.batch);
+                    batches.len() - 1
+                }
+            };
+            idx.push((b, d.row));
+        }
+        (batches.into_iter().map(|b| b.as_ref()).collect(), idx)
+    };
+    let mut docs = None;
+    for (k, c) in spec.columns.iter().enumerate() {
+        let field = &fields[2 + k];
+        columns.push(match c {
+            ExtraColumn::DocId => {
+                let (batches, idx) = docs.get_or_insert_with(doc_sources);
+                let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.ids.as_ref()).collect();
+                interleave(&arrays, idx).map_err(|e| Error::Internal(e.to_string()))?
+            }
+            ExtraColumn::Start => Arc::new(Int64Array::from_iter_values(windows.iter().map(|w| w.start as i64))),
+            ExtraColumn::LossMask => {
+                let mut m = Vec::with_capacity(rows * l);
+                for w in windows {
+                    m.resize(m.len() + w.len, 1u8);
+                    m.resize(m.len() + l - w.len, 0u8);
+                }
+                fixed_list::<arrow::datatypes::UInt8Type>(field, m, l)
+            }
+            ExtraColumn::PositionIds | ExtraColumn::SegmentIds => {
+                let positions = *c == ExtraColumn::PositionIds;
+                let mut v: Vec<i32> = Vec::with_capacity(rows * l);
+                for w in windows {
+                    let spans = &w.chunk.spans;
+                    let mut si = w.chunk.span_at(w.offset);
+                    let mut seg = 0i32;
+                    for j in 0..w.len {
+                        let i = w.offset + j;
+                        while si + 1 < spans.len() && spans[si + 1].at <= i {
+                            si += 1;
+                            if j > 0 {
+                                seg += 1;
+                            }
+                        }
+                        v.push(if positions {
+                            (spans[si].pos0 + (i - spans[si].at) as u64) as i32
+                        } else {
+                            seg
+                        });
+                    }
+                    v.resize(v.len() + l - w.len, if positions { 0 } else { -1 });
+                }
+                fixed_list::<Int32Type>(field, v, l)
+            }
+        });
+    }
+    if let Some(lane_len) = layout.lane_len {
+        let lane_len = lane_len.max(1);
+        columns.push(Arc::new(Int32Array::from_iter_values(
+            windows.iter().map(|w| (w.start / lane_len) as i32),
+        )));
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            windows.iter().map(|w| ((w.start % lane_len) / l as u64) as i64),
+        )));
+    }
+    if !carry_columns.is_empty() {
+        let (batches, idx) = docs.get_or_insert_with(doc_sources);
+        for &c in carry_columns {
+            let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.carry[c].as_ref()).collect();
+            columns.push(interleave(&arrays, idx).map_err(|e| Error::Internal(e.to_string()))?);
+        }
+    }
+    RecordBatch::try_new(Arc::clone(&layout.schema), columns).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// Errors of [`decode_tokens`], with the row (document) they concern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    /// The column is not an integer list or integer column.
+    NotInteger(String),
+    /// A null document.
+    NullDocument { row: usize },
+    /// A null token.
+    NullToken { row: usize },
+    /// A token below zero.
+    Negative { row: usize, value: i128 },
+    /// A token `>= vocab_size`.
+    OutOfVocab { row: usize, value: i128, vocab_size: u64 },
+    /// A token that does not fit the output dtype.
+    TooLarge { row: usize, value: i128, dtype: &'static str },
+}
+
+impl TokenError {
+    /// The row (document, or token for flat columns) the error concerns; 0 for type errors.
+    pub fn row(&self) -> usize {
+        match *self {
+            TokenError::NotInteger(_) => 0,
+            TokenError::NullDocument { row }
+            | TokenError::NullToken { row }
+            | TokenError::Negative { row, .. }
+            | TokenError::OutOfVocab { row, .. }
+            | TokenError::TooLarge { row, .. } => row,
+        }
+    }
+
+    /// What is wrong, without the row.
+    pub fn describe(&self) -> String {
+        match self {
+            TokenError::NotInteger(t) => format!("expected a list of integers or an integer column, found {t}"),
+            TokenError::NullDocument { .. } => "the document is null".into(),
+            TokenError::NullToken { .. } => "a token is null".into(),
+            TokenError::Negative { value, .. } => format!("token {value} is negative; token ids must be >= 0"),
+            TokenError::OutOfVocab { value, vocab_size, .. } => {
+                format!("token {value} is not below windows.vocab_size {vocab_size}")
+            }
+            TokenError::TooLarge { value, dtype, .. } => {
+                format!("token {value} does not fit windows.dtype {dtype}; choose a wider dtype")
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for TokenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenError::NotInteger(_) => write!(f, "{}", self.describe()),
+            _ => write!(f, "row {}: {}", self.row(), self.describe()),
+        }
+    }
+}
+
+/// Tokens of a batch of documents, converted to the output type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedTokens<T> {
+    /// All tokens, documents back to back.
+    pub values: Vec<T>,
+    /// Document `i` is `values[offsets[i]..offsets[i + 1]]`. A flat integer
+    /// column gives one entry per row (a one-token document piece).
+    pub offsets: Vec<usize>,
+    /// True when the column was a flat integer column (one token per row).
+    pub flat: bool,
+}
+
+/// Whether a type can hold token ids.
+pub fn is_integer(dt: &DataType) -> bool {
+    dt.is_integer()
+}
+
+/// Whether a column type is accepted as a token column.
+pub fn is_token_column(dt: &DataType) -> bool {
+    match dt {
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => is_integer(f.data_type()),
+        other => is_integer(other),
+    }
+}
+
+/// Decodes a token column (list of integers, one document per row, or a plain
+/// integer column, one token per row) into `T`, checking nulls, negatives,
+/// `vocab_size` and the range of `T`.
+///
+/// # Errors
+/// The first offending row, as a [`TokenError`].
+pub fn decode_tokens<T: Token>(
+    column: &dyn Array,
+    dtype: TokenDtype,
+    vocab_size: Option<u64>,
+) -> std::result::Result<DecodedTokens<T>, TokenError> {
+    use arrow::array::AsArray;
+    let (values, offsets, flat): (ArrayRef, Vec<usize>, bool) = match column.data_type() {
+        DataType::List(_) => {
+            let l = column.as_list::<i32>();
+            check_null_docs(l)?;
+            let o = l.value_offsets();
+            let base = o[0] as usize;
+            let end = o[o.len() - 1] as usize;
+            let offs = o.iter().map(|&x| x as usize - base).collect();
+            (l.values().slice(base, end - base), offs, false)
+        }
+        DataType::LargeList(_) => {
+            let l = column.as_list::<i64>();
+            check_null_docs(l)?;
+            let o = l.value_offsets();
+            let base = o[0] as usize;
+            let end = o[o.len() - 1] as usize;
+            let offs = o.iter().map(|&x| x as usize - base).collect();
+            (l.values().slice(base, end - base), offs, false)
+        }
+        DataType::FixedSizeList(_, size) => {
+            let l = column.as_fixed_size_list();
+            check_null_docs(l)?;
+            let size = *size as usize;
+            let base = l.offset() * size;
+            let offs = (0..=l.len()).map(|i| i * size).collect();
+            (l.values().slice(base, l.len() * size), offs, false)
+        }
+        dt if dt.is_integer() => (arrow::array::make_array(column.to_data()), (0..=column.len()).collect(), true),
+        other => return Err(TokenError::NotInteger(other.to_string())),
+    };
+    let values = values.as_ref();
+    let row_of = |i: usize| offsets.partition_point(|&o| o <= i) - 1;
+    if values.null_count() > 0 {
+        let nulls = values.logical_nulls().expect("null count > 0");
+        let i = (0..values.len()).find(|&i| nulls.is_null(i)).expect("a null exists");
+        return Err(TokenError::NullToken { row: row_of(i) });
+    }
+    let max = dtype.max() as i128;
+    let limit = vocab_size.map(|v| v as i128);
+    let out = convert_values::<T>(values, |i, v| {
+        let row = row_of(i);
+        if v < 0 {
+            TokenError::Negative { row, value: v }
+        } else if let Some(vocab_size) = vocab_size.filter(|&vs| v >= vs as i128) {
+            TokenError::OutOfVocab { row, value: v, vocab_size }
+        } else {
+            TokenError::TooLarge {
+                row,
+                value: v,
+                dtype: dtype.name(),
+            }
+        }
+    }, limit.map_or(max, |l| (l - 1).min(max)))?;
+    Ok(DecodedTokens {
+        values: out,
+        offsets,
+        flat,
+    })
+}
+
+fn check_null_docs(a: &dyn Array) -> std::result::Result<(), TokenError> {
+    if a.null_count() > 0 {
+        let row = (0..a.len()).find(|&i| a.is_null(i)).expect("a null exists");
+        return Err(TokenError::NullDocument { row });
+    }
+    Ok(())
+}
+
+fn convert_values<T: Token>(
+    values: &dyn Array,
+    error: impl Fn(usize, i128) -> TokenError,
+    max: i128,
+) -> std::result::Result<Vec<T>, TokenError> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::*;
+    macro_rules! conv {
+        ($arrow:ty) => {{
+            let a = values.as_primitive::<$arrow>().values();
+            // Fast check of the whole slice, then the conversion.
+            let mut lo = i128::MAX;
+            let mut hi = i128::MIN;
+            for &v in a.iter() {
+                let v = v as i128;
+                lo = lo.min(v);
+                hi = hi.max(v);
+            }
+            if a.is_empty() || (lo >= 0 && hi <= max) {
+                Ok(a.iter().map(|&v| T::from_i64(v as i64)).collect())
+            } else {
+                let i = a.iter().position(|&v| (v as i128) < 0 || (v as i128) > max).expect("an offender exists");
+                Err(error(i, a[i] as i128))
+            }
+        }};
+    }
+    match values.data_type() {
+        DataType::Int8 => conv!(Int8Type),
+        DataType::Int16 => conv!(Int16Type),
+        DataType::Int32 => conv!(Int32Type),
+        DataType::Int64 => conv!(Int64Type),
+        DataType::UInt8 => conv!(UInt8Type),
+        DataType::UInt16 => conv!(UInt16Type),
+        DataType::UInt32 => conv!(UInt32Type),
+        DataType::UInt64 => conv!(UInt64Type),
+        other => Err(TokenError::NotInteger(other.to_string())),
+    }
+}
+
+/// Windows of one array of documents: the library's pure kernel (SPEC §5).
+///
+/// `tokens` is a list array (one document per row, any integer width, `List`,
+/// `LargeList` or `FixedSizeList`) or a plain integer array (one document).
+/// The result has the columns of SPEC §3.6 for `spec`; `doc_id` is the row
+/// index of the window's (first) document in `tokens`. With `spec.pack`, the
+/// documents are packed into one stream.
+///
+/// # Errors
+/// [`Error::Input`] naming the row for a null document or token, a negative
+/// token, one `>= vocab_size` or one that does not fit `spec.dtype`.
+///
+/// # Example
+/// ```
+/// use std::sync::Arc;
+/// use arrow::array::{Array, AsArray, ListArray};
+/// use arrow::datatypes::{Int32Type, Int64Type};
+/// use seqwin::plan::WindowSpec;
+///
+/// // "helloworld", a=1 … z=26
+/// let docs = ListArray::from_iter_primitive::<Int64Type, _, _>(vec![Some(
+///     [8, 5, 12, 12, 15, 23, 15, 18, 12, 4].map(Some),
+/// )]);
+/// let mut spec = WindowSpec::new(4);
+/// spec.stride = 1;
+/// let batch = seqwin::window::windows(&docs, &spec).unwrap();
+/// assert_eq!(batch.num_rows(), 6);
+/// let input = batch.column(0).as_fixed_size_list();
+/// let first = input.value(0);
+/// assert_eq!(first.as_primitive::<Int32Type>().values(), &[8, 5, 12, 12]);
+/// let target = batch.column(1).as_fixed_size_list();
+/// let first = target.value(0);
+/// assert_eq!(first.as_primitive::<Int32Type>().values(), &[5, 12, 12, 15]);
+/// ```
+pub fn windows(tokens: &dyn Array, spec: &WindowSpec) -> Result<RecordBatch> {
+    match spec.dtype {
+        TokenDtype::Int32 => windows_typed::<i32>(tokens, spec),
+        TokenDtype::Int64 => windows_typed::<i64>(tokens, spec),
+        TokenDtype::Uint16 => windows_typed::<u16>(tokens, spec),
+        TokenDtype::Uint32 => windows_typed::<u32>(tokens, spec),
+    }
+}
+
+fn windows_typed<T: Token>(tokens: &dyn Array, spec: &WindowSpec) -> Result<RecordBatch> {
+    let mut problems = Vec::new();
+    spec.validate(&mut problems);
+    if spec.seq_len == 0 || spec.stride == 0 {
+        problems.push("seq_len and stride must be at least 1".into());
+    }
+    if !problems.is_empty() {
+        return Err(Error::ConfigInvalid {
+            path: "<window spec>".into(),
+            problems,
+        });
+    }
+    let decoded = decode_tokens::<T>(tokens, spec.dtype, spec.vocab_size)
+        .map_err(|e| Error::input("<array>", e.to_string()))?;
+    let docs = if decoded.flat { 1 } else { decoded.offsets.len() - 1 };
+    let batch = Arc::new(DocBatch {
+        ids: Arc::new(Int64Array::from_iter_values(0..docs as i64)),
+        carry: Vec::new(),
+    });
+    let mut w = Windower::<T>::new(spec, Starts::Uniform);
+    if decoded.flat {
+        w.begin_doc(DocRef { batch, row: 0 });
+        w.extend(&decoded.values);
+        w.end_doc();
+    } else {
+        for d in 0..docs {
+            w.begin_doc(DocRef {
+                batch: Arc::clone(&batch),
+                row: d,
+            });
+            w.extend(&decoded.values[decoded.offsets[d]..decoded.offsets[d + 1]]);
+            w.end_doc();
+        }
+    }
+    w.finish();
+    let layout = OutputLayout::new(spec, &DataType::Int64, &[], false);
+    materialize(&w.take_ready(), &layout, &[])
+}
