@@ -300,7 +300,7 @@ impl PipelineConfig {
     pub fn parse_str(text: &str, path: &Path) -> Result<Self> {
         serde_saphyr::from_str::<PipelineConfig>(text).map_err(|e| Error::ConfigSyntax {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message: e.to_string().trim_start_matches("error: ").to_string(),
         })
     }
 
@@ -319,9 +319,9 @@ impl PipelineConfig {
                 assignment: assignment.clone(),
                 message,
             };
-            let (key, value) = assignment
-                .split_once('=')
-                .ok_or_else(|| fail("expected KEY=VALUE, for example windows.seq_len=2048".into()))?;
+            let (key, value) = assignment.split_once('=').ok_or_else(|| {
+                fail("expected KEY=VALUE, for example windows.seq_len=2048".into())
+            })?;
             let key = key.trim();
             if key.is_empty() || key.split('.').any(str::is_empty) {
                 return Err(fail(format!("`{key}` is not a dotted key path")));
@@ -329,7 +329,8 @@ impl PipelineConfig {
             let value: serde_json::Value = if value.trim().is_empty() {
                 serde_json::Value::Null
             } else {
-                serde_saphyr::from_str(value).map_err(|e| fail(format!("the value is not valid YAML: {e}")))?
+                serde_saphyr::from_str(value)
+                    .map_err(|e| fail(format!("the value is not valid YAML: {e}")))?
             };
             let mut node = &mut tree;
             let parts: Vec<&str> = key.split('.').collect();

@@ -141,7 +141,10 @@ impl Error {
 
 /// Runs `f`, turning a panic inside it (for example in a dependency meeting
 /// malformed data) into an error built by `on_panic` from the panic message.
-pub(crate) fn contain<T>(f: impl FnOnce() -> Result<T>, on_panic: impl FnOnce(String) -> Error) -> Result<T> {
+pub(crate) fn contain<T>(
+    f: impl FnOnce() -> Result<T>,
+    on_panic: impl FnOnce(String) -> Error,
+) -> Result<T> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(result) => result,
         Err(payload) => Err(on_panic(panic_message(payload.as_ref()))),

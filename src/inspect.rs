@@ -25,9 +25,14 @@ fn bad(dir: &Path, message: impl Into<String>) -> Error {
 /// [`Error::Dataset`] when there is no readable manifest.
 pub fn read_manifest(dir: &Path) -> Result<Manifest> {
     let path = dir.join(MANIFEST);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| bad(dir, format!("not a seqwin dataset: cannot read {MANIFEST}: {e}")))?;
-    serde_json::from_str(&text).map_err(|e| bad(dir, format!("{MANIFEST} is not a valid manifest: {e}")))
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        bad(
+            dir,
+            format!("not a seqwin dataset: cannot read {MANIFEST}: {e}"),
+        )
+    })?;
+    serde_json::from_str(&text)
+        .map_err(|e| bad(dir, format!("{MANIFEST} is not a valid manifest: {e}")))
 }
 
 /// Verifies a dataset against its manifest and renders the inspection report.
@@ -41,7 +46,10 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
 pub fn inspect(dir: &Path) -> Result<String> {
     let manifest = read_manifest(dir)?;
     if !dir.join(SUCCESS).is_file() {
-        return Err(bad(dir, format!("{SUCCESS} is missing: the dataset was not committed")));
+        return Err(bad(
+            dir,
+            format!("{SUCCESS} is missing: the dataset was not committed"),
+        ));
     }
     let mut listed = std::collections::BTreeSet::new();
     let mut out = String::new();
@@ -51,28 +59,57 @@ pub fn inspect(dir: &Path) -> Result<String> {
         if rows != p.account.windows {
             return Err(bad(
                 dir,
-                format!("partition `{}` lists {} rows in files but {} windows", p.path, rows, p.account.windows),
+                format!(
+                    "partition `{}` lists {} rows in files but {} windows",
+                    p.path, rows, p.account.windows
+                ),
             ));
         }
         for f in &p.files {
             let path = dir.join(&f.name);
-            let meta = std::fs::metadata(&path).map_err(|e| bad(dir, format!("{}: {e}", f.name)))?;
+            let meta =
+                std::fs::metadata(&path).map_err(|e| bad(dir, format!("{}: {e}", f.name)))?;
             if meta.len() != f.bytes {
-                return Err(bad(dir, format!("{}: {} bytes, manifest says {}", f.name, meta.len(), f.bytes)));
+                return Err(bad(
+                    dir,
+                    format!(
+                        "{}: {} bytes, manifest says {}",
+                        f.name,
+                        meta.len(),
+                        f.bytes
+                    ),
+                ));
             }
             let file = File::open(&path).map_err(|e| bad(dir, format!("{}: {e}", f.name)))?;
             let reader = contain(
-                || SerializedFileReader::new(file).map_err(|e| bad(dir, format!("{}: {e}", f.name))),
+                || {
+                    SerializedFileReader::new(file)
+                        .map_err(|e| bad(dir, format!("{}: {e}", f.name)))
+                },
                 |m| bad(dir, format!("{}: unreadable footer ({m})", f.name)),
             )?;
             let md = reader.metadata().file_metadata();
             if md.num_rows() as u64 != f.rows {
-                return Err(bad(dir, format!("{}: {} rows, manifest says {}", f.name, md.num_rows(), f.rows)));
+                return Err(bad(
+                    dir,
+                    format!(
+                        "{}: {} rows, manifest says {}",
+                        f.name,
+                        md.num_rows(),
+                        f.rows
+                    ),
+                ));
             }
             let kv = md.key_value_metadata().cloned().unwrap_or_default();
-            let seq_len = kv.iter().find(|k| k.key == "seqwin.seq_len").and_then(|k| k.value.clone());
+            let seq_len = kv
+                .iter()
+                .find(|k| k.key == "seqwin.seq_len")
+                .and_then(|k| k.value.clone());
             if seq_len.as_deref() != Some(manifest.config.windows.seq_len.to_string().as_str()) {
-                return Err(bad(dir, format!("{}: seqwin.seq_len metadata is {:?}", f.name, seq_len)));
+                return Err(bad(
+                    dir,
+                    format!("{}: seqwin.seq_len metadata is {:?}", f.name, seq_len),
+                ));
             }
             listed.insert(f.name.clone());
             first_file.get_or_insert_with(|| f.name.clone());
@@ -81,7 +118,12 @@ pub fn inspect(dir: &Path) -> Result<String> {
     for entry in walkdir::WalkDir::new(dir).min_depth(1) {
         let entry = entry.map_err(|e| bad(dir, e.to_string()))?;
         if entry.file_type().is_file() {
-            let rel = entry.path().strip_prefix(dir).expect("below dir").to_string_lossy().into_owned();
+            let rel = entry
+                .path()
+                .strip_prefix(dir)
+                .expect("below dir")
+                .to_string_lossy()
+                .into_owned();
             if rel.ends_with(".parquet") && !listed.contains(&rel) {
                 return Err(bad(dir, format!("{rel} is not listed in the manifest")));
             }
@@ -89,13 +131,25 @@ pub fn inspect(dir: &Path) -> Result<String> {
     }
 
     let t = &manifest.totals;
-    out.push_str(&format!("dataset {} (seqwin {})\n", dir.display(), manifest.seqwin_version));
+    out.push_str(&format!(
+        "dataset {} (seqwin {})\n",
+        dir.display(),
+        manifest.seqwin_version
+    ));
     out.push_str("schema:\n");
     for f in &manifest.schema {
-        out.push_str(&format!("  {}: {}{}\n", f.name, f.data_type, if f.nullable { "" } else { " not null" }));
+        out.push_str(&format!(
+            "  {}: {}{}\n",
+            f.name,
+            f.data_type,
+            if f.nullable { "" } else { " not null" }
+        ));
     }
     if !manifest.partition_by.is_empty() {
-        out.push_str(&format!("partition columns: {}\n", manifest.partition_by.join(", ")));
+        out.push_str(&format!(
+            "partition columns: {}\n",
+            manifest.partition_by.join(", ")
+        ));
     }
     out.push_str("partitions:\n");
     for p in &manifest.partitions {
@@ -138,8 +192,13 @@ pub fn inspect(dir: &Path) -> Result<String> {
                         let shown = v.len().min(8);
                         let fmt = ArrayFormatter::try_new(v.as_ref(), &FormatOptions::default())
                             .map_err(|e| bad(dir, e.to_string()))?;
-                        let items: Vec<String> = (0..shown).map(|i| fmt.value(i).to_string()).collect();
-                        format!("[{}{}]", items.join(", "), if v.len() > shown { ", …" } else { "" })
+                        let items: Vec<String> =
+                            (0..shown).map(|i| fmt.value(i).to_string()).collect();
+                        format!(
+                            "[{}{}]",
+                            items.join(", "),
+                            if v.len() > shown { ", …" } else { "" }
+                        )
                     } else {
                         let fmt = ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default())
                             .map_err(|e| bad(dir, e.to_string()))?;

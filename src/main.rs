@@ -30,7 +30,10 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code() as u8)
         }
         Err(payload) => {
-            eprintln!("seqwin: internal error (please report): {}", panic_message(payload.as_ref()));
+            eprintln!(
+                "seqwin: internal error (please report): {}",
+                panic_message(payload.as_ref())
+            );
             ExitCode::from(1)
         }
     }
@@ -92,15 +95,24 @@ fn execute(cli: Cli) -> seqwin::Result<()> {
             } else {
                 seq_len
             };
-            if let Some(bad) = lens.iter().find(|&&l| l == 0 || l as i64 > seqwin::plan::MAX_SEQ_LEN) {
+            if let Some(bad) = lens
+                .iter()
+                .find(|&&l| l == 0 || l as i64 > seqwin::plan::MAX_SEQ_LEN)
+            {
                 return Err(seqwin::Error::Override {
                     assignment: format!("--seq-len {bad}"),
-                    message: format!("each seq_len must be between 1 and {}", seqwin::plan::MAX_SEQ_LEN),
+                    message: format!(
+                        "each seq_len must be between 1 and {}",
+                        seqwin::plan::MAX_SEQ_LEN
+                    ),
                 });
             }
             let report = seqwin::stats::stats(&p, &lens, threads)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report).expect("serializable"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("serializable")
+                );
             } else {
                 print!("{}", report.render());
             }

@@ -91,7 +91,9 @@ impl Keying {
     pub fn bucket(&self, key: u64, buckets: usize) -> usize {
         match *self {
             Keying::Shuffle { .. } => ((key as u128 * buckets as u128) >> 64) as usize,
-            Keying::Tbptt { rows, .. } => ((key as u128 * buckets as u128) / rows.max(1) as u128) as usize,
+            Keying::Tbptt { rows, .. } => {
+                ((key as u128 * buckets as u128) / rows.max(1) as u128) as usize
+            }
         }
     }
 }
@@ -114,7 +116,13 @@ impl Spill {
     ///
     /// # Errors
     /// [`Error::Io`] if the directory cannot be created.
-    pub fn new(dir: PathBuf, keying: Keying, buckets: usize, schema: &SchemaRef, flush_bytes: usize) -> Result<Spill> {
+    pub fn new(
+        dir: PathBuf,
+        keying: Keying,
+        buckets: usize,
+        schema: &SchemaRef,
+        flush_bytes: usize,
+    ) -> Result<Spill> {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
         fields.push(Arc::new(Field::new(KEY, DataType::UInt64, false)));
@@ -145,10 +153,14 @@ impl Spill {
     ) -> Result<Vec<(usize, RecordBatch)>> {
         let internal = |e: arrow::error::ArrowError| Error::Internal(e.to_string());
         let n = batch.num_rows();
-        let keys: Vec<u64> = (0..n).map(|i| keying.key(first_index + i as u64, starts[i])).collect();
+        let keys: Vec<u64> = (0..n)
+            .map(|i| keying.key(first_index + i as u64, starts[i]))
+            .collect();
         let mut columns = batch.columns().to_vec();
         columns.push(Arc::new(UInt64Array::from(keys.clone())));
-        columns.push(Arc::new(UInt64Array::from_iter_values(first_index..first_index + n as u64)));
+        columns.push(Arc::new(UInt64Array::from_iter_values(
+            first_index..first_index + n as u64,
+        )));
         let full = RecordBatch::try_new(Arc::clone(schema), columns).map_err(internal)?;
         let mut per_bucket: Vec<Vec<u32>> = vec![Vec::new(); buckets];
         for (i, &k) in keys.iter().enumerate() {
@@ -214,8 +226,9 @@ impl Spill {
                 .append(true)
                 .open(&path)
                 .map_err(|e| Error::io(&path, e))?;
-            let mut w = StreamWriter::try_new(BufWriter::with_capacity(1 << 20, file), &self.schema)
-                .map_err(|e| spill_error(&path, e))?;
+            let mut w =
+                StreamWriter::try_new(BufWriter::with_capacity(1 << 20, file), &self.schema)
+                    .map_err(|e| spill_error(&path, e))?;
             for batch in self.buffers[b].drain(..) {
                 w.write(&batch).map_err(|e| spill_error(&path, e))?;
             }
@@ -240,11 +253,13 @@ impl Spill {
             let mut reader = BufReader::new(file);
             // The file holds several IPC streams back to back.
             loop {
-                let pos = std::io::Seek::stream_position(&mut reader).map_err(|e| Error::io(&path, e))?;
+                let pos =
+                    std::io::Seek::stream_position(&mut reader).map_err(|e| Error::io(&path, e))?;
                 if pos >= len {
                     break;
                 }
-                let stream = StreamReader::try_new(&mut reader, None).map_err(|e| spill_error(&path, e))?;
+                let stream =
+                    StreamReader::try_new(&mut reader, None).map_err(|e| spill_error(&path, e))?;
                 for batch in stream {
                     batches.push(batch.map_err(|e| spill_error(&path, e))?);
                 }
@@ -274,7 +289,9 @@ impl Spill {
         .map_err(internal)?;
         let sorted = take_record_batch(&all, &order).map_err(internal)?;
         let columns = sorted.columns()[..k - 2].to_vec();
-        Ok(Some(RecordBatch::try_new(Arc::clone(output), columns).map_err(internal)?))
+        Ok(Some(
+            RecordBatch::try_new(Arc::clone(output), columns).map_err(internal)?,
+        ))
     }
 
     /// Removes the bucket files.

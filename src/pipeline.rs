@@ -35,12 +35,15 @@ use crate::error::{Error, Result};
 use crate::order::{Keying, Spill};
 use crate::plan::{Plan, RowOrder};
 use crate::sink::{
-    encode_row_group, escape_partition_value, writer_properties, FieldEntry, FileEntry, InputEntry, Manifest,
-    PartFile, PartitionEntry, Staging,
+    encode_row_group, escape_partition_value, writer_properties, FieldEntry, FileEntry, InputEntry,
+    Manifest, PartFile, PartitionEntry, Staging,
 };
 use crate::source::Source;
 use crate::split::DocKey;
-use crate::window::{decode_tokens, materialize, DocBatch, DocRef, OutputLayout, Starts, Token, TokenAccount, WindowRef, Windower};
+use crate::window::{
+    decode_tokens, materialize, DocBatch, DocRef, OutputLayout, Starts, Token, TokenAccount,
+    WindowRef, Windower,
+};
 
 /// A pipeline: a validated plan plus the operations on it.
 #[derive(Debug, Clone)]
@@ -72,7 +75,12 @@ impl RunReport {
         let m = &self.manifest;
         let t = &m.totals;
         let files: usize = m.partitions.iter().map(|p| p.files.len()).sum();
-        let bytes: u64 = m.partitions.iter().flat_map(|p| &p.files).map(|f| f.bytes).sum();
+        let bytes: u64 = m
+            .partitions
+            .iter()
+            .flat_map(|p| &p.files)
+            .map(|f| f.bytes)
+            .sum();
         let per_part = m
             .partitions
             .iter()
@@ -170,7 +178,12 @@ impl Pipeline {
             let stream = tokens + docs * w.separator.is_some() as u64;
             stream.saturating_sub(l) / s + 1 + (w.remainder == crate::config::Remainder::Pad) as u64
         } else {
-            tokens.saturating_sub(docs * l) / s + if w.remainder == crate::config::Remainder::Pad { docs } else { 0 }
+            tokens.saturating_sub(docs * l) / s
+                + if w.remainder == crate::config::Remainder::Pad {
+                    docs
+                } else {
+                    0
+                }
         };
         Ok(CheckReport {
             files: source.files.len(),
@@ -193,7 +206,9 @@ impl Pipeline {
         if let Some(n) = options.threads {
             builder = builder.num_threads(n.max(1));
         }
-        let pool = builder.build().map_err(|e| Error::Internal(e.to_string()))?;
+        let pool = builder
+            .build()
+            .map_err(|e| Error::Internal(e.to_string()))?;
         pool.install(|| match self.plan.window.dtype {
             TokenDtype::Int32 => Run::<i32>::execute(&self.plan, options),
             TokenDtype::Int64 => Run::<i64>::execute(&self.plan, options),
@@ -212,7 +227,9 @@ impl Pipeline {
         if let Some(n) = threads {
             builder = builder.num_threads(n.max(1));
         }
-        let pool = builder.build().map_err(|e| Error::Internal(e.to_string()))?;
+        let pool = builder
+            .build()
+            .map_err(|e| Error::Internal(e.to_string()))?;
         pool.install(|| {
             let source = Source::open(&self.plan.source)?;
             let ctx = Context::new(&self.plan, &source);
@@ -290,7 +307,12 @@ fn output_layout(plan: &Plan, source: &Source) -> OutputLayout {
         .filter(|(_, c)| !plan.sink.partition_by.contains(c))
         .map(|(i, _)| source.schema.field(first_carry + i).clone())
         .collect();
-    OutputLayout::new(&plan.window, &id_type, &carry, matches!(plan.order, RowOrder::Tbptt { .. }))
+    OutputLayout::new(
+        &plan.window,
+        &id_type,
+        &carry,
+        matches!(plan.order, RowOrder::Tbptt { .. }),
+    )
 }
 
 /// What the per-unit workers need to know.
@@ -393,12 +415,21 @@ fn id_keys(column: &ArrayRef) -> std::result::Result<IdKeys, String> {
     let dt = column.data_type();
     if *dt == DataType::UInt64 {
         return Ok(IdKeys::Ints(
-            column.as_primitive::<UInt64Type>().values().iter().map(|&v| v as i64).collect(),
+            column
+                .as_primitive::<UInt64Type>()
+                .values()
+                .iter()
+                .map(|&v| v as i64)
+                .collect(),
         ));
     }
     if dt.is_integer() {
         let c = arrow::compute::cast(column, &DataType::Int64).map_err(|e| e.to_string())?;
-        return Ok(IdKeys::Ints(c.as_primitive::<arrow::datatypes::Int64Type>().values().to_vec()));
+        return Ok(IdKeys::Ints(
+            c.as_primitive::<arrow::datatypes::Int64Type>()
+                .values()
+                .to_vec(),
+        ));
     }
     let c = arrow::compute::cast(column, &DataType::Utf8).map_err(|e| e.to_string())?;
     Ok(IdKeys::Strs(c.as_string::<i32>().clone()))
@@ -411,7 +442,12 @@ fn prepare<T: Token>(ctx: &Context<'_>, unit_index: usize) -> Result<Prepared<T>
     let path = &source.files[unit.file].path;
     let batch = source.read_unit(unit)?;
     let rows = batch.num_rows();
-    let decoded = decode_tokens::<T>(batch.column(0).as_ref(), plan.window.dtype, plan.window.vocab_size).map_err(|e| {
+    let decoded = decode_tokens::<T>(
+        batch.column(0).as_ref(),
+        plan.window.dtype,
+        plan.window.vocab_size,
+    )
+    .map_err(|e| {
         Error::input(
             path,
             format!(
@@ -438,7 +474,9 @@ fn prepare<T: Token>(ctx: &Context<'_>, unit_index: usize) -> Result<Prepared<T>
         }
     }
     let keys = match &id_column {
-        Some(c) => id_keys(c).map_err(|m| Error::input(path, format!("cannot read the id column: {m}")))?,
+        Some(c) => {
+            id_keys(c).map_err(|m| Error::input(path, format!("cannot read the id column: {m}")))?
+        }
         None if decoded.flat => IdKeys::Constant,
         None => IdKeys::Ordinal(unit.first_ordinal),
     };
@@ -492,7 +530,10 @@ fn prepare<T: Token>(ctx: &Context<'_>, unit_index: usize) -> Result<Prepared<T>
         let mut local: HashMap<String, usize> = HashMap::new();
         for piece in &mut pieces {
             let r = piece.row;
-            let split = plan.split.as_ref().map(|s| s.names[s.assign(keys.key(r))].clone());
+            let split = plan
+                .split
+                .as_ref()
+                .map(|s| s.names[s.assign(keys.key(r))].clone());
             let mut values = Vec::with_capacity(ctx.partition_columns.len());
             for ((name, idx), f) in ctx.partition_columns.iter().zip(&formatters) {
                 let v = match (idx, f) {
@@ -503,7 +544,13 @@ fn prepare<T: Token>(ctx: &Context<'_>, unit_index: usize) -> Result<Prepared<T>
             }
             let dir = values
                 .iter()
-                .map(|(k, v)| format!("{}={}", escape_partition_value(Some(k)), escape_partition_value(v.as_deref())))
+                .map(|(k, v)| {
+                    format!(
+                        "{}={}",
+                        escape_partition_value(Some(k)),
+                        escape_partition_value(v.as_deref())
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("/");
             piece.part = *local.entry(dir.clone()).or_insert_with(|| {
@@ -529,9 +576,17 @@ fn prepare<T: Token>(ctx: &Context<'_>, unit_index: usize) -> Result<Prepared<T>
 
 /// A routing event: what the windower of partition `part` must do.
 enum Event {
-    Begin { part: usize, row: usize },
-    Tokens { part: usize, range: std::ops::Range<usize> },
-    End { part: usize },
+    Begin {
+        part: usize,
+        row: usize,
+    },
+    Tokens {
+        part: usize,
+        range: std::ops::Range<usize>,
+    },
+    End {
+        part: usize,
+    },
 }
 
 /// Maps unit-local partitions to global ones and tracks flat-stream documents
@@ -560,7 +615,10 @@ impl Router {
             let part = map[piece.part];
             match &piece.key {
                 None => {
-                    events.push(Event::Begin { part, row: piece.row });
+                    events.push(Event::Begin {
+                        part,
+                        row: piece.row,
+                    });
                     events.push(Event::Tokens {
                         part,
                         range: piece.range.clone(),
@@ -576,7 +634,10 @@ impl Router {
                             events.push(Event::End { part: open });
                         }
                         self.open_flat = Some((part, key.clone()));
-                        events.push(Event::Begin { part, row: piece.row });
+                        events.push(Event::Begin {
+                            part,
+                            row: piece.row,
+                        });
                         part
                     };
                     events.push(Event::Tokens {
@@ -591,7 +652,10 @@ impl Router {
 
     /// Ends a flat-stream document still open at the end of the source.
     fn finish_events(&mut self) -> Vec<(usize, ())> {
-        self.open_flat.take().map(|(p, _)| vec![(p, ())]).unwrap_or_default()
+        self.open_flat
+            .take()
+            .map(|(p, _)| vec![(p, ())])
+            .unwrap_or_default()
     }
 }
 
@@ -623,8 +687,14 @@ fn wave_size() -> usize {
     (rayon::current_num_threads() * 2).max(2)
 }
 
-fn decode_wave<T: Token>(ctx: &Context<'_>, units: std::ops::Range<usize>) -> Result<Vec<Prepared<T>>> {
-    let results: Vec<Result<Prepared<T>>> = units.into_par_iter().map(|u| prepare::<T>(ctx, u)).collect();
+fn decode_wave<T: Token>(
+    ctx: &Context<'_>,
+    units: std::ops::Range<usize>,
+) -> Result<Vec<Prepared<T>>> {
+    let results: Vec<Result<Prepared<T>>> = units
+        .into_par_iter()
+        .map(|u| prepare::<T>(ctx, u))
+        .collect();
     // The first error in source order, whatever finished first.
     results.into_iter().collect()
 }
@@ -711,7 +781,12 @@ impl PartFiles {
                 } else {
                     format!("{dir}/part-{seq:05}.parquet")
                 };
-                self.open.push(Some(PartFile::create(&ctx.root, name, &ctx.schema, &ctx.props)?));
+                self.open.push(Some(PartFile::create(
+                    &ctx.root,
+                    name,
+                    &ctx.schema,
+                    &ctx.props,
+                )?));
                 self.current = true;
                 self.planned = 0;
                 self.row_groups = 0;
@@ -738,7 +813,9 @@ impl PartFiles {
     }
 
     fn append(&mut self, e: Encoded) -> Result<()> {
-        let file = self.open[e.file_seq].as_mut().expect("file open until its last row group");
+        let file = self.open[e.file_seq]
+            .as_mut()
+            .expect("file open until its last row group");
         file.append(e.chunks, e.rows)?;
         if e.close_after {
             let file = self.open[e.file_seq].take().expect("open");
@@ -805,7 +882,9 @@ impl<'a, T: Token> Run<'a, T> {
         }
         let (spill_buckets, spill_flush_bytes) = match plan.order {
             RowOrder::Source => (0, 0),
-            RowOrder::Shuffle { memory_bytes, .. } => buckets_for(plan, &source, &layout, memory_bytes),
+            RowOrder::Shuffle { memory_bytes, .. } => {
+                buckets_for(plan, &source, &layout, memory_bytes)
+            }
             RowOrder::Tbptt { .. } => buckets_for(
                 plan,
                 &source,
@@ -910,16 +989,29 @@ impl<'a, T: Token> Run<'a, T> {
             let spill = match self.plan.order {
                 RowOrder::Source => None,
                 RowOrder::Shuffle { seed, .. } => Some(Spill::new(
-                    self.write.root.join("_sort").join(format!("p{:05}", self.parts.len())),
+                    self.write
+                        .root
+                        .join("_sort")
+                        .join(format!("p{:05}", self.parts.len())),
                     Keying::shuffle(seed, dir),
                     self.spill_buckets,
                     &self.layout.schema,
                     self.spill_flush_bytes,
                 )?),
                 RowOrder::Tbptt { batch_size } => {
-                    let Starts::Lanes { lane_len, steps, lanes } = starts else { unreachable!() };
+                    let Starts::Lanes {
+                        lane_len,
+                        steps,
+                        lanes,
+                    } = starts
+                    else {
+                        unreachable!()
+                    };
                     Some(Spill::new(
-                        self.write.root.join("_sort").join(format!("p{:05}", self.parts.len())),
+                        self.write
+                            .root
+                            .join("_sort")
+                            .join(format!("p{:05}", self.parts.len())),
                         Keying::Tbptt {
                             lane_len: lane_len.max(1),
                             seq_len: self.plan.window.seq_len as u64,
@@ -950,11 +1042,15 @@ impl<'a, T: Token> Run<'a, T> {
             match e {
                 Event::Begin { part, row } => {
                     let docs = Arc::clone(&prepared.docs);
-                    self.part_for(part)?.windower.begin_doc(DocRef { batch: docs, row });
+                    self.part_for(part)?
+                        .windower
+                        .begin_doc(DocRef { batch: docs, row });
                     touched.push(part);
                 }
                 Event::Tokens { part, range } => {
-                    self.part_for(part)?.windower.extend(&prepared.tokens[range]);
+                    self.part_for(part)?
+                        .windower
+                        .extend(&prepared.tokens[range]);
                 }
                 Event::End { part } => self.part_for(part)?.windower.end_doc(),
             }
@@ -988,7 +1084,15 @@ impl<'a, T: Token> Run<'a, T> {
                 let queue = &mut part.queue;
                 let available = queue.len();
                 let mut take = |n: usize| Ok(Payload::Windows(queue.drain(..n).collect()));
-                part.files.cut(i, &dir, available, finish, &self.write, &mut take, &mut jobs)?;
+                part.files.cut(
+                    i,
+                    &dir,
+                    available,
+                    finish,
+                    &self.write,
+                    &mut take,
+                    &mut jobs,
+                )?;
             }
         }
         Ok((jobs, spills))
@@ -1032,7 +1136,13 @@ impl<'a, T: Token> Run<'a, T> {
             let parts = &self.parts;
             let buckets = self.spill_buckets;
             let (decoded, (encoded, scattered)) = rayon::join(
-                || if last { Ok(None) } else { decode_wave::<T>(ctx, start..end).map(Some) },
+                || {
+                    if last {
+                        Ok(None)
+                    } else {
+                        decode_wave::<T>(ctx, start..end).map(Some)
+                    }
+                },
                 || {
                     let encoded = encode_all(jobs, layout, carry);
                     let scattered = scatter_all(spills, parts, layout, carry, buckets);
@@ -1044,7 +1154,11 @@ impl<'a, T: Token> Run<'a, T> {
                 self.parts[part].files.append(e)?;
             }
             for (part, pieces) in scattered? {
-                self.parts[part].spill.as_mut().expect("spill").push(pieces)?;
+                self.parts[part]
+                    .spill
+                    .as_mut()
+                    .expect("spill")
+                    .push(pieces)?;
             }
             next = decoded?;
             start = end;
@@ -1074,7 +1188,15 @@ impl<'a, T: Token> Run<'a, T> {
                 let batches = &mut part.batches;
                 let mut take = |n: usize| take_rows(batches, n).map(Payload::<T>::Batch);
                 let mut jobs = Vec::new();
-                part.files.cut(i, &dir, available, finish, &self.write, &mut take, &mut jobs)?;
+                part.files.cut(
+                    i,
+                    &dir,
+                    available,
+                    finish,
+                    &self.write,
+                    &mut take,
+                    &mut jobs,
+                )?;
                 for e in encode_all(jobs, &self.layout, &self.carry_columns)? {
                     self.parts[i].files.append(e)?;
                 }
@@ -1104,10 +1226,15 @@ fn take_rows(batches: &mut VecDeque<RecordBatch>, n: usize) -> Result<RecordBatc
     if parts.len() == 1 {
         return Ok(parts.pop().expect("one"));
     }
-    arrow::compute::concat_batches(&parts[0].schema(), &parts).map_err(|e| Error::Internal(e.to_string()))
+    arrow::compute::concat_batches(&parts[0].schema(), &parts)
+        .map_err(|e| Error::Internal(e.to_string()))
 }
 
-fn encode_all<T: Token>(jobs: Vec<Job<T>>, layout: &OutputLayout, carry: &[usize]) -> Result<Vec<Encoded>> {
+fn encode_all<T: Token>(
+    jobs: Vec<Job<T>>,
+    layout: &OutputLayout,
+    carry: &[usize],
+) -> Result<Vec<Encoded>> {
     let results: Vec<Result<Encoded>> = jobs
         .into_par_iter()
         .map(|job| {
@@ -1149,14 +1276,26 @@ fn scatter_all<T: Token>(
             }
             let starts: Vec<u64> = job.windows.iter().map(|w| w.start).collect();
             let batch = materialize(&job.windows, &local, carry)?;
-            let pieces = Spill::scatter(spill.keying(), buckets, spill.schema(), &batch, job.first_index, &starts)?;
+            let pieces = Spill::scatter(
+                spill.keying(),
+                buckets,
+                spill.schema(),
+                &batch,
+                job.first_index,
+                &starts,
+            )?;
             Ok((job.part, pieces))
         })
         .collect();
     results.into_iter().collect()
 }
 
-fn buckets_for(plan: &Plan, source: &Source, layout: &OutputLayout, memory_bytes: usize) -> (usize, usize) {
+fn buckets_for(
+    plan: &Plan,
+    source: &Source,
+    layout: &OutputLayout,
+    memory_bytes: usize,
+) -> (usize, usize) {
     let estimate = Pipeline::new(plan.clone())
         .check_with(source, layout)
         .bytes
@@ -1192,8 +1331,10 @@ fn make_progress(enabled: bool, rows: u64) -> Option<ProgressBar> {
     }
     let pb = ProgressBar::new(rows);
     pb.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} rows {msg} (ETA {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} rows {msg} (ETA {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     Some(pb)
 }

@@ -141,7 +141,9 @@ impl WindowSpec {
                 ));
             } else if let Some(vocab) = self.vocab_size {
                 if sep as u64 >= vocab {
-                    problems.push(format!("`windows.separator` {sep} must be below `windows.vocab_size` {vocab}"));
+                    problems.push(format!(
+                        "`windows.separator` {sep} must be below `windows.vocab_size` {vocab}"
+                    ));
                 }
             }
             if !self.pack {
@@ -228,7 +230,10 @@ impl Plan {
     /// # Errors
     /// [`Error::ConfigInvalid`] listing every broken rule.
     pub fn try_new(config: PipelineConfig, pipeline_path: &Path) -> Result<Plan> {
-        let base_dir = pipeline_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let base_dir = pipeline_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
         let mut problems = Vec::new();
         let w = &config.windows;
 
@@ -249,7 +254,10 @@ impl Plan {
         columns.sort();
         for pair in columns.windows(2) {
             if pair[0] == pair[1] {
-                problems.push(format!("`windows.columns` lists `{}` twice", pair[0].name()));
+                problems.push(format!(
+                    "`windows.columns` lists `{}` twice",
+                    pair[0].name()
+                ));
             }
         }
         columns.dedup();
@@ -260,7 +268,9 @@ impl Plan {
 
         let order = match (&config.shuffle, &config.tbptt) {
             (Some(_), Some(_)) => {
-                problems.push("`shuffle` and `tbptt` exclude each other: tbptt fixes the row order".into());
+                problems.push(
+                    "`shuffle` and `tbptt` exclude each other: tbptt fixes the row order".into(),
+                );
                 RowOrder::Source
             }
             (Some(s), None) => {
@@ -277,7 +287,13 @@ impl Plan {
                 }
             }
             (None, Some(t)) => {
-                let batch_size = check_range(&mut problems, "tbptt.batch_size", t.batch_size, 1, MAX_TBPTT_BATCH);
+                let batch_size = check_range(
+                    &mut problems,
+                    "tbptt.batch_size",
+                    t.batch_size,
+                    1,
+                    MAX_TBPTT_BATCH,
+                );
                 if stride != seq_len {
                     problems.push(format!(
                         "`tbptt` requires `windows.stride` equal to `windows.seq_len` ({seq_len}), got {stride}"
@@ -312,7 +328,9 @@ impl Plan {
             let mut total = 0.0;
             for (name, &fraction) in &s.fractions {
                 if !(fraction > 0.0 && fraction <= 1.0) {
-                    problems.push(format!("`split.fractions.{name}` must be in (0, 1], got {fraction}"));
+                    problems.push(format!(
+                        "`split.fractions.{name}` must be in (0, 1], got {fraction}"
+                    ));
                 }
                 if name.is_empty() {
                     problems.push("`split.fractions` has an empty split name".into());
@@ -324,7 +342,10 @@ impl Plan {
             if s.fractions.is_empty() {
                 problems.push("`split.fractions` must name at least one split".into());
             } else if (total - 1.0).abs() > 1e-9 {
-                problems.push(format!("`split.fractions` must sum to 1, got {total}"));
+                problems.push(format!(
+                    "`split.fractions` must sum to 1, got {}",
+                    (total * 1e9).round() / 1e9
+                ));
             }
             if let Some(last) = cumulative.last_mut() {
                 *last = 1.0;
@@ -353,7 +374,9 @@ impl Plan {
                 ));
             }
             if c == &src.tokens {
-                problems.push(format!("`source.carry` cannot carry the token column `{c}`"));
+                problems.push(format!(
+                    "`source.carry` cannot carry the token column `{c}`"
+                ));
             }
             if !seen.insert(c) {
                 problems.push(format!("`source.carry` lists `{c}` twice"));
@@ -369,7 +392,9 @@ impl Plan {
             }
             if p == "split" {
                 if split.is_none() {
-                    problems.push("`sink.partition_by` names `split` but there is no `split` section".into());
+                    problems.push(
+                        "`sink.partition_by` names `split` but there is no `split` section".into(),
+                    );
                 }
             } else if !src.carry.contains(p) {
                 problems.push(format!(
@@ -385,11 +410,15 @@ impl Plan {
         let row_bytes = window.row_bytes().max(1);
         let row_group_rows = match sk.row_group_rows {
             Some(r) => check_range(&mut problems, "sink.row_group_rows", r, 1, 1 << 30),
-            None => DEFAULT_ROW_GROUP_ROWS.min(ROW_GROUP_TARGET_BYTES / row_bytes).max(1),
+            None => DEFAULT_ROW_GROUP_ROWS
+                .min(ROW_GROUP_TARGET_BYTES / row_bytes)
+                .max(1),
         };
         let max_rows_per_file = match sk.max_rows_per_file {
             Some(r) => check_range(&mut problems, "sink.max_rows_per_file", r, 1, i64::MAX),
-            None => DEFAULT_MAX_ROWS_PER_FILE.min(FILE_TARGET_BYTES / row_bytes).max(row_group_rows),
+            None => DEFAULT_MAX_ROWS_PER_FILE
+                .min(FILE_TARGET_BYTES / row_bytes)
+                .max(row_group_rows),
         };
         if sk.path.is_empty() {
             problems.push("`sink.path` must not be empty".into());
@@ -476,10 +505,16 @@ pub fn parse_compression(text: &str) -> std::result::Result<Compression, String>
     };
     let expected = "expected zstd, zstd(1..22), snappy, lz4, gzip, gzip(0..9) or none";
     match (name.as_str(), level) {
-        ("zstd", None) => Ok(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid level"))),
-        ("zstd", Some(l)) if (1..=22).contains(&l) => Ok(Compression::ZSTD(ZstdLevel::try_new(l).map_err(|e| e.to_string())?)),
+        ("zstd", None) => Ok(Compression::ZSTD(
+            ZstdLevel::try_new(1).expect("valid level"),
+        )),
+        ("zstd", Some(l)) if (1..=22).contains(&l) => Ok(Compression::ZSTD(
+            ZstdLevel::try_new(l).map_err(|e| e.to_string())?,
+        )),
         ("gzip", None) => Ok(Compression::GZIP(GzipLevel::default())),
-        ("gzip", Some(l)) if (0..=9).contains(&l) => Ok(Compression::GZIP(GzipLevel::try_new(l as u32).map_err(|e| e.to_string())?)),
+        ("gzip", Some(l)) if (0..=9).contains(&l) => Ok(Compression::GZIP(
+            GzipLevel::try_new(l as u32).map_err(|e| e.to_string())?,
+        )),
         ("snappy", None) => Ok(Compression::SNAPPY),
         ("lz4", None) => Ok(Compression::LZ4_RAW),
         ("none" | "uncompressed", None) => Ok(Compression::UNCOMPRESSED),

@@ -20,7 +20,9 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::SchemaRef;
-use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowRowGroupWriterFactory, ArrowWriterOptions};
+use parquet::arrow::arrow_writer::{
+    compute_leaves, ArrowColumnChunk, ArrowRowGroupWriterFactory, ArrowWriterOptions,
+};
 use parquet::arrow::ArrowWriter;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -81,7 +83,13 @@ pub fn unescape_partition_value(v: &str) -> String {
 pub fn partition_dir(pairs: &[(&str, Option<&str>)]) -> String {
     pairs
         .iter()
-        .map(|(k, v)| format!("{}={}", escape_partition_value(Some(k)), escape_partition_value(*v)))
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                escape_partition_value(Some(k)),
+                escape_partition_value(*v)
+            )
+        })
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -96,8 +104,14 @@ pub struct Staging {
 }
 
 fn sibling(sink: &Path, suffix: &str) -> PathBuf {
-    let parent = sink.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = sink.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let parent = sink
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = sink
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     parent.join(format!(".{name}.{suffix}"))
 }
 
@@ -109,7 +123,10 @@ fn check_sink_state(sink: &Path, mode: SinkMode) -> Result<()> {
         Err(e) => return Err(Error::io(sink, e)),
     };
     if meta.file_type().is_symlink() {
-        return Err(Error::sink(sink, "sink.path is a symbolic link; refusing to write through it"));
+        return Err(Error::sink(
+            sink,
+            "sink.path is a symbolic link; refusing to write through it",
+        ));
     }
     if !meta.is_dir() {
         return Err(Error::sink(sink, "sink.path exists and is not a directory"));
@@ -149,8 +166,24 @@ impl Staging {
         if sink.file_name().is_none() {
             return Err(Error::sink(&sink, "sink.path must name a directory"));
         }
-        let parent = sink.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        let parent = sink
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if let Err(e) = std::fs::create_dir_all(parent) {
+            // Name the component that is in the way, if any.
+            let blocker = parent.ancestors().find(|a| a.is_file());
+            return Err(match blocker {
+                Some(b) => Error::io(
+                    parent,
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotADirectory,
+                        format!("cannot create the sink's parent directory: {} is a file, not a directory", b.display()),
+                    ),
+                ),
+                None => Error::io(parent, e),
+            });
+        }
         let lock_path = sibling(&sink, "seqwin.lock");
         let lock = File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
         match lock.try_lock() {
@@ -163,7 +196,11 @@ impl Staging {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
         }
-        let name = sink.file_name().expect("checked").to_string_lossy().into_owned();
+        let name = sink
+            .file_name()
+            .expect("checked")
+            .to_string_lossy()
+            .into_owned();
         let stale_prefix = format!(".{name}.seqwin-staging-");
         if let Ok(entries) = std::fs::read_dir(parent) {
             for e in entries.flatten() {
@@ -197,12 +234,15 @@ impl Staging {
     /// changed under the run.
     pub fn commit(mut self, manifest: &Manifest) -> Result<()> {
         let mpath = self.dir.join(MANIFEST);
-        let text = serde_json::to_string_pretty(manifest).map_err(|e| Error::Internal(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(manifest).map_err(|e| Error::Internal(e.to_string()))?;
         std::fs::write(&mpath, text + "\n").map_err(|e| Error::io(&mpath, e))?;
         let spath = self.dir.join(SUCCESS);
         File::create(&spath).map_err(|e| Error::io(&spath, e))?;
         check_sink_state(&self.sink, manifest.mode)?;
-        let replace = std::fs::read_dir(&self.sink).map(|mut d| d.next().is_some()).unwrap_or(false);
+        let replace = std::fs::read_dir(&self.sink)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false);
         if replace {
             exchange(&self.dir, &self.sink)?;
             // The old dataset now sits at the staging path; Drop removes it.
@@ -232,8 +272,10 @@ fn exchange(a: &Path, b: &Path) -> Result<()> {
     {
         use std::ffi::CString;
         use std::os::unix::ffi::OsStrExt;
-        let ca = CString::new(a.as_os_str().as_bytes()).map_err(|e| Error::Internal(e.to_string()))?;
-        let cb = CString::new(b.as_os_str().as_bytes()).map_err(|e| Error::Internal(e.to_string()))?;
+        let ca =
+            CString::new(a.as_os_str().as_bytes()).map_err(|e| Error::Internal(e.to_string()))?;
+        let cb =
+            CString::new(b.as_os_str().as_bytes()).map_err(|e| Error::Internal(e.to_string()))?;
         // SAFETY: both are valid NUL-terminated paths; the call only reads them.
         let rc = unsafe {
             libc::syscall(
@@ -270,10 +312,16 @@ pub fn writer_properties(plan: &Plan, schema: &SchemaRef) -> WriterProperties {
         KeyValue::new("seqwin.stride".into(), w.stride.to_string()),
         KeyValue::new("seqwin.pack".into(), w.pack.to_string()),
         KeyValue::new("seqwin.separator".into(), opt(w.separator)),
-        KeyValue::new("seqwin.remainder".into(), format!("{:?}", w.remainder).to_lowercase()),
+        KeyValue::new(
+            "seqwin.remainder".into(),
+            format!("{:?}", w.remainder).to_lowercase(),
+        ),
         KeyValue::new("seqwin.pad_id".into(), w.pad_id.to_string()),
         KeyValue::new("seqwin.ignore_index".into(), w.ignore_index.to_string()),
-        KeyValue::new("seqwin.vocab_size".into(), opt(w.vocab_size.map(|v| v as i64))),
+        KeyValue::new(
+            "seqwin.vocab_size".into(),
+            opt(w.vocab_size.map(|v| v as i64)),
+        ),
         KeyValue::new("seqwin.dtype".into(), w.dtype.name().to_string()),
     ];
     let mut b = WriterProperties::builder()
@@ -308,7 +356,10 @@ pub struct PartFile {
 
 impl std::fmt::Debug for PartFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PartFile").field("name", &self.name).field("rows", &self.rows).finish()
+        f.debug_struct("PartFile")
+            .field("name", &self.name)
+            .field("rows", &self.rows)
+            .finish()
     }
 }
 
@@ -328,16 +379,40 @@ impl PartFile {
     ///
     /// # Errors
     /// [`Error::Io`] / [`Error::Write`] when the file cannot be created.
-    pub fn create(root: &Path, name: String, schema: &SchemaRef, props: &WriterProperties) -> Result<PartFile> {
+    pub fn create(
+        root: &Path,
+        name: String,
+        schema: &SchemaRef,
+        props: &WriterProperties,
+    ) -> Result<PartFile> {
         let path = root.join(&name);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            if let Err(e) = std::fs::create_dir_all(parent) {
+                // Name the component that is in the way, if any.
+                let blocker = parent.ancestors().find(|a| a.is_file());
+                return Err(match blocker {
+                Some(b) => Error::io(
+                    parent,
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotADirectory,
+                        format!("cannot create the sink's parent directory: {} is a file, not a directory", b.display()),
+                    ),
+                ),
+                None => Error::io(parent, e),
+            });
+            }
         }
         let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
         let options = ArrowWriterOptions::new().with_properties(props.clone());
-        let writer = ArrowWriter::try_new_with_options(BufWriter::with_capacity(1 << 20, file), Arc::clone(schema), options)
+        let writer = ArrowWriter::try_new_with_options(
+            BufWriter::with_capacity(1 << 20, file),
+            Arc::clone(schema),
+            options,
+        )
+        .map_err(|e| Error::write(&path, e))?;
+        let (writer, factory) = writer
+            .into_serialized_writer()
             .map_err(|e| Error::write(&path, e))?;
-        let (writer, factory) = writer.into_serialized_writer().map_err(|e| Error::write(&path, e))?;
         Ok(PartFile {
             name,
             path,
@@ -352,9 +427,13 @@ impl PartFile {
     /// # Errors
     /// [`Error::Write`] (including I/O errors such as a full disk).
     pub fn append(&mut self, chunks: Vec<ArrowColumnChunk>, rows: usize) -> Result<()> {
-        let mut rg = self.writer.next_row_group().map_err(|e| write_error(&self.path, e))?;
+        let mut rg = self
+            .writer
+            .next_row_group()
+            .map_err(|e| write_error(&self.path, e))?;
         for c in chunks {
-            c.append_to_row_group(&mut rg).map_err(|e| write_error(&self.path, e))?;
+            c.append_to_row_group(&mut rg)
+                .map_err(|e| write_error(&self.path, e))?;
         }
         rg.close().map_err(|e| write_error(&self.path, e))?;
         self.rows += rows as u64;
@@ -366,7 +445,9 @@ impl PartFile {
     /// # Errors
     /// [`Error::Write`] / [`Error::Io`].
     pub fn close(mut self) -> Result<FileEntry> {
-        self.writer.finish().map_err(|e| write_error(&self.path, e))?;
+        self.writer
+            .finish()
+            .map_err(|e| write_error(&self.path, e))?;
         let bytes = self.writer.bytes_written() as u64;
         Ok(FileEntry {
             name: self.name,
@@ -378,10 +459,12 @@ impl PartFile {
 
 fn write_error(path: &Path, e: parquet::errors::ParquetError) -> Error {
     match e {
-        parquet::errors::ParquetError::External(inner) => match inner.downcast::<std::io::Error>() {
-            Ok(io) => Error::io(path, *io),
-            Err(other) => Error::write(path, other),
-        },
+        parquet::errors::ParquetError::External(inner) => {
+            match inner.downcast::<std::io::Error>() {
+                Ok(io) => Error::io(path, *io),
+                Err(other) => Error::write(path, other),
+            }
+        }
         other => Error::write(path, other),
     }
 }
@@ -406,7 +489,10 @@ pub fn encode_row_group(
             k += 1;
         }
     }
-    writers.into_iter().map(|w| w.close().map_err(err)).collect()
+    writers
+        .into_iter()
+        .map(|w| w.close().map_err(err))
+        .collect()
 }
 
 /// One output partition in the manifest.

@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use arrow::array::{new_null_array, ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::arrow::ProjectionMask;
 use rayon::prelude::*;
 
@@ -80,14 +82,21 @@ impl Source {
         let opened: Vec<Result<(PathBuf, u64, ArrowReaderMetadata)>> = paths
             .par_iter()
             .map(|p| {
-                let file = File::open(p).map_err(|e| Error::input(p, format!("cannot open input file: {e}")))?;
+                let file = File::open(p)
+                    .map_err(|e| Error::input(p, format!("cannot open input file: {e}")))?;
                 let bytes = file.metadata().map_err(|e| Error::io(p, e))?.len();
                 let meta = contain(
                     || {
-                        ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
-                            .map_err(|e| Error::input(p, format!("not a readable Parquet file: {e}")))
+                        ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| {
+                            Error::input(p, format!("not a readable Parquet file: {e}"))
+                        })
                     },
-                    |m| Error::input(p, format!("not a readable Parquet file (the reader failed: {m})")),
+                    |m| {
+                        Error::input(
+                            p,
+                            format!("not a readable Parquet file (the reader failed: {m})"),
+                        )
+                    },
                 )?;
                 Ok((p.clone(), bytes, meta))
             })
@@ -132,7 +141,10 @@ impl Source {
                                     b.name(),
                                     b.data_type(),
                                     a.data_type(),
-                                    files.first().map(|f: &InputFile| f.path.display().to_string()).unwrap_or_default()
+                                    files
+                                        .first()
+                                        .map(|f: &InputFile| f.path.display().to_string())
+                                        .unwrap_or_default()
                                 ),
                             ));
                         }
@@ -151,13 +163,16 @@ impl Source {
                 .schema_descr()
                 .columns()
                 .iter()
-                .position(|c| c.path().parts().first().map(String::as_str) == Some(plan.tokens.as_str()));
+                .position(|c| {
+                    c.path().parts().first().map(String::as_str) == Some(plan.tokens.as_str())
+                });
             let mut first_row = 0u64;
             let file_index = files.len();
             for (rg, g) in md.row_groups().iter().enumerate() {
                 let rows = g.num_rows().max(0) as u64;
                 if rows > 0 {
-                    let tokens_estimate = token_leaf.map_or(rows, |c| g.column(c).num_values().max(0) as u64);
+                    let tokens_estimate =
+                        token_leaf.map_or(rows, |c| g.column(c).num_values().max(0) as u64);
                     units.push(Unit {
                         file: file_index,
                         row_group: rg,
@@ -204,13 +219,20 @@ impl Source {
         let corrupt = |m: String| {
             Error::input(
                 path,
-                format!("row group {} (rows {}..{}) cannot be read: {m}", unit.row_group, unit.first_row, unit.first_row + unit.rows as u64),
+                format!(
+                    "row group {} (rows {}..{}) cannot be read: {m}",
+                    unit.row_group,
+                    unit.first_row,
+                    unit.first_row + unit.rows as u64
+                ),
             )
         };
         contain(
             || {
-                let file = File::open(path).map_err(|e| Error::input(path, format!("cannot open input file: {e}")))?;
-                let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, f.meta.clone());
+                let file = File::open(path)
+                    .map_err(|e| Error::input(path, format!("cannot open input file: {e}")))?;
+                let builder =
+                    ParquetRecordBatchReaderBuilder::new_with_metadata(file, f.meta.clone());
                 let file_roots: Vec<usize> = f.roots.iter().flatten().copied().collect();
                 let mut sorted = file_roots.clone();
                 sorted.sort_unstable();
@@ -232,10 +254,15 @@ impl Source {
                 let batch = if batches.len() == 1 {
                     batches.pop().expect("one batch")
                 } else {
-                    arrow::compute::concat_batches(&batches[0].schema(), &batches).map_err(|e| corrupt(e.to_string()))?
+                    arrow::compute::concat_batches(&batches[0].schema(), &batches)
+                        .map_err(|e| corrupt(e.to_string()))?
                 };
                 if batch.num_rows() != unit.rows {
-                    return Err(corrupt(format!("expected {} rows, decoded {}", unit.rows, batch.num_rows())));
+                    return Err(corrupt(format!(
+                        "expected {} rows, decoded {}",
+                        unit.rows,
+                        batch.num_rows()
+                    )));
                 }
                 // Reorder to [tokens, id?, carry…], adding hive columns.
                 let mut columns: Vec<ArrayRef> = Vec::with_capacity(f.roots.len());
@@ -247,7 +274,11 @@ impl Source {
                         }
                         None => {
                             let name = self.schema.field(k).name();
-                            let value = f.hive.iter().find(|(key, _)| key == name).map(|(_, v)| v.as_str());
+                            let value = f
+                                .hive
+                                .iter()
+                                .find(|(key, _)| key == name)
+                                .map(|(_, v)| v.as_str());
                             columns.push(match value {
                                 Some(v) => Arc::new(StringArray::from(vec![v; unit.rows])),
                                 None => new_null_array(&DataType::Utf8, unit.rows),
@@ -255,7 +286,8 @@ impl Source {
                         }
                     }
                 }
-                RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(|e| corrupt(e.to_string()))
+                RecordBatch::try_new(Arc::clone(&self.schema), columns)
+                    .map_err(|e| corrupt(e.to_string()))
             },
             |m| corrupt(format!("the Parquet reader failed ({m})")),
         )
@@ -271,10 +303,16 @@ fn discover(path: &Path) -> Result<(Vec<PathBuf>, PathBuf)> {
             .components()
             .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
             .collect();
-        let entries = glob::glob(&text).map_err(|e| Error::input(path, format!("invalid glob pattern: {e}")))?;
+        let options = glob::MatchOptions {
+            require_literal_leading_dot: true,
+            ..glob::MatchOptions::new()
+        };
+        let entries = glob::glob_with(&text, options)
+            .map_err(|e| Error::input(path, format!("invalid glob pattern: {e}")))?;
         let mut files = Vec::new();
         for entry in entries {
-            let p = entry.map_err(|e| Error::input(e.path(), format!("cannot read: {}", e.error())))?;
+            let p =
+                entry.map_err(|e| Error::input(e.path(), format!("cannot read: {}", e.error())))?;
             if p.is_file() {
                 files.push(p);
             }
@@ -311,16 +349,28 @@ fn discover(path: &Path) -> Result<(Vec<PathBuf>, PathBuf)> {
         let entry = entry.map_err(|e| {
             Error::input(
                 e.path().unwrap_or(path),
-                format!("cannot read directory: {}", e.io_error().map_or("loop".to_string(), |i| i.to_string())),
+                format!(
+                    "cannot read directory: {}",
+                    e.io_error().map_or("loop".to_string(), |i| i.to_string())
+                ),
             )
         })?;
-        if entry.file_type().is_file() && entry.file_name().to_string_lossy().to_ascii_lowercase().ends_with(".parquet") {
+        if entry.file_type().is_file()
+            && entry
+                .file_name()
+                .to_string_lossy()
+                .to_ascii_lowercase()
+                .ends_with(".parquet")
+        {
             files.push(entry.into_path());
         }
     }
     files.sort();
     if files.is_empty() {
-        return Err(Error::input(path, "no Parquet files found (searched recursively for *.parquet)"));
+        return Err(Error::input(
+            path,
+            "no Parquet files found (searched recursively for *.parquet)",
+        ));
     }
     Ok((files, path.to_path_buf()))
 }
@@ -348,7 +398,12 @@ type Projection = (SchemaRef, Vec<Option<usize>>, bool);
 /// Checks a file's schema against the plan; returns the batch schema, the root
 /// column index of each output column (None for hive columns) and whether the
 /// token column is flat.
-fn project(plan: &SourcePlan, path: &Path, schema: &Schema, hive: &[(String, String)]) -> Result<Projection> {
+fn project(
+    plan: &SourcePlan,
+    path: &Path,
+    schema: &Schema,
+    hive: &[(String, String)],
+) -> Result<Projection> {
     let available = || {
         let mut names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         names.extend(hive.iter().map(|(k, _)| k.clone()));
@@ -363,7 +418,10 @@ fn project(plan: &SourcePlan, path: &Path, schema: &Schema, hive: &[(String, Str
         }
         Err(Error::input(
             path,
-            format!("column `{name}` ({key}) not found; available columns: {}", available()),
+            format!(
+                "column `{name}` ({key}) not found; available columns: {}",
+                available()
+            ),
         ))
     };
     let (tokens, tokens_root) = find(&plan.tokens, "source.tokens")?;
@@ -382,10 +440,18 @@ fn project(plan: &SourcePlan, path: &Path, schema: &Schema, hive: &[(String, Str
     let mut roots = vec![tokens_root];
     if let Some(id) = &plan.id {
         let (f, r) = find(id, "source.id")?;
-        if !(f.data_type().is_integer() || matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)) {
+        if !(f.data_type().is_integer()
+            || matches!(
+                f.data_type(),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            ))
+        {
             return Err(Error::input(
                 path,
-                format!("column `{id}` (source.id) must be an integer or string column, found {}", f.data_type()),
+                format!(
+                    "column `{id}` (source.id) must be an integer or string column, found {}",
+                    f.data_type()
+                ),
             ));
         }
         fields.push(f.with_name("__id"));

@@ -82,6 +82,9 @@ mod tests {
         let other = SplitSpec { seed: 8, ..spec() };
         let c: Vec<usize> = (0..1000).map(|i| other.assign(DocKey::Int(i))).collect();
         assert_ne!(a, c);
-        assert_eq!(s.assign(DocKey::Str("doc-1")), s.assign(DocKey::Str("doc-1")));
+        assert_eq!(
+            s.assign(DocKey::Str("doc-1")),
+            s.assign(DocKey::Str("doc-1"))
+        );
     }
 }

@@ -67,7 +67,11 @@ pub fn stream_counts(n: u64, seq_len: u64, stride: u64, remainder: Remainder) ->
 /// TBPTT counts for a packed stream of `n` tokens in `lanes` lanes.
 pub fn tbptt_counts(n: u64, seq_len: u64, lanes: u64) -> Counts {
     let lane_len = n / lanes;
-    let steps = if lane_len > seq_len { (lane_len - 1) / seq_len } else { 0 };
+    let steps = if lane_len > seq_len {
+        (lane_len - 1) / seq_len
+    } else {
+        0
+    };
     Counts {
         windows: steps * lanes,
         targeted: steps * lanes * seq_len,
@@ -135,7 +139,11 @@ pub struct StatsReport {
 ///
 /// # Errors
 /// Input errors as in [`Pipeline::run`].
-pub fn stats(pipeline: &Pipeline, seq_lens: &[usize], threads: Option<usize>) -> Result<StatsReport> {
+pub fn stats(
+    pipeline: &Pipeline,
+    seq_lens: &[usize],
+    threads: Option<usize>,
+) -> Result<StatsReport> {
     let plan = pipeline.plan();
     let lengths = pipeline.document_lengths(threads)?;
     let mut all: Vec<u64> = lengths.partitions.values().flatten().copied().collect();
@@ -151,10 +159,21 @@ pub fn stats(pipeline: &Pipeline, seq_lens: &[usize], threads: Option<usize>) ->
     };
     let mut histogram: Vec<Bin> = Vec::new();
     for &n in &all {
-        let (lo, hi) = if n == 0 { (0, 1) } else { (1u64 << (63 - n.leading_zeros()), 1u64 << (64 - n.leading_zeros())) };
+        let (lo, hi) = if n == 0 {
+            (0, 1)
+        } else {
+            (
+                1u64 << (63 - n.leading_zeros()),
+                1u64 << (64 - n.leading_zeros()),
+            )
+        };
         match histogram.last_mut() {
             Some(b) if b.lo == lo => b.documents += 1,
-            _ => histogram.push(Bin { lo, hi, documents: 1 }),
+            _ => histogram.push(Bin {
+                lo,
+                hi,
+                documents: 1,
+            }),
         }
     }
     let w = &plan.window;
@@ -169,7 +188,9 @@ pub fn stats(pipeline: &Pipeline, seq_lens: &[usize], threads: Option<usize>) ->
             let total: u64 = docs.iter().map(|n| n + sep * w.pack as u64).sum();
             stream_tokens += total;
             match plan.order {
-                RowOrder::Tbptt { batch_size } => c.add(tbptt_counts(total, l as u64, batch_size as u64)),
+                RowOrder::Tbptt { batch_size } => {
+                    c.add(tbptt_counts(total, l as u64, batch_size as u64))
+                }
                 _ if w.pack => c.add(stream_counts(total, l as u64, stride as u64, w.remainder)),
                 _ => {
                     for &n in docs {
@@ -218,12 +239,23 @@ impl StatsReport {
             self.documents, self.tokens, self.min, self.median, self.p90, self.p99, self.max
         ));
         out.push_str("document length (tokens)    documents\n");
-        let peak = self.histogram.iter().map(|b| b.documents).max().unwrap_or(1).max(1);
+        let peak = self
+            .histogram
+            .iter()
+            .map(|b| b.documents)
+            .max()
+            .unwrap_or(1)
+            .max(1);
         for b in &self.histogram {
             let bar = "#".repeat(((b.documents as f64 / peak as f64) * 40.0).ceil() as usize);
-            out.push_str(&format!("  [{:>8}, {:>8})  {:>10}  {}\n", b.lo, b.hi, b.documents, bar));
+            out.push_str(&format!(
+                "  [{:>8}, {:>8})  {:>10}  {}\n",
+                b.lo, b.hi, b.documents, bar
+            ));
         }
-        out.push_str("\n seq_len   stride      windows  targeted  padding   output (uncompressed)\n");
+        out.push_str(
+            "\n seq_len   stride      windows  targeted  padding   output (uncompressed)\n",
+        );
         for r in &self.candidates {
             out.push_str(&format!(
                 "{:>8} {:>8} {:>12} {:>8.1}% {:>7.1}%   {:.1} MB\n",
@@ -274,7 +306,11 @@ mod tests {
                 for s in 1..12 {
                     for pad in [false, true] {
                         let r = if pad { Remainder::Pad } else { Remainder::Drop };
-                        assert_eq!(stream_counts(n, l, s, r), reference(n, l, s, pad), "n={n} l={l} s={s} pad={pad}");
+                        assert_eq!(
+                            stream_counts(n, l, s, r),
+                            reference(n, l, s, pad),
+                            "n={n} l={l} s={s} pad={pad}"
+                        );
                     }
                 }
             }

@@ -31,8 +31,8 @@ use arrow::array::{
 use arrow::buffer::ScalarBuffer;
 use arrow::compute::interleave;
 use arrow::datatypes::{
-    ArrowNativeType, ArrowPrimitiveType, DataType, Field, Int32Type, Int64Type, Schema, SchemaRef, UInt16Type,
-    UInt32Type,
+    ArrowNativeType, ArrowPrimitiveType, DataType, Field, Int32Type, Int64Type, Schema, SchemaRef,
+    UInt16Type, UInt32Type,
 };
 
 use crate::config::{ExtraColumn, Remainder, TokenDtype};
@@ -183,7 +183,11 @@ impl Starts {
     /// TBPTT geometry for a packed stream of `total` tokens.
     pub fn lanes(total: u64, batch_size: u64, seq_len: u64) -> Starts {
         let lane_len = total / batch_size;
-        let steps = if lane_len > seq_len { (lane_len - 1) / seq_len } else { 0 };
+        let steps = if lane_len > seq_len {
+            (lane_len - 1) / seq_len
+        } else {
+            0
+        };
         Starts::Lanes {
             lane_len,
             steps,
@@ -274,7 +278,11 @@ impl<T: Token> Windower<T> {
     fn advance(&mut self) {
         match self.starts {
             Starts::Uniform => self.next_start += self.stride,
-            Starts::Lanes { lane_len, steps, lanes } => {
+            Starts::Lanes {
+                lane_len,
+                steps,
+                lanes,
+            } => {
                 self.step += 1;
                 if self.step == steps {
                     self.step = 0;
@@ -396,7 +404,10 @@ impl<T: Token> Windower<T> {
             self.buf.len()
         };
         let carried_span = if self.open && !self.spans.is_empty() {
-            let i = self.spans.partition_point(|s| s.at <= keep_at).saturating_sub(1);
+            let i = self
+                .spans
+                .partition_point(|s| s.at <= keep_at)
+                .saturating_sub(1);
             let mut spans: Vec<DocSpan> = Vec::with_capacity(self.spans.len() - i);
             for (k, s) in self.spans[i..].iter().enumerate() {
                 if k == 0 {
@@ -423,12 +434,16 @@ impl<T: Token> Windower<T> {
                 tokens: std::mem::take(&mut self.buf),
                 spans: std::mem::take(&mut self.spans),
             });
-            self.ready.extend(self.pending.drain(..).map(|(offset, len, start)| WindowRef {
-                chunk: Arc::clone(&chunk),
-                offset,
-                len,
-                start,
-            }));
+            self.ready.extend(
+                self.pending
+                    .drain(..)
+                    .map(|(offset, len, start)| WindowRef {
+                        chunk: Arc::clone(&chunk),
+                        offset,
+                        len,
+                        start,
+                    }),
+            );
         }
         self.buf = tail;
         self.spans = carried_span;
@@ -472,7 +487,10 @@ impl OutputLayout {
         let list = |name: &str, dt: DataType| {
             Field::new(
                 name,
-                DataType::FixedSizeList(Arc::new(Field::new("item", dt, false)), spec.seq_len as i32),
+                DataType::FixedSizeList(
+                    Arc::new(Field::new("item", dt, false)),
+                    spec.seq_len as i32,
+                ),
                 false,
             )
         };
@@ -482,7 +500,10 @@ impl OutputLayout {
             TokenDtype::Uint16 => DataType::UInt16,
             TokenDtype::Uint32 => DataType::UInt32,
         };
-        let mut fields = vec![list("input", token_type.clone()), list("target", token_type)];
+        let mut fields = vec![
+            list("input", token_type.clone()),
+            list("target", token_type),
+        ];
         for c in &spec.columns {
             fields.push(match c {
                 ExtraColumn::DocId => Field::new("doc_id", id_type.clone(), true),
@@ -505,12 +526,21 @@ impl OutputLayout {
     }
 }
 
-fn fixed_list<P: ArrowPrimitiveType>(field: &Field, values: Vec<P::Native>, size: usize) -> ArrayRef {
+fn fixed_list<P: ArrowPrimitiveType>(
+    field: &Field,
+    values: Vec<P::Native>,
+    size: usize,
+) -> ArrayRef {
     let DataType::FixedSizeList(item, _) = field.data_type() else {
         unreachable!("list columns are fixed-size lists")
     };
     let values = PrimitiveArray::<P>::new(ScalarBuffer::from(values), None);
-    Arc::new(FixedSizeListArray::new(Arc::clone(item), size as i32, Arc::new(values), None))
+    Arc::new(FixedSizeListArray::new(
+        Arc::clone(item),
+        size as i32,
+        Arc::new(values),
+        None,
+    ))
 }
 
 /// Materialises windows into a record batch of `layout.schema`.
@@ -525,6 +555,9 @@ pub fn materialize<T: Token>(
     layout: &OutputLayout,
     carry_columns: &[usize],
 ) -> Result<RecordBatch> {
+    if windows.is_empty() {
+        return Ok(RecordBatch::new_empty(Arc::clone(&layout.schema)));
+    }
     let spec = &layout.spec;
     let l = spec.seq_len;
     let rows = windows.len();
@@ -571,7 +604,9 @@ pub fn materialize<T: Token>(
                 let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.ids.as_ref()).collect();
                 interleave(&arrays, idx).map_err(|e| Error::Internal(e.to_string()))?
             }
-            ExtraColumn::Start => Arc::new(Int64Array::from_iter_values(windows.iter().map(|w| w.start as i64))),
+            ExtraColumn::Start => Arc::new(Int64Array::from_iter_values(
+                windows.iter().map(|w| w.start as i64),
+            )),
             ExtraColumn::LossMask => {
                 let mut m = Vec::with_capacity(rows * l);
                 for w in windows {
@@ -613,7 +648,9 @@ pub fn materialize<T: Token>(
             windows.iter().map(|w| (w.start / lane_len) as i32),
         )));
         columns.push(Arc::new(Int64Array::from_iter_values(
-            windows.iter().map(|w| ((w.start % lane_len) / l as u64) as i64),
+            windows
+                .iter()
+                .map(|w| ((w.start % lane_len) / l as u64) as i64),
         )));
     }
     if !carry_columns.is_empty() {
@@ -623,7 +660,8 @@ pub fn materialize<T: Token>(
             columns.push(interleave(&arrays, idx).map_err(|e| Error::Internal(e.to_string()))?);
         }
     }
-    RecordBatch::try_new(Arc::clone(&layout.schema), columns).map_err(|e| Error::Internal(e.to_string()))
+    RecordBatch::try_new(Arc::clone(&layout.schema), columns)
+        .map_err(|e| Error::Internal(e.to_string()))
 }
 
 /// Errors of [`decode_tokens`], with the row (document) they concern.
@@ -638,9 +676,17 @@ pub enum TokenError {
     /// A token below zero.
     Negative { row: usize, value: i128 },
     /// A token `>= vocab_size`.
-    OutOfVocab { row: usize, value: i128, vocab_size: u64 },
+    OutOfVocab {
+        row: usize,
+        value: i128,
+        vocab_size: u64,
+    },
     /// A token that does not fit the output dtype.
-    TooLarge { row: usize, value: i128, dtype: &'static str },
+    TooLarge {
+        row: usize,
+        value: i128,
+        dtype: &'static str,
+    },
 }
 
 impl TokenError {
@@ -659,11 +705,17 @@ impl TokenError {
     /// What is wrong, without the row.
     pub fn describe(&self) -> String {
         match self {
-            TokenError::NotInteger(t) => format!("expected a list of integers or an integer column, found {t}"),
+            TokenError::NotInteger(t) => {
+                format!("expected a list of integers or an integer column, found {t}")
+            }
             TokenError::NullDocument { .. } => "the document is null".into(),
             TokenError::NullToken { .. } => "a token is null".into(),
-            TokenError::Negative { value, .. } => format!("token {value} is negative; token ids must be >= 0"),
-            TokenError::OutOfVocab { value, vocab_size, .. } => {
+            TokenError::Negative { value, .. } => {
+                format!("token {value} is negative; token ids must be >= 0")
+            }
+            TokenError::OutOfVocab {
+                value, vocab_size, ..
+            } => {
                 format!("token {value} is not below windows.vocab_size {vocab_size}")
             }
             TokenError::TooLarge { value, dtype, .. } => {
@@ -702,7 +754,9 @@ pub fn is_integer(dt: &DataType) -> bool {
 /// Whether a column type is accepted as a token column.
 pub fn is_token_column(dt: &DataType) -> bool {
     match dt {
-        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => is_integer(f.data_type()),
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+            is_integer(f.data_type())
+        }
         other => is_integer(other),
     }
 }
@@ -746,32 +800,46 @@ pub fn decode_tokens<T: Token>(
             let offs = (0..=l.len()).map(|i| i * size).collect();
             (l.values().slice(base, l.len() * size), offs, false)
         }
-        dt if dt.is_integer() => (arrow::array::make_array(column.to_data()), (0..=column.len()).collect(), true),
+        dt if dt.is_integer() => (
+            arrow::array::make_array(column.to_data()),
+            (0..=column.len()).collect(),
+            true,
+        ),
         other => return Err(TokenError::NotInteger(other.to_string())),
     };
     let values = values.as_ref();
     let row_of = |i: usize| offsets.partition_point(|&o| o <= i) - 1;
     if values.null_count() > 0 {
         let nulls = values.logical_nulls().expect("null count > 0");
-        let i = (0..values.len()).find(|&i| nulls.is_null(i)).expect("a null exists");
+        let i = (0..values.len())
+            .find(|&i| nulls.is_null(i))
+            .expect("a null exists");
         return Err(TokenError::NullToken { row: row_of(i) });
     }
     let max = dtype.max() as i128;
     let limit = vocab_size.map(|v| v as i128);
-    let out = convert_values::<T>(values, |i, v| {
-        let row = row_of(i);
-        if v < 0 {
-            TokenError::Negative { row, value: v }
-        } else if let Some(vocab_size) = vocab_size.filter(|&vs| v >= vs as i128) {
-            TokenError::OutOfVocab { row, value: v, vocab_size }
-        } else {
-            TokenError::TooLarge {
-                row,
-                value: v,
-                dtype: dtype.name(),
+    let out = convert_values::<T>(
+        values,
+        |i, v| {
+            let row = row_of(i);
+            if v < 0 {
+                TokenError::Negative { row, value: v }
+            } else if let Some(vocab_size) = vocab_size.filter(|&vs| v >= vs as i128) {
+                TokenError::OutOfVocab {
+                    row,
+                    value: v,
+                    vocab_size,
+                }
+            } else {
+                TokenError::TooLarge {
+                    row,
+                    value: v,
+                    dtype: dtype.name(),
+                }
             }
-        }
-    }, limit.map_or(max, |l| (l - 1).min(max)))?;
+        },
+        limit.map_or(max, |l| (l - 1).min(max)),
+    )?;
     Ok(DecodedTokens {
         values: out,
         offsets,
@@ -808,7 +876,10 @@ fn convert_values<T: Token>(
             if a.is_empty() || (lo >= 0 && hi <= max) {
                 Ok(a.iter().map(|&v| T::from_i64(v as i64)).collect())
             } else {
-                let i = a.iter().position(|&v| (v as i128) < 0 || (v as i128) > max).expect("an offender exists");
+                let i = a
+                    .iter()
+                    .position(|&v| (v as i128) < 0 || (v as i128) > max)
+                    .expect("an offender exists");
                 Err(error(i, a[i] as i128))
             }
         }};
@@ -883,7 +954,11 @@ fn windows_typed<T: Token>(tokens: &dyn Array, spec: &WindowSpec) -> Result<Reco
     }
     let decoded = decode_tokens::<T>(tokens, spec.dtype, spec.vocab_size)
         .map_err(|e| Error::input("<array>", e.to_string()))?;
-    let docs = if decoded.flat { 1 } else { decoded.offsets.len() - 1 };
+    let docs = if decoded.flat {
+        1
+    } else {
+        decoded.offsets.len() - 1
+    };
     let batch = Arc::new(DocBatch {
         ids: Arc::new(Int64Array::from_iter_values(0..docs as i64)),
         carry: Vec::new(),
@@ -906,4 +981,345 @@ fn windows_typed<T: Token>(tokens: &dyn Array, spec: &WindowSpec) -> Result<Reco
     w.finish();
     let layout = OutputLayout::new(spec, &DataType::Int64, &[], false);
     materialize(&w.take_ready(), &layout, &[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{AsArray, LargeListArray, ListArray};
+    use arrow::datatypes::{Int64Type, UInt16Type};
+    use proptest::prelude::*;
+
+    /// One expected output row.
+    #[derive(Debug, Clone, PartialEq)]
+    struct Row {
+        input: Vec<i64>,
+        target: Vec<i64>,
+        doc: i64,
+        start: i64,
+        mask: Vec<u8>,
+        pos: Vec<i32>,
+        seg: Vec<i32>,
+    }
+
+    /// The plain nested loop of SPEC §3.1–§3.3, written from the spec text.
+    fn reference(docs: &[Vec<i64>], spec: &WindowSpec) -> Vec<Row> {
+        // Streams of (token, doc, position in doc).
+        let mut streams: Vec<Vec<(i64, i64, i32)>> = Vec::new();
+        if spec.pack {
+            let mut s = Vec::new();
+            for (d, doc) in docs.iter().enumerate() {
+                for (p, &t) in doc.iter().enumerate() {
+                    s.push((t, d as i64, p as i32));
+                }
+                if let Some(sep) = spec.separator {
+                    s.push((sep, d as i64, doc.len() as i32));
+                }
+            }
+            streams.push(s);
+        } else {
+            for (d, doc) in docs.iter().enumerate() {
+                streams.push(
+                    doc.iter()
+                        .enumerate()
+                        .map(|(p, &t)| (t, d as i64, p as i32))
+                        .collect(),
+                );
+            }
+        }
+        let (l, stride) = (spec.seq_len, spec.stride);
+        let mut rows = Vec::new();
+        for s in &streams {
+            let n = s.len();
+            let make = |start: usize, len: usize| {
+                let mut seg = Vec::new();
+                let mut k = 0;
+                for j in 0..len {
+                    if j > 0 && s[start + j].1 != s[start + j - 1].1 {
+                        k += 1;
+                    }
+                    seg.push(k);
+                }
+                let mut input: Vec<i64> = s[start..start + len].iter().map(|x| x.0).collect();
+                let mut target: Vec<i64> =
+                    s[start + 1..start + len + 1].iter().map(|x| x.0).collect();
+                let mut pos: Vec<i32> = s[start..start + len].iter().map(|x| x.2).collect();
+                let mut mask = vec![1u8; len];
+                input.resize(l, spec.pad_id);
+                target.resize(l, spec.ignore_index);
+                pos.resize(l, 0);
+                seg.resize(l, -1);
+                mask.resize(l, 0);
+                Row {
+                    input,
+                    target,
+                    doc: s[start].1,
+                    start: start as i64,
+                    mask,
+                    pos,
+                    seg,
+                }
+            };
+            let mut start = 0;
+            let mut last_target = None;
+            while start + l + 1 <= n {
+                rows.push(make(start, l));
+                last_target = Some(start + l);
+                start += stride;
+            }
+            if spec.remainder == Remainder::Pad
+                && n > 0
+                && last_target != Some(n - 1)
+                && start + 1 < n
+            {
+                rows.push(make(start, n - 1 - start));
+            }
+        }
+        rows
+    }
+
+    fn rows_of(batch: &RecordBatch, spec: &WindowSpec) -> Vec<Row> {
+        let list = |name: &str| -> Vec<Vec<i64>> {
+            let Some(c) = batch.column_by_name(name) else {
+                return vec![Vec::new(); batch.num_rows()];
+            };
+            let c = arrow::compute::cast(
+                c,
+                &DataType::new_fixed_size_list(DataType::Int64, spec.seq_len as i32, false),
+            )
+            .unwrap();
+            let c = c.as_fixed_size_list();
+            (0..c.len())
+                .map(|i| c.value(i).as_primitive::<Int64Type>().values().to_vec())
+                .collect()
+        };
+        let (input, target, mask, pos, seg) = (
+            list("input"),
+            list("target"),
+            list("loss_mask"),
+            list("position_ids"),
+            list("segment_ids"),
+        );
+        let doc = batch
+            .column_by_name("doc_id")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let start = batch
+            .column_by_name("start")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        (0..batch.num_rows())
+            .map(|i| Row {
+                input: input[i].clone(),
+                target: target[i].clone(),
+                doc: doc.value(i),
+                start: start.value(i),
+                mask: mask[i].iter().map(|&v| v as u8).collect(),
+                pos: pos[i].iter().map(|&v| v as i32).collect(),
+                seg: seg[i].iter().map(|&v| v as i32).collect(),
+            })
+            .collect()
+    }
+
+    fn spec_for(
+        seq_len: usize,
+        stride: usize,
+        pad: bool,
+        pack: bool,
+        separator: Option<i64>,
+    ) -> WindowSpec {
+        let mut spec = WindowSpec::new(seq_len);
+        spec.stride = stride;
+        spec.pack = pack;
+        spec.separator = if pack { separator } else { None };
+        spec.remainder = if pad { Remainder::Pad } else { Remainder::Drop };
+        spec.dtype = TokenDtype::Int64;
+        spec.columns = vec![
+            ExtraColumn::DocId,
+            ExtraColumn::Start,
+            ExtraColumn::LossMask,
+            ExtraColumn::PositionIds,
+            ExtraColumn::SegmentIds,
+        ];
+        spec
+    }
+
+    fn normalise(mut rows: Vec<Row>, spec: &WindowSpec) -> Vec<Row> {
+        // Without packing, position ids are offsets in the document.
+        if !spec.pack {
+            for r in &mut rows {
+                for (j, p) in r.pos.iter_mut().enumerate() {
+                    if r.mask[j] == 1 {
+                        *p = r.start as i32 + j as i32;
+                    }
+                }
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn hello_world_gives_the_spec_windows() {
+        let docs = ListArray::from_iter_primitive::<Int64Type, _, _>(vec![Some(
+            [8, 5, 12, 12, 15, 23, 15, 18, 12, 4].map(Some),
+        )]);
+        let mut spec = WindowSpec::new(4);
+        spec.stride = 1;
+        let b = windows(&docs, &spec).unwrap();
+        let input = b.column(0).as_fixed_size_list();
+        let target = b.column(1).as_fixed_size_list();
+        let got: Vec<(Vec<i32>, Vec<i32>)> = (0..b.num_rows())
+            .map(|i| {
+                (
+                    input.value(i).as_primitive::<Int32Type>().values().to_vec(),
+                    target
+                        .value(i)
+                        .as_primitive::<Int32Type>()
+                        .values()
+                        .to_vec(),
+                )
+            })
+            .collect();
+        let t = [8, 5, 12, 12, 15, 23, 15, 18, 12, 4];
+        let expected: Vec<(Vec<i32>, Vec<i32>)> = (0..6)
+            .map(|s| (t[s..s + 4].to_vec(), t[s + 1..s + 5].to_vec()))
+            .collect();
+        assert_eq!(got, expected);
+        spec.stride = 4;
+        let b = windows(&docs, &spec).unwrap();
+        assert_eq!(b.num_rows(), 2);
+        let input = b.column(0).as_fixed_size_list();
+        assert_eq!(
+            input.value(0).as_primitive::<Int32Type>().values(),
+            &[8, 5, 12, 12]
+        );
+        assert_eq!(
+            input.value(1).as_primitive::<Int32Type>().values(),
+            &[15, 23, 15, 18]
+        );
+    }
+
+    #[test]
+    fn bad_tokens_name_the_row() {
+        let docs = ListArray::from_iter_primitive::<Int64Type, _, _>(vec![
+            Some(vec![Some(1), Some(2)]),
+            Some(vec![Some(3), Some(-4)]),
+        ]);
+        let e = decode_tokens::<i32>(&docs, TokenDtype::Int32, None).unwrap_err();
+        assert_eq!(e, TokenError::Negative { row: 1, value: -4 });
+        let e = decode_tokens::<i32>(&docs.slice(0, 1), TokenDtype::Int32, Some(2)).unwrap_err();
+        assert_eq!(
+            e,
+            TokenError::OutOfVocab {
+                row: 0,
+                value: 2,
+                vocab_size: 2
+            }
+        );
+        let big = ListArray::from_iter_primitive::<Int64Type, _, _>(vec![Some(vec![Some(70_000)])]);
+        let e = decode_tokens::<u16>(&big, TokenDtype::Uint16, None).unwrap_err();
+        assert_eq!(
+            e,
+            TokenError::TooLarge {
+                row: 0,
+                value: 70_000,
+                dtype: "uint16"
+            }
+        );
+        let nulls =
+            ListArray::from_iter_primitive::<Int64Type, _, _>(vec![Some(vec![Some(1)]), None]);
+        assert_eq!(
+            decode_tokens::<i32>(&nulls, TokenDtype::Int32, None).unwrap_err(),
+            TokenError::NullDocument { row: 1 }
+        );
+        let null_tok = ListArray::from_iter_primitive::<Int64Type, _, _>(vec![
+            Some(vec![Some(1)]),
+            Some(vec![Some(1), None]),
+        ]);
+        assert_eq!(
+            decode_tokens::<i32>(&null_tok, TokenDtype::Int32, None).unwrap_err(),
+            TokenError::NullToken { row: 1 }
+        );
+    }
+
+    fn docs_strategy() -> impl Strategy<Value = Vec<Vec<i64>>> {
+        prop::collection::vec(prop::collection::vec(0i64..60, 0..40), 0..8)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn kernel_equals_the_plain_loop(
+            docs in docs_strategy(),
+            seq_len in 1usize..10,
+            stride in 1usize..14,
+            pad in any::<bool>(),
+            pack in any::<bool>(),
+            separator in proptest::option::of(60i64..64),
+            input_type in 0usize..3,
+        ) {
+            let spec = spec_for(seq_len, stride, pad, pack, separator);
+            let array: ArrayRef = match input_type {
+                0 => Arc::new(ListArray::from_iter_primitive::<Int64Type, _, _>(docs.iter().map(|d| Some(d.iter().map(|&t| Some(t)))))),
+                1 => Arc::new(ListArray::from_iter_primitive::<UInt16Type, _, _>(docs.iter().map(|d| Some(d.iter().map(|&t| Some(t as u16)))))),
+                _ => Arc::new(LargeListArray::from_iter_primitive::<Int32Type, _, _>(docs.iter().map(|d| Some(d.iter().map(|&t| Some(t as i32)))))),
+            };
+            let batch = windows(array.as_ref(), &spec).unwrap();
+            let got = rows_of(&batch, &spec);
+            let expected = normalise(reference(&docs, &spec), &spec);
+            prop_assert_eq!(&got, &expected);
+            for r in &got {
+                // target[i] == input[i + 1] wherever both are real tokens.
+                for i in 0..seq_len - 1 {
+                    if r.mask[i + 1] == 1 {
+                        prop_assert_eq!(r.target[i], r.input[i + 1]);
+                    }
+                }
+            }
+            if !pack && !pad {
+                let formula: usize = docs.iter().map(|d| if d.len() > seq_len { (d.len() - seq_len - 1) / stride + 1 } else { 0 }).sum();
+                prop_assert_eq!(got.len(), formula);
+            }
+        }
+
+        #[test]
+        fn flat_column_is_one_document(tokens in prop::collection::vec(0i64..60, 0..80), seq_len in 1usize..8, stride in 1usize..9, pad in any::<bool>()) {
+            let spec = spec_for(seq_len, stride, pad, false, None);
+            let array = Int64Array::from(tokens.clone());
+            let got = rows_of(&windows(&array, &spec).unwrap(), &spec);
+            prop_assert_eq!(got, normalise(reference(&[tokens], &spec), &spec));
+        }
+
+        #[test]
+        fn streaming_in_pieces_equals_one_piece(
+            docs in docs_strategy(),
+            seq_len in 1usize..8,
+            stride in 1usize..10,
+            pad in any::<bool>(),
+            pack in any::<bool>(),
+            cut in 1usize..7,
+        ) {
+            // Feeding tokens in small pieces with seals in between (as the
+            // pipeline does across row groups) must not change anything.
+            let spec = spec_for(seq_len, stride, pad, pack, Some(61));
+            let batch = Arc::new(DocBatch { ids: Arc::new(Int64Array::from_iter_values(0..docs.len() as i64)), carry: vec![] });
+            let mut w = Windower::<i64>::new(&spec, Starts::Uniform);
+            for (d, doc) in docs.iter().enumerate() {
+                w.begin_doc(DocRef { batch: Arc::clone(&batch), row: d });
+                for piece in doc.chunks(cut) {
+                    w.extend(piece);
+                    w.seal();
+                }
+                w.end_doc();
+                w.seal();
+            }
+            w.finish();
+            let layout = OutputLayout::new(&spec, &DataType::Int64, &[], false);
+            let got = rows_of(&materialize(&w.take_ready(), &layout, &[]).unwrap(), &spec);
+            prop_assert_eq!(got, normalise(reference(&docs, &spec), &spec));
+            let a = w.account();
+            prop_assert_eq!(a.tokens_in, a.tokens_targeted + a.tokens_never_targeted);
+        }
+    }
 }

@@ -1,0 +1,354 @@
+//! SPEC §4: every bad input exits 2 with one clear message naming the
+//! file/row/key, writes nothing, and never panics. One test per case.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int64Array, ListArray, RecordBatch, StringArray};
+use arrow::datatypes::Int64Type;
+
+use crate::harness::*;
+
+fn corpus(env: &Env) {
+    let docs = random_docs(50, 40, 100, 1);
+    write_parquet(
+        &env.path("data/c.parquet"),
+        &corpus_batch(&docs, 0, &["a", "b"]),
+        10,
+    );
+}
+
+fn yaml(windows: &str) -> String {
+    format!(
+        "source:\n  path: data\n  tokens: tokens\n  id: doc_id\n  carry: [source]\nwindows:\n{windows}\nsink:\n  path: out\n"
+    )
+}
+
+fn run(env: &Env, yaml: &str) -> std::process::Output {
+    let p = env.pipeline("p.yaml", yaml);
+    env.seqwin(&["run", p.to_str().unwrap(), "--quiet"])
+}
+
+fn bad_tokens(env: &Env, docs: Vec<Option<Vec<Option<i64>>>>) {
+    let tokens: ArrayRef = Arc::new(ListArray::from_iter_primitive::<Int64Type, _, _>(docs));
+    let n = tokens.len();
+    let b = RecordBatch::try_from_iter(vec![
+        (
+            "doc_id",
+            Arc::new(Int64Array::from_iter_values(0..n as i64)) as ArrayRef,
+        ),
+        (
+            "source",
+            Arc::new(StringArray::from_iter_values((0..n).map(|_| "x"))) as ArrayRef,
+        ),
+        ("tokens", tokens),
+    ])
+    .unwrap();
+    write_parquet(&env.path("data/c.parquet"), &b, 2);
+}
+
+use arrow::array::Array;
+
+#[test]
+fn missing_source_path() {
+    let env = Env::new();
+    let out = run(&env, &yaml("  seq_len: 4"));
+    assert_bad_input(&env, &out, &["data", "does not exist"]);
+}
+
+#[test]
+fn no_parquet_files() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.path("data/sub")).unwrap();
+    std::fs::write(env.path("data/sub/readme.txt"), "hi").unwrap();
+    let out = run(&env, &yaml("  seq_len: 4"));
+    assert_bad_input(&env, &out, &["no Parquet files found"]);
+}
+
+#[test]
+fn not_a_parquet_file() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.path("data")).unwrap();
+    std::fs::write(env.path("data/c.parquet"), "this is text, not parquet").unwrap();
+    let out = run(&env, &yaml("  seq_len: 4"));
+    assert_bad_input(&env, &out, &["c.parquet", "not a readable Parquet file"]);
+}
+
+#[test]
+fn truncated_parquet_file() {
+    let env = Env::new();
+    corpus(&env);
+    let p = env.path("data/c.parquet");
+    let bytes = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    let out = run(&env, &yaml("  seq_len: 4"));
+    assert_bad_input(&env, &out, &["c.parquet"]);
+}
+
+#[test]
+fn flipped_bytes_in_the_data() {
+    let env = Env::new();
+    corpus(&env);
+    let p = env.path("data/c.parquet");
+    let mut bytes = std::fs::read(&p).unwrap();
+    // Corrupt the data pages (the first bytes after the magic), not the footer.
+    for b in &mut bytes[4..200] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&p, &bytes).unwrap();
+    let out = run(&env, &yaml("  seq_len: 4"));
+    assert_bad_input(&env, &out, &["c.parquet"]);
+}
+
+#[test]
+fn token_column_missing_lists_the_columns() {
+    let env = Env::new();
+    corpus(&env);
+    let out = run(
+        &env,
+        &yaml("  seq_len: 4").replace("tokens: tokens", "tokens: ids"),
+    );
+    assert_bad_input(
+        &env,
+        &out,
+        &[
+            "c.parquet",
+            "column `ids`",
+            "available columns: doc_id, source, tokens",
+        ],
+    );
+}
+
+#[test]
+fn token_column_not_integer() {
+    let env = Env::new();
+    corpus(&env);
+    let out = run(
+        &env,
+        &yaml("  seq_len: 4")
+            .replace("tokens: tokens", "tokens: source")
+            .replace("  carry: [source]\n", ""),
+    );
+    assert_bad_input(
+        &env,
+        &out,
+        &[
+            "c.parquet",
+            "`source`",
+            "must be a list of integers",
+            "Utf8",
+        ],
+    );
+}
+
+#[test]
+fn null_document_names_file_and_row() {
+    let env = Env::new();
+    bad_tokens(
+        &env,
+        vec![Some(vec![Some(1), Some(2)]), Some(vec![Some(3)]), None],
+    );
+    let out = run(&env, &yaml("  seq_len: 1"));
+    assert_bad_input(&env, &out, &["c.parquet", "row 2", "document is null"]);
+}
+
+#[test]
+fn null_token_names_file_and_row() {
+    let env = Env::new();
+    bad_tokens(
+        &env,
+        vec![
+            Some(vec![Some(1)]),
+            Some(vec![Some(1)]),
+            Some(vec![Some(3)]),
+            Some(vec![Some(3), None]),
+        ],
+    );
+    let out = run(&env, &yaml("  seq_len: 1"));
+    assert_bad_input(&env, &out, &["c.parquet", "row 3", "token is null"]);
+}
+
+#[test]
+fn negative_token() {
+    let env = Env::new();
+    bad_tokens(&env, vec![Some(vec![Some(1), Some(-7)])]);
+    let out = run(&env, &yaml("  seq_len: 1"));
+    assert_bad_input(&env, &out, &["c.parquet", "row 0", "-7", "negative"]);
+}
+
+#[test]
+fn token_not_below_vocab_size() {
+    let env = Env::new();
+    bad_tokens(
+        &env,
+        vec![
+            Some(vec![Some(1)]),
+            Some(vec![Some(1)]),
+            Some(vec![Some(1)]),
+            Some(vec![Some(5), Some(100)]),
+        ],
+    );
+    let out = run(&env, &yaml("  seq_len: 1\n  vocab_size: 100"));
+    assert_bad_input(
+        &env,
+        &out,
+        &["c.parquet", "row 3", "token 100", "vocab_size 100"],
+    );
+}
+
+#[test]
+fn token_that_does_not_fit_dtype() {
+    let env = Env::new();
+    bad_tokens(&env, vec![Some(vec![Some(1), Some(70_000)])]);
+    let out = run(&env, &yaml("  seq_len: 1\n  dtype: uint16"));
+    assert_bad_input(&env, &out, &["c.parquet", "row 0", "70000", "uint16"]);
+    // int32 holds it.
+    let p = env.pipeline("ok.yaml", &yaml("  seq_len: 1\n  dtype: int32"));
+    env.run_ok(&p, &[]);
+}
+
+#[test]
+fn pad_id_that_does_not_fit_dtype() {
+    let env = Env::new();
+    corpus(&env);
+    let out = run(
+        &env,
+        &yaml(
+            "  seq_len: 4\n  dtype: uint16\n  remainder: pad\n  pad_id: 70000\n  ignore_index: 0",
+        ),
+    );
+    assert_bad_input(&env, &out, &["p.yaml", "windows.pad_id", "70000", "uint16"]);
+}
+
+#[test]
+fn ignore_index_that_does_not_fit_dtype() {
+    let env = Env::new();
+    corpus(&env);
+    let out = run(
+        &env,
+        &yaml("  seq_len: 4\n  dtype: uint32\n  remainder: pad"),
+    );
+    assert_bad_input(&env, &out, &["windows.ignore_index", "-100", "uint32"]);
+}
+
+#[test]
+fn separator_that_does_not_fit_dtype() {
+    let env = Env::new();
+    corpus(&env);
+    let out = run(
+        &env,
+        &yaml("  seq_len: 4\n  dtype: uint16\n  pack: true\n  separator: 65536"),
+    );
+    assert_bad_input(&env, &out, &["windows.separator", "65536"]);
+}
+
+#[test]
+fn seq_len_below_one() {
+    let env = Env::new();
+    corpus(&env);
+    let out = run(&env, &yaml("  seq_len: 0"));
+    assert_bad_input(
+        &env,
+        &out,
+        &["p.yaml", "`windows.seq_len` must be at least 1, got 0"],
+    );
+}
+
+#[test]
+fn stride_below_one() {
+    let env = Env::new();
+    corpus(&env);
+    let out = run(&env, &yaml("  seq_len: 4\n  stride: -2"));
+    assert_bad_input(&env, &out, &["`windows.stride` must be at least 1, got -2"]);
+}
+
+#[test]
+fn absurd_seq_len_is_refused_at_check_time() {
+    let env = Env::new();
+    corpus(&env);
+    let p = env.pipeline("p.yaml", &yaml("  seq_len: 1000000000"));
+    let out = env.seqwin(&["check", p.to_str().unwrap()]);
+    assert_bad_input(&env, &out, &["`windows.seq_len` must be at most"]);
+}
+
+#[test]
+fn fractions_that_do_not_sum_to_one() {
+    let env = Env::new();
+    corpus(&env);
+    let y = yaml("  seq_len: 4") + "split:\n  fractions: {train: 0.7, val: 0.2}\n";
+    let out = run(&env, &y);
+    assert_bad_input(&env, &out, &["`split.fractions` must sum to 1", "0.9"]);
+}
+
+#[test]
+fn shuffle_with_tbptt() {
+    let env = Env::new();
+    corpus(&env);
+    let y = yaml("  seq_len: 4") + "shuffle:\n  seed: 1\ntbptt:\n  batch_size: 2\n";
+    let out = run(&env, &y);
+    assert_bad_input(&env, &out, &["`shuffle` and `tbptt` exclude each other"]);
+}
+
+#[test]
+fn partition_column_that_is_not_carried() {
+    let env = Env::new();
+    corpus(&env);
+    let y = yaml("  seq_len: 4").replace("  path: out\n", "  path: out\n  partition_by: [lang]\n");
+    let out = run(&env, &y);
+    assert_bad_input(
+        &env,
+        &out,
+        &[
+            "`sink.partition_by` column `lang`",
+            "source.carry: [source]",
+        ],
+    );
+}
+
+#[test]
+fn unknown_yaml_key_with_line_and_column() {
+    let env = Env::new();
+    corpus(&env);
+    let out = run(&env, &yaml("  seq_len: 4\n  seqlen: 8"));
+    assert_bad_input(
+        &env,
+        &out,
+        &[
+            "p.yaml",
+            "unknown field `seqlen`",
+            "line 8 column 3",
+            "expected one of seq_len",
+        ],
+    );
+}
+
+#[test]
+fn yaml_syntax_error() {
+    let env = Env::new();
+    corpus(&env);
+    let out = run(&env, "source:\n  path: [data\nwindows: {seq_len: 4}\n");
+    assert_bad_input(&env, &out, &["p.yaml", "line"]);
+}
+
+#[test]
+fn all_config_problems_are_reported_at_once() {
+    let env = Env::new();
+    corpus(&env);
+    let y = yaml("  seq_len: 0\n  stride: 0") + "split:\n  fractions: {train: 0.5}\n";
+    let out = run(&env, &y);
+    assert_bad_input(
+        &env,
+        &out,
+        &["windows.seq_len", "windows.stride", "split.fractions"],
+    );
+}
+
+#[test]
+fn bad_override() {
+    let env = Env::new();
+    corpus(&env);
+    let p = env.pipeline("p.yaml", &yaml("  seq_len: 4"));
+    let out = env.seqwin(&["run", p.to_str().unwrap(), "--set", "windows.seq_len=abc"]);
+    assert_bad_input(&env, &out, &["--set windows.seq_len=abc"]);
+    let out = env.seqwin(&["run", p.to_str().unwrap(), "--set", "windows.sequence=4"]);
+    assert_bad_input(&env, &out, &["sequence"]);
+}

@@ -1,0 +1,15 @@
+//! Integration tests: one binary, a module per topic, a shared harness.
+//! Every test writes small Parquet fixtures into its own temp dir, runs the
+//! real `seqwin` binary, and reads the output back.
+
+mod harness;
+
+mod account;
+mod cli;
+mod determinism;
+mod errors;
+mod faults;
+mod ordering;
+mod packing;
+mod pipelines;
+mod sources;
