@@ -1062,7 +1062,7 @@ mod tests {
             };
             let mut start = 0;
             let mut last_target = None;
-            while start + l + 1 <= n {
+            while start + l < n {
                 rows.push(make(start, l));
                 last_target = Some(start + l);
                 start += stride;

@@ -75,7 +75,7 @@ fn sigkill_at_random_moments_never_leaves_a_partial_dataset() {
             "trial {k}: partial dataset (status {status:?})"
         );
         let s = stride_of(&env);
-        assert!(s == stride || s < stride, "trial {k}: stride {s}");
+        assert!(s <= stride, "trial {k}: stride {s}");
     }
     assert!(
         killed >= trials / 2,

@@ -100,7 +100,7 @@ fn flat_column_with_id_runs_spanning_row_groups() {
 #[test]
 fn list_kinds_and_integer_widths() {
     let env = Env::new();
-    let docs = vec![vec![1i64, 2, 3, 4, 5, 6, 7], vec![8, 9, 10, 11, 12, 13, 14]];
+    let docs = [vec![1i64, 2, 3, 4, 5, 6, 7], vec![8, 9, 10, 11, 12, 13, 14]];
     let large: ArrayRef = Arc::new(LargeListArray::from_iter_primitive::<UInt64Type, _, _>(
         docs.iter().map(|d| Some(d.iter().map(|&t| Some(t as u64)))),
     ));
