@@ -247,7 +247,7 @@ pub struct SinkConfig {
     /// Windows per file; by default files are rolled at about 512 MiB of window data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rows_per_file: Option<i64>,
-    /// Windows per row group; by default 8192, capped at about 64 MiB of window data.
+    /// Windows per row group; by default 8192, capped at about 4 MiB of window data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row_group_rows: Option<i64>,
     /// `error`: refuse a non-empty path; `overwrite`: replace a seqwin dataset.

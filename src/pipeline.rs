@@ -41,8 +41,8 @@ use crate::sink::{
 use crate::source::Source;
 use crate::split::DocKey;
 use crate::window::{
-    decode_tokens, materialize, DocBatch, DocRef, OutputLayout, Starts, Token, TokenAccount,
-    WindowRef, Windower,
+    decode_tokens, document_windows, materialize, DocBatch, DocRef, OutputLayout, Starts, Token,
+    TokenAccount, WholeDoc, WindowRef, Windower,
 };
 
 /// A pipeline: a validated plan plus the operations on it.
@@ -209,12 +209,12 @@ impl Pipeline {
         let pool = builder
             .build()
             .map_err(|e| Error::Internal(e.to_string()))?;
-        pool.install(|| match self.plan.window.dtype {
-            TokenDtype::Int32 => Run::<i32>::execute(&self.plan, options),
-            TokenDtype::Int64 => Run::<i64>::execute(&self.plan, options),
-            TokenDtype::Uint16 => Run::<u16>::execute(&self.plan, options),
-            TokenDtype::Uint32 => Run::<u32>::execute(&self.plan, options),
-        })
+        match self.plan.window.dtype {
+            TokenDtype::Int32 => Run::<i32>::execute(&self.plan, options, &pool),
+            TokenDtype::Int64 => Run::<i64>::execute(&self.plan, options, &pool),
+            TokenDtype::Uint16 => Run::<u16>::execute(&self.plan, options, &pool),
+            TokenDtype::Uint32 => Run::<u32>::execute(&self.plan, options, &pool),
+        }
     }
 
     /// Reads the source once and returns every document's length with its
@@ -237,7 +237,7 @@ impl Pipeline {
             let mut out = DocumentLengths::default();
             let mut current: Option<(usize, u64)> = None;
             for_each_wave::<i32>(&ctx, None, |prepared| {
-                for event in router.events(&ctx, &prepared) {
+                for event in router.events(&prepared) {
                     match event {
                         Event::Begin { part, .. } => current = Some((part, 0)),
                         Event::Tokens { range, .. } => {
@@ -369,9 +369,16 @@ struct Piece {
     key: Option<OwnedKey>,
 }
 
+/// Windows of a unit's complete documents, per unit-local partition.
+type WholeWindows<T> = (Vec<Vec<WindowRef<T>>>, Vec<TokenAccount>);
+
 /// A decoded row group.
 struct Prepared<T> {
     rows: usize,
+    token_count: u64,
+    /// Windows cut in the worker (complete documents, no packing); then
+    /// `tokens` is empty and `pieces` unused.
+    whole: Option<WholeWindows<T>>,
     tokens: Vec<T>,
     pieces: Vec<Piece>,
     partitions: Vec<PartKey>,
@@ -565,12 +572,39 @@ fn prepare<T: Token>(ctx: &Context<'_>, unit_index: usize) -> Result<Prepared<T>
             values: Vec::new(),
         });
     }
+    let doc_batch = Arc::new(DocBatch { ids, carry });
+    let token_count = decoded.values.len() as u64;
+    let mut tokens = decoded.values;
+    let whole = if !decoded.flat && !plan.window.pack {
+        let docs: Vec<WholeDoc> = pieces
+            .iter()
+            .map(|p| WholeDoc {
+                range: p.range.clone(),
+                doc: DocRef {
+                    batch: Arc::clone(&doc_batch),
+                    row: p.row,
+                },
+                slot: p.part,
+            })
+            .collect();
+        let slots = partitions.len();
+        Some(document_windows(
+            std::mem::take(&mut tokens),
+            &docs,
+            slots,
+            &plan.window,
+        ))
+    } else {
+        None
+    };
     Ok(Prepared {
         rows,
-        tokens: decoded.values,
+        token_count,
+        whole,
+        tokens,
         pieces,
         partitions,
-        docs: Arc::new(DocBatch { ids, carry }),
+        docs: doc_batch,
     })
 }
 
@@ -608,7 +642,7 @@ impl Router {
         self.keys.len() - 1
     }
 
-    fn events<T>(&mut self, _ctx: &Context<'_>, p: &Prepared<T>) -> Vec<Event> {
+    fn events<T>(&mut self, p: &Prepared<T>) -> Vec<Event> {
         let map: Vec<usize> = p.partitions.iter().map(|k| self.global(k)).collect();
         let mut events = Vec::with_capacity(p.pieces.len() * 3);
         for piece in &p.pieces {
@@ -733,6 +767,15 @@ struct SpillJob<T> {
     part: usize,
     first_index: u64,
     windows: Vec<WindowRef<T>>,
+    keying: Keying,
+    schema: SchemaRef,
+    buckets: usize,
+}
+
+/// What a pool task hands back to the coordinator.
+enum Output {
+    Encoded(Encoded),
+    Scattered(ScatteredPart),
 }
 
 /// Files of one partition.
@@ -812,6 +855,18 @@ impl PartFiles {
         }
     }
 
+    /// Closes files whose last row group has been appended but that were
+    /// not marked for closing (the partition ended exactly at a row group).
+    fn close_open(&mut self) -> Result<()> {
+        for slot in &mut self.open {
+            if let Some(file) = slot.take() {
+                self.done.push(file.close()?);
+            }
+        }
+        self.current = false;
+        Ok(())
+    }
+
     fn append(&mut self, e: Encoded) -> Result<()> {
         let file = self.open[e.file_seq]
             .as_mut()
@@ -828,6 +883,8 @@ impl PartFiles {
 /// One output partition during a run.
 struct Part<T> {
     windower: Windower<T>,
+    /// Account of windows cut in workers (complete documents).
+    extra: TokenAccount,
     queue: VecDeque<WindowRef<T>>,
     files: PartFiles,
     spill: Option<Spill>,
@@ -838,7 +895,6 @@ struct Part<T> {
 /// The state of one run, generic over the output token type.
 struct Run<'a, T> {
     plan: &'a Plan,
-    ctx: Context<'a>,
     layout: OutputLayout,
     carry_columns: Vec<usize>,
     write: WriteCtx,
@@ -850,9 +906,9 @@ struct Run<'a, T> {
 }
 
 impl<'a, T: Token> Run<'a, T> {
-    fn execute(plan: &Plan, options: &RunOptions) -> Result<RunReport> {
+    fn execute(plan: &Plan, options: &RunOptions, pool: &rayon::ThreadPool) -> Result<RunReport> {
         let started = Instant::now();
-        let source = Source::open(&plan.source)?;
+        let source = pool.install(|| Source::open(&plan.source))?;
         let staging = Staging::prepare(&plan.sink)?;
         let layout = output_layout(plan, &source);
         let carry_columns: Vec<usize> = plan
@@ -873,7 +929,7 @@ impl<'a, T: Token> Run<'a, T> {
             if let Some(pb) = &progress {
                 pb.set_message("pass 1/2: measuring streams");
             }
-            let lengths = Pipeline::new(plan.clone()).document_lengths(None)?;
+            let lengths = Pipeline::new(plan.clone()).document_lengths(options.threads)?;
             let sep = plan.window.separator.is_some() as u64;
             for (dir, docs) in lengths.partitions {
                 let total = docs.iter().map(|n| n + sep).sum();
@@ -895,7 +951,6 @@ impl<'a, T: Token> Run<'a, T> {
         let schema = Arc::clone(&layout.schema);
         let mut run: Run<'_, T> = Run {
             plan,
-            ctx,
             layout,
             carry_columns,
             write: WriteCtx {
@@ -911,12 +966,12 @@ impl<'a, T: Token> Run<'a, T> {
             spill_buckets,
             spill_flush_bytes,
         };
-        run.main_pass(progress.as_ref())?;
+        run.main_pass(&ctx, pool, progress.as_ref())?;
         if plan.order != RowOrder::Source {
             if let Some(pb) = &progress {
                 pb.set_message("writing ordered partitions");
             }
-            run.ordered_pass()?;
+            pool.install(|| run.ordered_pass())?;
         }
         if let Some(pb) = &progress {
             pb.finish_and_clear();
@@ -930,7 +985,12 @@ impl<'a, T: Token> Run<'a, T> {
             .map(|(p, k)| PartitionEntry {
                 path: k.dir.clone(),
                 values: k.values.iter().cloned().collect(),
-                account: p.windower.account(),
+                account: {
+                    let mut a = p.windower.account();
+                    a.add(&p.extra);
+                    a.settle();
+                    a
+                },
                 files: std::mem::take(&mut p.files.done),
             })
             .collect();
@@ -1026,6 +1086,7 @@ impl<'a, T: Token> Run<'a, T> {
             };
             self.parts.push(Part {
                 windower: Windower::new(&self.plan.window, starts),
+                extra: TokenAccount::default(),
                 queue: VecDeque::new(),
                 files: PartFiles::default(),
                 spill,
@@ -1070,13 +1131,21 @@ impl<'a, T: Token> Run<'a, T> {
             let part = &mut self.parts[i];
             part.windower.seal();
             part.queue.extend(part.windower.take_ready());
-            if part.spill.is_some() {
+            if let Some(spill) = &part.spill {
+                let (keying, schema, buckets) = (
+                    spill.keying().clone(),
+                    Arc::clone(spill.schema()),
+                    spill.buckets(),
+                );
                 while part.queue.len() >= rg || (finish && !part.queue.is_empty()) {
                     let n = rg.min(part.queue.len());
                     spills.push(SpillJob {
                         part: i,
                         first_index: part.windows_spilled,
                         windows: part.queue.drain(..n).collect(),
+                        keying: keying.clone(),
+                        schema: Arc::clone(&schema),
+                        buckets,
                     });
                     part.windows_spilled += n as u64;
                 }
@@ -1098,76 +1167,144 @@ impl<'a, T: Token> Run<'a, T> {
         Ok((jobs, spills))
     }
 
-    fn main_pass(&mut self, progress: Option<&ProgressBar>) -> Result<()> {
-        let n = self.ctx.source.units.len();
-        let wave = wave_size();
-        let mut next: Option<Vec<Prepared<T>>> = Some(decode_wave::<T>(&self.ctx, 0..wave.min(n))?);
-        let mut start = wave.min(n);
+    /// Reads, windows and writes the source. The calling thread routes
+    /// documents and appends encoded row groups in order; decoding (ahead of
+    /// need) and encoding run as tasks in the pool, so both cores stay busy
+    /// without any wave barrier.
+    fn main_pass(
+        &mut self,
+        ctx: &Context<'_>,
+        pool: &rayon::ThreadPool,
+        progress: Option<&ProgressBar>,
+    ) -> Result<()> {
+        use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
+        let n = ctx.source.units.len();
+        let threads = pool.current_num_threads();
+        let lookahead = 2 * threads + 1;
+        let max_in_flight = 3 * threads + 1;
+        let layout = self.layout.clone();
+        let carry = self.carry_columns.clone();
+        let (layout, carry) = (&layout, &carry[..]);
         let started = Instant::now();
-        let mut tokens = 0u64;
-        while let Some(prepared) = next.take() {
-            let mut touched = Vec::new();
-            for p in &prepared {
-                let events = self.router.events(&self.ctx, p);
-                touched.extend(self.apply(p, events)?);
-                tokens += p.tokens.len() as u64;
-                if let Some(pb) = progress {
-                    pb.inc(p.rows as u64);
+        pool.in_place_scope(|scope| -> Result<()> {
+            let mut decodes: VecDeque<Receiver<Result<Prepared<T>>>> = VecDeque::new();
+            let mut outputs: VecDeque<Receiver<Result<Output>>> = VecDeque::new();
+            let mut next_unit = 0;
+            let mut tokens = 0u64;
+            let mut spawn_decodes = |decodes: &mut VecDeque<_>| {
+                while next_unit < n && decodes.len() < lookahead {
+                    let (tx, rx) = sync_channel(1);
+                    let u = next_unit;
+                    scope.spawn(move |_| {
+                        let _ = tx.send(prepare::<T>(ctx, u));
+                    });
+                    decodes.push_back(rx);
+                    next_unit += 1;
                 }
-            }
-            drop(prepared);
-            let last = start >= n;
-            if last {
-                for (part, ()) in self.router.finish_events() {
-                    self.part_for(part)?.windower.end_doc();
-                }
-                for p in &mut self.parts {
-                    p.windower.finish();
-                }
-                touched = (0..self.parts.len()).collect();
-            }
-            touched.sort_unstable();
-            touched.dedup();
-            let (jobs, spills) = self.collect_jobs(&touched, last)?;
-            let end = (start + wave).min(n);
-            let ctx = &self.ctx;
-            let layout = &self.layout;
-            let carry = &self.carry_columns;
-            let parts = &self.parts;
-            let buckets = self.spill_buckets;
-            let (decoded, (encoded, scattered)) = rayon::join(
-                || {
-                    if last {
-                        Ok(None)
-                    } else {
-                        decode_wave::<T>(ctx, start..end).map(Some)
+            };
+            let spawn_outputs =
+                |jobs: Jobs<T>, outputs: &mut VecDeque<Receiver<Result<Output>>>| {
+                    let (jobs, spills) = jobs;
+                    for job in jobs {
+                        let (tx, rx) = sync_channel(1);
+                        scope.spawn(move |_| {
+                            let _ = tx.send(encode_job(job, layout, carry).map(Output::Encoded));
+                        });
+                        outputs.push_back(rx);
                     }
-                },
-                || {
-                    let encoded = encode_all(jobs, layout, carry);
-                    let scattered = scatter_all(spills, parts, layout, carry, buckets);
-                    (encoded, scattered)
-                },
-            );
-            for e in encoded? {
+                    for job in spills {
+                        let (tx, rx) = sync_channel(1);
+                        scope.spawn(move |_| {
+                            let _ = tx.send(scatter_job(job, layout, carry).map(Output::Scattered));
+                        });
+                        outputs.push_back(rx);
+                    }
+                };
+            spawn_decodes(&mut decodes);
+            while let Some(rx) = decodes.pop_front() {
+                let mut prepared = rx
+                    .recv()
+                    .map_err(|_| Error::Internal("a decode task vanished".into()))??;
+                spawn_decodes(&mut decodes);
+                let touched = match prepared.whole.take() {
+                    Some((windows, accounts)) => {
+                        let mut touched = Vec::with_capacity(windows.len());
+                        for ((key, w), a) in prepared.partitions.iter().zip(windows).zip(&accounts)
+                        {
+                            let global = self.router.global(key);
+                            let part = self.part_for(global)?;
+                            part.queue.extend(w);
+                            part.extra.add(a);
+                            touched.push(global);
+                        }
+                        touched
+                    }
+                    None => {
+                        let events = self.router.events(&prepared);
+                        self.apply(&prepared, events)?
+                    }
+                };
+                tokens += prepared.token_count;
+                if let Some(pb) = progress {
+                    pb.inc(prepared.rows as u64);
+                    let secs = started.elapsed().as_secs_f64().max(1e-9);
+                    pb.set_message(format!("{:.1} M tokens/s", tokens as f64 / secs / 1e6));
+                }
+                drop(prepared);
+                let jobs = self.collect_jobs(&touched, false)?;
+                spawn_outputs(jobs, &mut outputs);
+                // Append finished row groups in order; wait when too many are in flight.
+                while let Some(front) = outputs.front() {
+                    let result = if outputs.len() > max_in_flight {
+                        front
+                            .recv()
+                            .map_err(|_| Error::Internal("an encode task vanished".into()))?
+                    } else {
+                        match front.try_recv() {
+                            Ok(r) => r,
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Disconnected) => {
+                                return Err(Error::Internal("an encode task vanished".into()))
+                            }
+                        }
+                    };
+                    outputs.pop_front();
+                    self.consume(result?)?;
+                }
+            }
+            for (part, ()) in self.router.finish_events() {
+                self.part_for(part)?.windower.end_doc();
+            }
+            for p in &mut self.parts {
+                p.windower.finish();
+            }
+            let all: Vec<usize> = (0..self.parts.len()).collect();
+            let jobs = self.collect_jobs(&all, true)?;
+            spawn_outputs(jobs, &mut outputs);
+            while let Some(rx) = outputs.pop_front() {
+                let result = rx
+                    .recv()
+                    .map_err(|_| Error::Internal("an encode task vanished".into()))?;
+                self.consume(result?)?;
+            }
+            for p in &mut self.parts {
+                p.files.close_open()?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Appends an encoded row group, or buffers scattered rows.
+    fn consume(&mut self, output: Output) -> Result<()> {
+        match output {
+            Output::Encoded(e) => {
                 let part = e.part;
-                self.parts[part].files.append(e)?;
+                self.parts[part].files.append(e)
             }
-            for (part, pieces) in scattered? {
-                self.parts[part]
-                    .spill
-                    .as_mut()
-                    .expect("spill")
-                    .push(pieces)?;
-            }
-            next = decoded?;
-            start = end;
-            if let Some(pb) = progress {
-                let secs = started.elapsed().as_secs_f64().max(1e-9);
-                pb.set_message(format!("{:.1} M tokens/s", tokens as f64 / secs / 1e6));
+            Output::Scattered((part, pieces)) => {
+                self.parts[part].spill.as_mut().expect("spill").push(pieces)
             }
         }
-        Ok(())
     }
 
     /// Reads each partition's buckets back in key order and writes them.
@@ -1202,6 +1339,7 @@ impl<'a, T: Token> Run<'a, T> {
                 }
             }
             spill.remove();
+            self.parts[i].files.close_open()?;
         }
         let _ = std::fs::remove_dir_all(self.write.root.join("_sort"));
         Ok(())
@@ -1230,6 +1368,21 @@ fn take_rows(batches: &mut VecDeque<RecordBatch>, n: usize) -> Result<RecordBatc
         .map_err(|e| Error::Internal(e.to_string()))
 }
 
+fn encode_job<T: Token>(job: Job<T>, layout: &OutputLayout, carry: &[usize]) -> Result<Encoded> {
+    let batch = match job.payload {
+        Payload::Windows(w) => materialize(&w, layout, carry)?,
+        Payload::Batch(b) => b,
+    };
+    let chunks = encode_row_group(&job.factory, job.row_group, &batch, &job.name)?;
+    Ok(Encoded {
+        part: job.part,
+        file_seq: job.file_seq,
+        close_after: job.close_after,
+        rows: batch.num_rows(),
+        chunks,
+    })
+}
+
 fn encode_all<T: Token>(
     jobs: Vec<Job<T>>,
     layout: &OutputLayout,
@@ -1237,57 +1390,34 @@ fn encode_all<T: Token>(
 ) -> Result<Vec<Encoded>> {
     let results: Vec<Result<Encoded>> = jobs
         .into_par_iter()
-        .map(|job| {
-            let batch = match job.payload {
-                Payload::Windows(w) => materialize(&w, layout, carry)?,
-                Payload::Batch(b) => b,
-            };
-            let chunks = encode_row_group(&job.factory, job.row_group, &batch, &job.name)?;
-            Ok(Encoded {
-                part: job.part,
-                file_seq: job.file_seq,
-                close_after: job.close_after,
-                rows: batch.num_rows(),
-                chunks,
-            })
-        })
+        .map(|job| encode_job(job, layout, carry))
         .collect();
     results.into_iter().collect()
 }
 
 /// Rows of one partition split by bucket.
 type ScatteredPart = (usize, Vec<(usize, RecordBatch)>);
-type Scattered = Vec<ScatteredPart>;
 
-fn scatter_all<T: Token>(
-    spills: Vec<SpillJob<T>>,
-    parts: &[Part<T>],
+fn scatter_job<T: Token>(
+    job: SpillJob<T>,
     layout: &OutputLayout,
     carry: &[usize],
-    buckets: usize,
-) -> Result<Scattered> {
-    let results: Vec<Result<ScatteredPart>> = spills
-        .into_par_iter()
-        .map(|job| {
-            let spill = parts[job.part].spill.as_ref().expect("spill");
-            let mut local = layout.clone();
-            if let Keying::Tbptt { lane_len, .. } = spill.keying() {
-                local.lane_len = Some(*lane_len);
-            }
-            let starts: Vec<u64> = job.windows.iter().map(|w| w.start).collect();
-            let batch = materialize(&job.windows, &local, carry)?;
-            let pieces = Spill::scatter(
-                spill.keying(),
-                buckets,
-                spill.schema(),
-                &batch,
-                job.first_index,
-                &starts,
-            )?;
-            Ok((job.part, pieces))
-        })
-        .collect();
-    results.into_iter().collect()
+) -> Result<ScatteredPart> {
+    let mut local = layout.clone();
+    if let Keying::Tbptt { lane_len, .. } = &job.keying {
+        local.lane_len = Some(*lane_len);
+    }
+    let starts: Vec<u64> = job.windows.iter().map(|w| w.start).collect();
+    let batch = materialize(&job.windows, &local, carry)?;
+    let pieces = Spill::scatter(
+        &job.keying,
+        job.buckets,
+        &job.schema,
+        &batch,
+        job.first_index,
+        &starts,
+    )?;
+    Ok((job.part, pieces))
 }
 
 fn buckets_for(

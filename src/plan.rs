@@ -15,8 +15,10 @@ pub const MAX_SEQ_LEN: i64 = 1 << 24;
 pub const MAX_STRIDE: i64 = 1 << 40;
 /// Default windows per row group (further capped by [`ROW_GROUP_TARGET_BYTES`]).
 pub const DEFAULT_ROW_GROUP_ROWS: usize = 8192;
-/// Default cap on a row group's uncompressed window bytes.
-pub const ROW_GROUP_TARGET_BYTES: usize = 64 << 20;
+/// Default cap on a row group's uncompressed window bytes. Small row groups
+/// keep encoding buffers in the allocator's reuse range and let both cores
+/// encode while the next wave decodes (case A: 4 MiB 0.91 s, 64 MiB 1.73 s).
+pub const ROW_GROUP_TARGET_BYTES: usize = 4 << 20;
 /// Default cap on a file's uncompressed window bytes.
 pub const FILE_TARGET_BYTES: usize = 512 << 20;
 /// Most windows per file by default.

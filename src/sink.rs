@@ -23,7 +23,9 @@ use arrow::datatypes::SchemaRef;
 use parquet::arrow::arrow_writer::{
     compute_leaves, ArrowColumnChunk, ArrowRowGroupWriterFactory, ArrowWriterOptions,
 };
+use parquet::arrow::ArrowSchemaConverter;
 use parquet::arrow::ArrowWriter;
+use parquet::basic::Encoding;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
@@ -337,6 +339,24 @@ pub fn writer_properties(plan: &Plan, schema: &SchemaRef) -> WriterProperties {
             b = b
                 .set_column_dictionary_enabled(path.clone(), true)
                 .set_column_statistics_enabled(path, EnabledStatistics::Chunk);
+        }
+    }
+    // List columns: overlapping windows (stride < seq_len) repeat each other
+    // shifted by `stride` values, which zstd finds only in PLAIN data (case C
+    // of the benchmark: 13 MB plain vs 205 MB delta). Non-overlapping token
+    // windows and the regular position/segment/mask lists are smaller and
+    // faster to compress as DELTA_BINARY_PACKED (case A: 0.71 s vs 1.09 s).
+    if let Ok(descr) = ArrowSchemaConverter::new().convert(schema) {
+        for col in descr.columns() {
+            let top = col.path().parts()[0].as_str();
+            let delta = match top {
+                "input" | "target" => w.stride >= w.seq_len,
+                "loss_mask" | "position_ids" | "segment_ids" => true,
+                _ => false,
+            };
+            if delta {
+                b = b.set_column_encoding(col.path().clone(), Encoding::DELTA_BINARY_PACKED);
+            }
         }
     }
     b.build()

@@ -149,6 +149,24 @@ pub struct TokenAccount {
 }
 
 impl TokenAccount {
+    /// Counts a window of `len` real tokens at `start` of a stream whose
+    /// target positions below `covered` are already counted.
+    fn count_window(&mut self, covered: &mut u64, start: u64, len: u64, seq_len: u64) {
+        let target_end = start + len + 1;
+        self.tokens_targeted += target_end - (start + 1).max((*covered).min(target_end));
+        *covered = (*covered).max(target_end);
+        self.windows += 1;
+        if len < seq_len {
+            self.padded_windows += 1;
+            self.padding_positions += seq_len - len;
+        }
+    }
+
+    /// Sets `tokens_never_targeted` from the other counts.
+    pub fn settle(&mut self) {
+        self.tokens_never_targeted = self.tokens_in - self.tokens_targeted;
+    }
+
     /// Adds another account to this one.
     pub fn add(&mut self, o: &TokenAccount) {
         self.documents += o.documents;
@@ -349,14 +367,8 @@ impl<T: Token> Windower<T> {
 
     fn emit(&mut self, start: u64, len: u64) {
         let offset = self.cur_at + (start - self.cur_pos) as usize;
-        let target_end = start + len + 1;
-        self.account.tokens_targeted += target_end - (start + 1).max(self.covered.min(target_end));
-        self.covered = self.covered.max(target_end);
-        self.account.windows += 1;
-        if len < self.seq_len {
-            self.account.padded_windows += 1;
-            self.account.padding_positions += self.seq_len - len;
-        }
+        self.account
+            .count_window(&mut self.covered, start, len, self.seq_len);
         if self.pack {
             let next = self.spans.partition_point(|s| s.at <= offset);
             if next < self.spans.len() && self.spans[next].at < offset + len as usize {
@@ -464,9 +476,74 @@ impl<T: Token> Windower<T> {
     /// The token account so far (complete after [`Windower::finish`]).
     pub fn account(&self) -> TokenAccount {
         let mut a = self.account.clone();
-        a.tokens_never_targeted = a.tokens_in - a.tokens_targeted;
+        a.settle();
         a
     }
+}
+
+/// A complete document in a shared token buffer, for [`document_windows`].
+#[derive(Debug, Clone)]
+pub struct WholeDoc {
+    /// The document's tokens in the buffer.
+    pub range: std::ops::Range<usize>,
+    /// Its id and carried values.
+    pub doc: DocRef,
+    /// Output slot (partition) of its windows.
+    pub slot: usize,
+}
+
+/// Windows of complete documents that share one token buffer, without
+/// packing: the buffer becomes the chunk the windows point into (no copy).
+/// Returns the windows of each slot in document order and each slot's account.
+pub fn document_windows<T: Token>(
+    tokens: Vec<T>,
+    docs: &[WholeDoc],
+    slots: usize,
+    spec: &WindowSpec,
+) -> (Vec<Vec<WindowRef<T>>>, Vec<TokenAccount>) {
+    let (l, stride) = (spec.seq_len as u64, spec.stride as u64);
+    let pad = spec.remainder == Remainder::Pad;
+    let chunk = Arc::new(Chunk {
+        tokens,
+        spans: docs
+            .iter()
+            .map(|d| DocSpan {
+                at: d.range.start,
+                pos0: 0,
+                doc: d.doc.clone(),
+            })
+            .collect(),
+    });
+    let mut windows: Vec<Vec<WindowRef<T>>> = vec![Vec::new(); slots];
+    let mut accounts = vec![TokenAccount::default(); slots];
+    for d in docs {
+        let n = d.range.len() as u64;
+        let (out, acc) = (&mut windows[d.slot], &mut accounts[d.slot]);
+        acc.documents += 1;
+        acc.tokens_in += n;
+        let mut covered = 0;
+        let mut s = 0;
+        let mut push = |s: u64, len: u64, acc: &mut TokenAccount, covered: &mut u64| {
+            acc.count_window(covered, s, len, l);
+            out.push(WindowRef {
+                chunk: Arc::clone(&chunk),
+                offset: d.range.start + s as usize,
+                len: len as usize,
+                start: s,
+            });
+        };
+        while s + l < n {
+            push(s, l, acc, &mut covered);
+            s += stride;
+        }
+        if pad && covered < n && s + 1 < n {
+            push(s, n - 1 - s, acc, &mut covered);
+        }
+    }
+    for a in &mut accounts {
+        a.settle();
+    }
+    (windows, accounts)
 }
 
 /// What a batch of output rows looks like: the schema and how to fill it.
@@ -963,6 +1040,21 @@ fn windows_typed<T: Token>(tokens: &dyn Array, spec: &WindowSpec) -> Result<Reco
         ids: Arc::new(Int64Array::from_iter_values(0..docs as i64)),
         carry: Vec::new(),
     });
+    let layout = OutputLayout::new(spec, &DataType::Int64, &[], false);
+    if !decoded.flat && !spec.pack {
+        let docs: Vec<WholeDoc> = (0..docs)
+            .map(|d| WholeDoc {
+                range: decoded.offsets[d]..decoded.offsets[d + 1],
+                doc: DocRef {
+                    batch: Arc::clone(&batch),
+                    row: d,
+                },
+                slot: 0,
+            })
+            .collect();
+        let (mut windows, _) = document_windows(decoded.values, &docs, 1, spec);
+        return materialize(&windows.swap_remove(0), &layout, &[]);
+    }
     let mut w = Windower::<T>::new(spec, Starts::Uniform);
     if decoded.flat {
         w.begin_doc(DocRef { batch, row: 0 });
@@ -979,7 +1071,6 @@ fn windows_typed<T: Token>(tokens: &dyn Array, spec: &WindowSpec) -> Result<Reco
         }
     }
     w.finish();
-    let layout = OutputLayout::new(spec, &DataType::Int64, &[], false);
     materialize(&w.take_ready(), &layout, &[])
 }
 

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs every test: Rust unit, property, doc and integration tests, then the
+# Python consumer tests (pyarrow, numpy, Polars, DuckDB, HF datasets, PySpark)
+# against a dataset written by the seqwin binary.
+#
+# Installs what the tests need: a virtualenv in .venv (git-ignored) with the
+# pinned packages of tests/python/requirements.txt. PySpark needs a Java 17+
+# runtime (`java` on PATH); the script installs Debian's headless JRE if none.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "checking toolchains"
+command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)"; exit 1; }
+PYTHON=${PYTHON:-python3}
+command -v "$PYTHON" >/dev/null || { echo "python3 not found"; exit 1; }
+if ! command -v java >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    step "installing a Java runtime for PySpark"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+  else
+    echo "java not found: PySpark tests need a Java 17+ runtime"; exit 1
+  fi
+fi
+
+step "python test environment (.venv)"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+REQ=tests/python/requirements.txt
+STAMP=.venv/.requirements.sha
+if [ ! -f "$STAMP" ] || [ "$(sha256sum "$REQ" | cut -d' ' -f1)" != "$(cat "$STAMP")" ]; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r "$REQ"
+  sha256sum "$REQ" | cut -d' ' -f1 > "$STAMP"
+fi
+
+step "cargo test"
+cargo test --locked
+
+step "python consumer tests"
+cargo build --locked --bin seqwin
+SEQWIN_BIN="$PWD/target/debug/seqwin" .venv/bin/python -m pytest -q -p no:cacheprovider tests/python
