@@ -1,1 +1,69 @@
-fn main() {}
+//! The window kernel alone (`seqwin::window::windows`): tokens/s and output
+//! bytes/s, against a plain memcpy of the same number of output bytes.
+//!
+//! `cargo bench --bench kernel`
+
+use std::hint::black_box;
+
+use arrow::array::ListArray;
+use arrow::datatypes::Int32Type;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use seqwin::plan::WindowSpec;
+
+/// 4 M tokens in documents of 700..1700 tokens.
+fn corpus() -> ListArray {
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut docs = Vec::new();
+    let mut total = 0;
+    while total < 4_000_000 {
+        let n = 700 + (next() % 1000) as usize;
+        total += n;
+        docs.push(Some(
+            (0..n)
+                .map(|_| Some((next() % 50257) as i32))
+                .collect::<Vec<_>>(),
+        ));
+    }
+    ListArray::from_iter_primitive::<Int32Type, _, _>(docs)
+}
+
+fn bench(c: &mut Criterion) {
+    let docs = corpus();
+    let tokens = docs.values().len() as u64;
+    for (seq_len, stride) in [(1024usize, 1024usize), (128, 64), (128, 16)] {
+        let mut spec = WindowSpec::new(seq_len);
+        spec.stride = stride;
+        let out = seqwin::window::windows(&docs, &spec).unwrap();
+        let out_bytes = (out.num_rows() * seq_len * 4 * 2) as u64;
+        let name = format!("L{seq_len}_S{stride}");
+
+        let mut g = c.benchmark_group("kernel_tokens");
+        g.throughput(Throughput::Elements(tokens));
+        g.sample_size(10);
+        g.bench_with_input(BenchmarkId::new("windows", &name), &spec, |b, spec| {
+            b.iter(|| black_box(seqwin::window::windows(black_box(&docs), spec).unwrap()))
+        });
+        g.finish();
+
+        let mut g = c.benchmark_group("kernel_bytes");
+        g.throughput(Throughput::Bytes(out_bytes));
+        g.sample_size(10);
+        g.bench_with_input(BenchmarkId::new("windows", &name), &spec, |b, spec| {
+            b.iter(|| black_box(seqwin::window::windows(black_box(&docs), spec).unwrap()))
+        });
+        let src = vec![7u8; out_bytes as usize];
+        g.bench_with_input(BenchmarkId::new("memcpy", &name), &src, |b, src| {
+            b.iter(|| black_box(src.to_vec()))
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

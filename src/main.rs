@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     // Panics are contained and reported as errors; never print a backtrace.
     std::panic::set_hook(Box::new(|_| {}));
     ignore_file_size_signal();
+    tune_allocator();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -46,6 +47,19 @@ fn ignore_file_size_signal() {
     // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
+/// glibc returns freed row-group buffers (a few MiB each) to the kernel and
+/// page-faults them back in for the next row group; keeping them in the heap
+/// cut case A of the benchmark from 0.55 s to 0.50 s (read-only: 0.26 → 0.18 s).
+/// Peak memory is unchanged: the buffers are reused, not accumulated.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only adjusts allocator parameters; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
     }
 }
 

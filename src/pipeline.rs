@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray};
+use arrow::buffer::ScalarBuffer;
 use arrow::datatypes::{DataType, Field, SchemaRef, UInt64Type};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -373,13 +374,13 @@ struct Piece {
 type WholeWindows<T> = (Vec<Vec<WindowRef<T>>>, Vec<TokenAccount>);
 
 /// A decoded row group.
-struct Prepared<T> {
+struct Prepared<T: Token> {
     rows: usize,
     token_count: u64,
     /// Windows cut in the worker (complete documents, no packing); then
     /// `tokens` is empty and `pieces` unused.
     whole: Option<WholeWindows<T>>,
-    tokens: Vec<T>,
+    tokens: ScalarBuffer<T>,
     pieces: Vec<Piece>,
     partitions: Vec<PartKey>,
     docs: Arc<DocBatch>,
@@ -589,7 +590,7 @@ fn prepare<T: Token>(ctx: &Context<'_>, unit_index: usize) -> Result<Prepared<T>
             .collect();
         let slots = partitions.len();
         Some(document_windows(
-            std::mem::take(&mut tokens),
+            std::mem::replace(&mut tokens, ScalarBuffer::from(Vec::new())),
             &docs,
             slots,
             &plan.window,
@@ -642,7 +643,7 @@ impl Router {
         self.keys.len() - 1
     }
 
-    fn events<T>(&mut self, p: &Prepared<T>) -> Vec<Event> {
+    fn events<T: Token>(&mut self, p: &Prepared<T>) -> Vec<Event> {
         let map: Vec<usize> = p.partitions.iter().map(|k| self.global(k)).collect();
         let mut events = Vec::with_capacity(p.pieces.len() * 3);
         for piece in &p.pieces {
@@ -734,13 +735,13 @@ fn decode_wave<T: Token>(
 }
 
 /// Rows waiting to be written for a partition.
-enum Payload<T> {
+enum Payload<T: Token> {
     Windows(Vec<WindowRef<T>>),
     Batch(RecordBatch),
 }
 
 /// A row group to encode.
-struct Job<T> {
+struct Job<T: Token> {
     part: usize,
     file_seq: usize,
     row_group: usize,
@@ -763,7 +764,7 @@ struct Encoded {
 type Jobs<T> = (Vec<Job<T>>, Vec<SpillJob<T>>);
 
 /// Spill work: windows to materialise and scatter into buckets.
-struct SpillJob<T> {
+struct SpillJob<T: Token> {
     part: usize,
     first_index: u64,
     windows: Vec<WindowRef<T>>,
@@ -800,7 +801,7 @@ impl PartFiles {
     /// Cuts row groups while enough rows are available (all of them when
     /// `finish`); `take(n)` removes the first `n` rows.
     #[allow(clippy::too_many_arguments)]
-    fn cut<T>(
+    fn cut<T: Token>(
         &mut self,
         part: usize,
         dir: &str,
@@ -881,7 +882,7 @@ impl PartFiles {
 }
 
 /// One output partition during a run.
-struct Part<T> {
+struct Part<T: Token> {
     windower: Windower<T>,
     /// Account of windows cut in workers (complete documents).
     extra: TokenAccount,
@@ -893,7 +894,7 @@ struct Part<T> {
 }
 
 /// The state of one run, generic over the output token type.
-struct Run<'a, T> {
+struct Run<'a, T: Token> {
     plan: &'a Plan,
     layout: OutputLayout,
     carry_columns: Vec<usize>,

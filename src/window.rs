@@ -94,12 +94,12 @@ struct DocSpan {
 
 /// Frozen tokens that windows point into.
 #[derive(Debug)]
-pub struct Chunk<T> {
-    tokens: Vec<T>,
+pub struct Chunk<T: ArrowNativeType> {
+    tokens: ScalarBuffer<T>,
     spans: Vec<DocSpan>,
 }
 
-impl<T> Chunk<T> {
+impl<T: ArrowNativeType> Chunk<T> {
     /// Index of the span holding chunk index `i`.
     fn span_at(&self, i: usize) -> usize {
         self.spans.partition_point(|s| s.at <= i).saturating_sub(1)
@@ -108,7 +108,7 @@ impl<T> Chunk<T> {
 
 /// One window: a slice of a chunk plus padding.
 #[derive(Debug, Clone)]
-pub struct WindowRef<T> {
+pub struct WindowRef<T: ArrowNativeType> {
     chunk: Arc<Chunk<T>>,
     /// Index of the first input token in the chunk.
     offset: usize,
@@ -118,7 +118,7 @@ pub struct WindowRef<T> {
     pub start: u64,
 }
 
-impl<T> WindowRef<T> {
+impl<T: ArrowNativeType> WindowRef<T> {
     /// The document of the window's first token.
     pub fn first_doc(&self) -> &DocRef {
         &self.chunk.spans[self.chunk.span_at(self.offset)].doc
@@ -216,7 +216,7 @@ impl Starts {
 
 /// Cuts the windows of one output partition out of a stream of documents.
 #[derive(Debug)]
-pub struct Windower<T> {
+pub struct Windower<T: ArrowNativeType> {
     seq_len: u64,
     stride: u64,
     pack: bool,
@@ -443,7 +443,7 @@ impl<T: Token> Windower<T> {
         let tail: Vec<T> = self.buf[keep_at..].to_vec();
         if !self.pending.is_empty() {
             let chunk = Arc::new(Chunk {
-                tokens: std::mem::take(&mut self.buf),
+                tokens: ScalarBuffer::from(std::mem::take(&mut self.buf)),
                 spans: std::mem::take(&mut self.spans),
             });
             self.ready.extend(
@@ -496,7 +496,7 @@ pub struct WholeDoc {
 /// packing: the buffer becomes the chunk the windows point into (no copy).
 /// Returns the windows of each slot in document order and each slot's account.
 pub fn document_windows<T: Token>(
-    tokens: Vec<T>,
+    tokens: ScalarBuffer<T>,
     docs: &[WholeDoc],
     slots: usize,
     spec: &WindowSpec,
@@ -813,9 +813,10 @@ impl std::fmt::Display for TokenError {
 
 /// Tokens of a batch of documents, converted to the output type.
 #[derive(Debug, Clone, PartialEq)]
-pub struct DecodedTokens<T> {
-    /// All tokens, documents back to back.
-    pub values: Vec<T>,
+pub struct DecodedTokens<T: ArrowNativeType> {
+    /// All tokens, documents back to back (shares the input buffer when the
+    /// input already has the output type).
+    pub values: ScalarBuffer<T>,
     /// Document `i` is `values[offsets[i]..offsets[i + 1]]`. A flat integer
     /// column gives one entry per row (a one-token document piece).
     pub offsets: Vec<usize>,
@@ -936,22 +937,29 @@ fn convert_values<T: Token>(
     values: &dyn Array,
     error: impl Fn(usize, i128) -> TokenError,
     max: i128,
-) -> std::result::Result<Vec<T>, TokenError> {
+) -> std::result::Result<ScalarBuffer<T>, TokenError> {
     use arrow::array::AsArray;
     use arrow::datatypes::*;
+    use std::any::TypeId;
     macro_rules! conv {
-        ($arrow:ty) => {{
+        ($arrow:ty, $native:ty) => {{
             let a = values.as_primitive::<$arrow>().values();
-            // Fast check of the whole slice, then the conversion.
-            let mut lo = i128::MAX;
-            let mut hi = i128::MIN;
-            for &v in a.iter() {
-                let v = v as i128;
-                lo = lo.min(v);
-                hi = hi.max(v);
-            }
-            if a.is_empty() || (lo >= 0 && hi <= max) {
-                Ok(a.iter().map(|&v| T::from_i64(v as i64)).collect())
+            // Range check in the native type (vectorises), then convert.
+            let (lo, hi) = a
+                .iter()
+                .fold((<$native>::MAX, <$native>::MIN), |(lo, hi), &v| {
+                    (lo.min(v), hi.max(v))
+                });
+            if a.is_empty() || ((lo as i128) >= 0 && (hi as i128) <= max) {
+                if TypeId::of::<$native>() == TypeId::of::<T>() {
+                    // Same type: share the decoded buffer, no copy.
+                    Ok(ScalarBuffer::<T>::new(a.inner().clone(), 0, a.len()))
+                } else {
+                    Ok(a.iter()
+                        .map(|&v| T::from_i64(v as i64))
+                        .collect::<Vec<T>>()
+                        .into())
+                }
             } else {
                 let i = a
                     .iter()
@@ -962,14 +970,14 @@ fn convert_values<T: Token>(
         }};
     }
     match values.data_type() {
-        DataType::Int8 => conv!(Int8Type),
-        DataType::Int16 => conv!(Int16Type),
-        DataType::Int32 => conv!(Int32Type),
-        DataType::Int64 => conv!(Int64Type),
-        DataType::UInt8 => conv!(UInt8Type),
-        DataType::UInt16 => conv!(UInt16Type),
-        DataType::UInt32 => conv!(UInt32Type),
-        DataType::UInt64 => conv!(UInt64Type),
+        DataType::Int8 => conv!(Int8Type, i8),
+        DataType::Int16 => conv!(Int16Type, i16),
+        DataType::Int32 => conv!(Int32Type, i32),
+        DataType::Int64 => conv!(Int64Type, i64),
+        DataType::UInt8 => conv!(UInt8Type, u8),
+        DataType::UInt16 => conv!(UInt16Type, u16),
+        DataType::UInt32 => conv!(UInt32Type, u32),
+        DataType::UInt64 => conv!(UInt64Type, u64),
         other => Err(TokenError::NotInteger(other.to_string())),
     }
 }
