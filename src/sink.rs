@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!   parent/
-//!     .NAME.seqwin.lock                 held (flock) for the whole run
+//!     .NAME.seqwin.lock                 held (flock) for the whole run, then removed
 //!     .NAME.seqwin-staging-PID/         everything is written here …
 //!         split=train/part-00000.parquet
 //!         _seqwin.json
@@ -101,6 +101,7 @@ pub fn partition_dir(pairs: &[(&str, Option<&str>)]) -> String {
 pub struct Staging {
     sink: PathBuf,
     dir: PathBuf,
+    lock_path: PathBuf,
     _lock: File,
     committed: bool,
 }
@@ -198,6 +199,22 @@ impl Staging {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
         }
+        // The lock file is removed when a run ends; a run that opened it just
+        // before must not mistake the unlinked file for the lock.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let held = lock.metadata().map_err(|e| Error::io(&lock_path, e))?;
+            let current = std::fs::metadata(&lock_path)
+                .map(|m| (m.dev(), m.ino()))
+                .ok();
+            if current != Some((held.dev(), held.ino())) {
+                return Err(Error::sink(
+                    &sink,
+                    "another seqwin run is writing this sink.path right now; try again when it has finished",
+                ));
+            }
+        }
         let name = sink
             .file_name()
             .expect("checked")
@@ -218,6 +235,7 @@ impl Staging {
         Ok(Staging {
             sink,
             dir,
+            lock_path,
             _lock: lock,
             committed: false,
         })
@@ -264,6 +282,8 @@ impl Drop for Staging {
         if !self.committed {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+        // Unlink while still holding the lock; it is released when `_lock` drops.
+        let _ = std::fs::remove_file(&self.lock_path);
     }
 }
 
