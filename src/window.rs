@@ -933,6 +933,24 @@ fn check_null_docs(a: &dyn Array) -> std::result::Result<(), TokenError> {
     Ok(())
 }
 
+/// The largest `f(v)` of a slice (`None` when empty). Compiled a second time
+/// for AVX2 and picked at run time: the range check of every input token must
+/// not cost more than copying it.
+fn max_by_key<N: Copy, U: Copy + Ord>(a: &[N], f: impl Fn(N) -> U) -> Option<U> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { max_by_key_avx2(a, f) };
+    }
+    a.iter().map(|&v| f(v)).max()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn max_by_key_avx2<N: Copy, U: Copy + Ord>(a: &[N], f: impl Fn(N) -> U) -> Option<U> {
+    a.iter().map(|&v| f(v)).max()
+}
+
 fn convert_values<T: Token>(
     values: &dyn Array,
     error: impl Fn(usize, i128) -> TokenError,
@@ -942,15 +960,13 @@ fn convert_values<T: Token>(
     use arrow::datatypes::*;
     use std::any::TypeId;
     macro_rules! conv {
-        ($arrow:ty, $native:ty) => {{
+        ($arrow:ty, $native:ty, $unsigned:ty) => {{
             let a = values.as_primitive::<$arrow>().values();
             // Range check in the native type (vectorises), then convert.
-            let (lo, hi) = a
-                .iter()
-                .fold((<$native>::MAX, <$native>::MIN), |(lo, hi), &v| {
-                    (lo.min(v), hi.max(v))
-                });
-            if a.is_empty() || ((lo as i128) >= 0 && (hi as i128) <= max) {
+            // Negative values reinterpret as huge unsigned ones, so one
+            // unsigned comparison checks both bounds (`max` is never negative).
+            let limit = max.min(<$native>::MAX as i128) as $unsigned;
+            if max_by_key(a, |v| v as $unsigned).is_none_or(|m| m <= limit) {
                 if TypeId::of::<$native>() == TypeId::of::<T>() {
                     // Same type: share the decoded buffer, no copy.
                     Ok(ScalarBuffer::<T>::new(a.inner().clone(), 0, a.len()))
@@ -970,14 +986,14 @@ fn convert_values<T: Token>(
         }};
     }
     match values.data_type() {
-        DataType::Int8 => conv!(Int8Type, i8),
-        DataType::Int16 => conv!(Int16Type, i16),
-        DataType::Int32 => conv!(Int32Type, i32),
-        DataType::Int64 => conv!(Int64Type, i64),
-        DataType::UInt8 => conv!(UInt8Type, u8),
-        DataType::UInt16 => conv!(UInt16Type, u16),
-        DataType::UInt32 => conv!(UInt32Type, u32),
-        DataType::UInt64 => conv!(UInt64Type, u64),
+        DataType::Int8 => conv!(Int8Type, i8, u8),
+        DataType::Int16 => conv!(Int16Type, i16, u16),
+        DataType::Int32 => conv!(Int32Type, i32, u32),
+        DataType::Int64 => conv!(Int64Type, i64, u64),
+        DataType::UInt8 => conv!(UInt8Type, u8, u8),
+        DataType::UInt16 => conv!(UInt16Type, u16, u16),
+        DataType::UInt32 => conv!(UInt32Type, u32, u32),
+        DataType::UInt64 => conv!(UInt64Type, u64, u64),
         other => Err(TokenError::NotInteger(other.to_string())),
     }
 }
