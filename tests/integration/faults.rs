@@ -262,3 +262,36 @@ fn unreadable_input_is_a_clear_error() {
     let out = env.seqwin(&["run", p.to_str().unwrap()]);
     assert_bad_input(&env, &out, &["a.parquet"]);
 }
+
+#[test]
+fn overwrite_never_follows_symlinks_out_of_the_dataset() {
+    let env = Env::new();
+    write_parquet(
+        &env.path("data/a.parquet"),
+        &corpus_batch(&random_docs(5, 30, 9, 1), 0, &["x"]),
+        10,
+    );
+    std::fs::create_dir_all(env.path("precious")).unwrap();
+    std::fs::write(env.path("precious/keep.txt"), "precious").unwrap();
+    let p = env.pipeline(
+        "p.yaml",
+        "source: {path: data, tokens: tokens}\nwindows: {seq_len: 4}\nsink: {path: out, mode: overwrite}\n",
+    );
+    env.run_ok(&p, &[]);
+    // Someone drops a symlink to an outside directory into the dataset, and a
+    // killed run leaves a staging directory holding another one.
+    std::os::unix::fs::symlink(env.path("precious"), env.path("out/link")).unwrap();
+    std::fs::create_dir_all(env.path(".out.seqwin-staging-999999")).unwrap();
+    std::os::unix::fs::symlink(
+        env.path("precious"),
+        env.path(".out.seqwin-staging-999999/link"),
+    )
+    .unwrap();
+    env.run_ok(&p, &[]);
+    assert_eq!(
+        std::fs::read_to_string(env.path("precious/keep.txt")).unwrap(),
+        "precious"
+    );
+    assert!(!env.path("out/link").exists());
+    assert!(!env.path(".out.seqwin-staging-999999").exists());
+}
