@@ -255,9 +255,8 @@ impl Pipeline {
                 }
                 Ok(())
             })?;
-            for (part, _) in router.finish_events() {
+            if router.finish().is_some() {
                 if let Some((p, n)) = current.take() {
-                    debug_assert_eq!(p, part);
                     out.push(&router.keys[p].dir, n);
                 }
             }
@@ -685,12 +684,10 @@ impl Router {
         events
     }
 
-    /// Ends a flat-stream document still open at the end of the source.
-    fn finish_events(&mut self) -> Vec<(usize, ())> {
-        self.open_flat
-            .take()
-            .map(|(p, _)| vec![(p, ())])
-            .unwrap_or_default()
+    /// The partition of a flat-stream document still open at the end of the
+    /// source, which must be ended.
+    fn finish(&mut self) -> Option<usize> {
+        self.open_flat.take().map(|(p, _)| p)
     }
 }
 
@@ -1273,7 +1270,7 @@ impl<'a, T: Token> Run<'a, T> {
                     self.consume(result?)?;
                 }
             }
-            for (part, ()) in self.router.finish_events() {
+            if let Some(part) = self.router.finish() {
                 self.part_for(part)?.windower.end_doc();
             }
             for p in &mut self.parts {
@@ -1427,33 +1424,20 @@ fn buckets_for(
     layout: &OutputLayout,
     memory_bytes: usize,
 ) -> (usize, usize) {
-    let estimate = Pipeline::new(plan.clone())
-        .check_with(source, layout)
-        .bytes
-        .max(1);
-    // A bucket may take a third of the budget when read back (it is copied
-    // once to sort); write buffers take another third.
+    // An upper bound on the output from the footers: a stream of n tokens has
+    // at most n / stride + 1 windows (+1 padded), and every document (or, when
+    // packing, every separator) adds at most one stream's worth of rounding.
+    let w = &plan.window;
+    let tokens: u64 = source.units.iter().map(|u| u.tokens_estimate).sum();
+    let docs = source.total_rows();
+    let stream = tokens + docs * w.separator.is_some() as u64;
+    let windows = stream / w.stride as u64 + 2 * docs + 2;
+    let estimate = windows * estimated_row_bytes(layout);
+    // A bucket read back is copied once to sort, so it may take a third of the
+    // budget; the write buffers take another third.
     let per_bucket = (memory_bytes / 3).max(1 << 20) as u64;
     let buckets = (estimate.div_ceil(per_bucket) * 2).clamp(1, 4096) as usize;
     (buckets, (memory_bytes / 3).max(1 << 20))
-}
-
-impl Pipeline {
-    fn check_with(&self, source: &Source, layout: &OutputLayout) -> CheckReport {
-        let w = &self.plan.window;
-        let tokens: u64 = source.units.iter().map(|u| u.tokens_estimate).sum();
-        let docs = source.total_rows();
-        let stream = tokens + docs * w.separator.is_some() as u64;
-        let windows = stream / (w.stride as u64).min(w.seq_len as u64).max(1) + docs;
-        CheckReport {
-            files: source.files.len(),
-            rows: docs,
-            tokens,
-            windows,
-            bytes: windows * estimated_row_bytes(layout),
-            schema: Arc::clone(&layout.schema),
-        }
-    }
 }
 
 fn make_progress(enabled: bool, rows: u64) -> Option<ProgressBar> {

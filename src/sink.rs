@@ -118,6 +118,24 @@ fn sibling(sink: &Path, suffix: &str) -> PathBuf {
     parent.join(format!(".{name}.{suffix}"))
 }
 
+/// `std::fs::create_dir_all`, naming the path component that is in the way
+/// when one is a file.
+fn create_dir_all(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| match dir.ancestors().find(|a| a.is_file()) {
+        Some(blocker) => Error::io(
+            dir,
+            std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                format!(
+                    "cannot create the directory: {} is a file, not a directory",
+                    blocker.display()
+                ),
+            ),
+        ),
+        None => Error::io(dir, e),
+    })
+}
+
 /// Checks that `sink` may be written under `mode`.
 fn check_sink_state(sink: &Path, mode: SinkMode) -> Result<()> {
     let meta = match std::fs::symlink_metadata(sink) {
@@ -173,20 +191,7 @@ impl Staging {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        if let Err(e) = std::fs::create_dir_all(parent) {
-            // Name the component that is in the way, if any.
-            let blocker = parent.ancestors().find(|a| a.is_file());
-            return Err(match blocker {
-                Some(b) => Error::io(
-                    parent,
-                    std::io::Error::new(
-                        std::io::ErrorKind::NotADirectory,
-                        format!("cannot create the sink's parent directory: {} is a file, not a directory", b.display()),
-                    ),
-                ),
-                None => Error::io(parent, e),
-            });
-        }
+        create_dir_all(parent)?;
         let lock_path = sibling(&sink, "seqwin.lock");
         let lock = File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
         match lock.try_lock() {
@@ -427,20 +432,7 @@ impl PartFile {
     ) -> Result<PartFile> {
         let path = root.join(&name);
         if let Some(parent) = path.parent() {
-            if let Err(e) = std::fs::create_dir_all(parent) {
-                // Name the component that is in the way, if any.
-                let blocker = parent.ancestors().find(|a| a.is_file());
-                return Err(match blocker {
-                Some(b) => Error::io(
-                    parent,
-                    std::io::Error::new(
-                        std::io::ErrorKind::NotADirectory,
-                        format!("cannot create the sink's parent directory: {} is a file, not a directory", b.display()),
-                    ),
-                ),
-                None => Error::io(parent, e),
-            });
-            }
+            create_dir_all(parent)?;
         }
         let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
         let options = ArrowWriterOptions::new().with_properties(props.clone());

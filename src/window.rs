@@ -853,22 +853,12 @@ pub fn decode_tokens<T: Token>(
     use arrow::array::AsArray;
     let (values, offsets, flat): (ArrayRef, Vec<usize>, bool) = match column.data_type() {
         DataType::List(_) => {
-            let l = column.as_list::<i32>();
-            check_null_docs(l)?;
-            let o = l.value_offsets();
-            let base = o[0] as usize;
-            let end = o[o.len() - 1] as usize;
-            let offs = o.iter().map(|&x| x as usize - base).collect();
-            (l.values().slice(base, end - base), offs, false)
+            let (values, offsets) = list_parts(column.as_list::<i32>())?;
+            (values, offsets, false)
         }
         DataType::LargeList(_) => {
-            let l = column.as_list::<i64>();
-            check_null_docs(l)?;
-            let o = l.value_offsets();
-            let base = o[0] as usize;
-            let end = o[o.len() - 1] as usize;
-            let offs = o.iter().map(|&x| x as usize - base).collect();
-            (l.values().slice(base, end - base), offs, false)
+            let (values, offsets) = list_parts(column.as_list::<i64>())?;
+            (values, offsets, false)
         }
         DataType::FixedSizeList(_, size) => {
             let l = column.as_fixed_size_list();
@@ -923,6 +913,18 @@ pub fn decode_tokens<T: Token>(
         offsets,
         flat,
     })
+}
+
+/// The values a (possibly sliced) list array covers, and its offsets rebased to 0.
+fn list_parts<O: arrow::array::OffsetSizeTrait>(
+    l: &arrow::array::GenericListArray<O>,
+) -> std::result::Result<(ArrayRef, Vec<usize>), TokenError> {
+    check_null_docs(l)?;
+    let o = l.value_offsets();
+    let base = o[0].as_usize();
+    let end = o[o.len() - 1].as_usize();
+    let offsets = o.iter().map(|x| x.as_usize() - base).collect();
+    Ok((l.values().slice(base, end - base), offsets))
 }
 
 fn check_null_docs(a: &dyn Array) -> std::result::Result<(), TokenError> {
