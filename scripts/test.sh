@@ -39,5 +39,7 @@ step "cargo test"
 cargo test --locked
 
 step "python consumer tests"
-cargo build --locked --bin seqwin
+# `cargo test` built target/debug/seqwin for the integration tests; a separate
+# `cargo build` would recompile the dependencies without dev-dependency features.
+test -x target/debug/seqwin
 SEQWIN_BIN="$PWD/target/debug/seqwin" .venv/bin/python -m pytest -q -p no:cacheprovider tests/python
