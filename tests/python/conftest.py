@@ -9,7 +9,9 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SEQ_LEN = 16
-STRIDE = 8
+# Overlapping windows are written PLAIN, non-overlapping ones DELTA_BINARY_PACKED:
+# every consumer is tested on both.
+STRIDES = [8, 16]
 # Partition values that must survive Hive escaping in every consumer.
 SOURCES = ["web", "a/b=c%d e", "café", "books"]
 
@@ -31,7 +33,7 @@ def make_docs(count=240, seed=3):
     return [[rng.randrange(1000) for _ in range(rng.randrange(0, 90))] for _ in range(count)]
 
 
-def reference_windows(doc, seq_len=SEQ_LEN, stride=STRIDE):
+def reference_windows(doc, seq_len, stride):
     """The plain loop of SPEC 3.1."""
     out = []
     s = 0
@@ -46,10 +48,15 @@ def corpus():
     return make_docs()
 
 
+@pytest.fixture(scope="session", params=STRIDES, ids=lambda s: f"stride{s}")
+def stride(request):
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def dataset(tmp_path_factory, corpus):
+def dataset(tmp_path_factory, corpus, stride):
     """Runs seqwin with splits and a carried partition column; returns the dataset dir."""
-    tmp = tmp_path_factory.mktemp("consumers")
+    tmp = tmp_path_factory.mktemp(f"consumers-stride{stride}")
     docs = corpus
     table = pa.table(
         {
@@ -64,7 +71,7 @@ def dataset(tmp_path_factory, corpus):
     (tmp / "p.yaml").write_text(
         f"""
 source: {{path: data, tokens: tokens, id: doc_id, carry: [source]}}
-windows: {{seq_len: {SEQ_LEN}, stride: {STRIDE}, vocab_size: 1000, columns: [doc_id, start]}}
+windows: {{seq_len: {SEQ_LEN}, stride: {stride}, vocab_size: 1000, columns: [doc_id, start]}}
 split: {{fractions: {{train: 0.8, val: 0.2}}, seed: 1}}
 sink: {{path: out, partition_by: [split, source], row_group_rows: 64}}
 """
@@ -74,6 +81,6 @@ sink: {{path: out, partition_by: [split, source], row_group_rows: 64}}
 
 
 @pytest.fixture(scope="session")
-def expected(corpus):
+def expected(corpus, stride):
     """doc_id -> list of (start, input, target)."""
-    return {i: reference_windows(d) for i, d in enumerate(corpus)}
+    return {i: reference_windows(d, SEQ_LEN, stride) for i, d in enumerate(corpus)}

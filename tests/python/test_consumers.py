@@ -33,7 +33,7 @@ def check_against_reference(got, expected, corpus):
     assert set(splits.values()) == {"train", "val"}
 
 
-def test_pyarrow_dataset(dataset, expected, corpus):
+def test_pyarrow_dataset(dataset, expected, corpus, stride):
     data = ds.dataset(dataset, format="parquet", partitioning="hive")
     schema = data.schema
     assert schema.field("input").type == pa.list_(pa.field("item", pa.int32(), nullable=False), SEQ_LEN)
@@ -45,7 +45,10 @@ def test_pyarrow_dataset(dataset, expected, corpus):
     f = sorted(glob.glob(f"{dataset}/**/*.parquet", recursive=True))[0]
     md = pq.read_metadata(f).metadata
     assert md[b"seqwin.seq_len"] == str(SEQ_LEN).encode()
-    assert md[b"seqwin.stride"] == b"8"
+    assert md[b"seqwin.stride"] == str(stride).encode()
+    # The token lists' encoding: PLAIN when windows overlap, delta otherwise.
+    encodings = set(pq.ParquetFile(f).metadata.row_group(0).column(0).encodings)
+    assert ("DELTA_BINARY_PACKED" in encodings) == (stride >= SEQ_LEN), encodings
     assert md[b"seqwin.vocab_size"] == b"1000"
     for key in [b"seqwin.pack", b"seqwin.separator", b"seqwin.pad_id", b"seqwin.ignore_index", b"seqwin.version"]:
         assert key in md
