@@ -233,7 +233,10 @@ impl Pipeline {
             .map_err(|e| Error::Internal(e.to_string()))?;
         pool.install(|| {
             let source = Source::open(&self.plan.source)?;
-            let ctx = Context::new(&self.plan, &source);
+            let ctx = Context {
+                cut_windows: false,
+                ..Context::new(&self.plan, &source)
+            };
             let mut router = Router::default();
             let mut out = DocumentLengths::default();
             let mut current: Option<(usize, u64)> = None;
@@ -321,6 +324,9 @@ struct Context<'a> {
     source: &'a Source,
     /// For each `partition_by` entry: `None` for split, or the index in carry.
     partition_columns: Vec<(String, Option<usize>)>,
+    /// Cut the windows of whole documents in the workers (off when only
+    /// document lengths are wanted).
+    cut_windows: bool,
 }
 
 impl<'a> Context<'a> {
@@ -342,6 +348,7 @@ impl<'a> Context<'a> {
             plan,
             source,
             partition_columns,
+            cut_windows: true,
         }
     }
 }
@@ -575,7 +582,7 @@ fn prepare<T: Token>(ctx: &Context<'_>, unit_index: usize) -> Result<Prepared<T>
     let doc_batch = Arc::new(DocBatch { ids, carry });
     let token_count = decoded.values.len() as u64;
     let mut tokens = decoded.values;
-    let whole = if !decoded.flat && !plan.window.pack {
+    let whole = if ctx.cut_windows && !decoded.flat && !plan.window.pack {
         let docs: Vec<WholeDoc> = pieces
             .iter()
             .map(|p| WholeDoc {
