@@ -1,14 +1,14 @@
 //! Wires source → windows → order → sink, in parallel, with output bytes
 //! that do not depend on the thread count.
 //!
-//! The run proceeds in waves of row groups:
-//!
 //! ```text
-//!   wave k:   read + decode + validate + split   (parallel over row groups)
-//!             route documents to partitions      (sequential, cheap: memcpy)
-//!             cut full row groups                (sequential, deterministic)
-//!   overlap:  encode wave k's row groups  ‖  decode wave k+1   (rayon::join)
-//!             append encoded row groups in order (sequential)
+//!   pool tasks:       read + decode + validate + split one row group
+//!                     (+ cut the windows of whole documents)      ahead of need
+//!   calling thread:   take decoded row groups in source order, route
+//!                     documents to partitions, cut row groups and files
+//!   pool tasks:       materialise + encode a row group (or scatter it into
+//!                     shuffle/TBPTT buckets)
+//!   calling thread:   append encoded row groups in the order they were cut
 //! ```
 //!
 //! Every decision that shapes the output (partition of a document, window

@@ -824,18 +824,13 @@ pub struct DecodedTokens<T: ArrowNativeType> {
     pub flat: bool,
 }
 
-/// Whether a type can hold token ids.
-pub fn is_integer(dt: &DataType) -> bool {
-    dt.is_integer()
-}
-
 /// Whether a column type is accepted as a token column.
 pub fn is_token_column(dt: &DataType) -> bool {
     match dt {
         DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
-            is_integer(f.data_type())
+            f.data_type().is_integer()
         }
-        other => is_integer(other),
+        other => other.is_integer(),
     }
 }
 

@@ -23,6 +23,14 @@ fn yaml(windows: &str) -> String {
     )
 }
 
+/// A fresh env with the standard corpus, running `yaml`.
+fn run_on_corpus(yaml: &str) -> (Env, std::process::Output) {
+    let env = Env::new();
+    corpus(&env);
+    let out = run(&env, yaml);
+    (env, out)
+}
+
 fn run(env: &Env, yaml: &str) -> std::process::Output {
     let p = env.pipeline("p.yaml", yaml);
     env.seqwin(&["run", p.to_str().unwrap(), "--quiet"])
@@ -101,12 +109,7 @@ fn flipped_bytes_in_the_data() {
 
 #[test]
 fn token_column_missing_lists_the_columns() {
-    let env = Env::new();
-    corpus(&env);
-    let out = run(
-        &env,
-        &yaml("  seq_len: 4").replace("tokens: tokens", "tokens: ids"),
-    );
+    let (env, out) = run_on_corpus(&yaml("  seq_len: 4").replace("tokens: tokens", "tokens: ids"));
     assert_bad_input(
         &env,
         &out,
@@ -120,10 +123,7 @@ fn token_column_missing_lists_the_columns() {
 
 #[test]
 fn token_column_not_integer() {
-    let env = Env::new();
-    corpus(&env);
-    let out = run(
-        &env,
+    let (env, out) = run_on_corpus(
         &yaml("  seq_len: 4")
             .replace("tokens: tokens", "tokens: source")
             .replace("  carry: [source]\n", ""),
@@ -208,44 +208,29 @@ fn token_that_does_not_fit_dtype() {
 
 #[test]
 fn pad_id_that_does_not_fit_dtype() {
-    let env = Env::new();
-    corpus(&env);
-    let out = run(
-        &env,
-        &yaml(
-            "  seq_len: 4\n  dtype: uint16\n  remainder: pad\n  pad_id: 70000\n  ignore_index: 0",
-        ),
-    );
+    let (env, out) = run_on_corpus(&yaml(
+        "  seq_len: 4\n  dtype: uint16\n  remainder: pad\n  pad_id: 70000\n  ignore_index: 0",
+    ));
     assert_bad_input(&env, &out, &["p.yaml", "windows.pad_id", "70000", "uint16"]);
 }
 
 #[test]
 fn ignore_index_that_does_not_fit_dtype() {
-    let env = Env::new();
-    corpus(&env);
-    let out = run(
-        &env,
-        &yaml("  seq_len: 4\n  dtype: uint32\n  remainder: pad"),
-    );
+    let (env, out) = run_on_corpus(&yaml("  seq_len: 4\n  dtype: uint32\n  remainder: pad"));
     assert_bad_input(&env, &out, &["windows.ignore_index", "-100", "uint32"]);
 }
 
 #[test]
 fn separator_that_does_not_fit_dtype() {
-    let env = Env::new();
-    corpus(&env);
-    let out = run(
-        &env,
-        &yaml("  seq_len: 4\n  dtype: uint16\n  pack: true\n  separator: 65536"),
-    );
+    let (env, out) = run_on_corpus(&yaml(
+        "  seq_len: 4\n  dtype: uint16\n  pack: true\n  separator: 65536",
+    ));
     assert_bad_input(&env, &out, &["windows.separator", "65536"]);
 }
 
 #[test]
 fn seq_len_below_one() {
-    let env = Env::new();
-    corpus(&env);
-    let out = run(&env, &yaml("  seq_len: 0"));
+    let (env, out) = run_on_corpus(&yaml("  seq_len: 0"));
     assert_bad_input(
         &env,
         &out,
@@ -255,9 +240,7 @@ fn seq_len_below_one() {
 
 #[test]
 fn stride_below_one() {
-    let env = Env::new();
-    corpus(&env);
-    let out = run(&env, &yaml("  seq_len: 4\n  stride: -2"));
+    let (env, out) = run_on_corpus(&yaml("  seq_len: 4\n  stride: -2"));
     assert_bad_input(&env, &out, &["`windows.stride` must be at least 1, got -2"]);
 }
 
@@ -272,28 +255,23 @@ fn absurd_seq_len_is_refused_at_check_time() {
 
 #[test]
 fn fractions_that_do_not_sum_to_one() {
-    let env = Env::new();
-    corpus(&env);
-    let y = yaml("  seq_len: 4") + "split:\n  fractions: {train: 0.7, val: 0.2}\n";
-    let out = run(&env, &y);
+    let (env, out) =
+        run_on_corpus(&(yaml("  seq_len: 4") + "split:\n  fractions: {train: 0.7, val: 0.2}\n"));
     assert_bad_input(&env, &out, &["`split.fractions` must sum to 1", "0.9"]);
 }
 
 #[test]
 fn shuffle_with_tbptt() {
-    let env = Env::new();
-    corpus(&env);
-    let y = yaml("  seq_len: 4") + "shuffle:\n  seed: 1\ntbptt:\n  batch_size: 2\n";
-    let out = run(&env, &y);
+    let (env, out) =
+        run_on_corpus(&(yaml("  seq_len: 4") + "shuffle:\n  seed: 1\ntbptt:\n  batch_size: 2\n"));
     assert_bad_input(&env, &out, &["`shuffle` and `tbptt` exclude each other"]);
 }
 
 #[test]
 fn partition_column_that_is_not_carried() {
-    let env = Env::new();
-    corpus(&env);
-    let y = yaml("  seq_len: 4").replace("  path: out\n", "  path: out\n  partition_by: [lang]\n");
-    let out = run(&env, &y);
+    let (env, out) = run_on_corpus(
+        &(yaml("  seq_len: 4").replace("  path: out\n", "  path: out\n  partition_by: [lang]\n")),
+    );
     assert_bad_input(
         &env,
         &out,
@@ -306,9 +284,7 @@ fn partition_column_that_is_not_carried() {
 
 #[test]
 fn unknown_yaml_key_with_line_and_column() {
-    let env = Env::new();
-    corpus(&env);
-    let out = run(&env, &yaml("  seq_len: 4\n  seqlen: 8"));
+    let (env, out) = run_on_corpus(&yaml("  seq_len: 4\n  seqlen: 8"));
     assert_bad_input(
         &env,
         &out,
@@ -323,18 +299,14 @@ fn unknown_yaml_key_with_line_and_column() {
 
 #[test]
 fn yaml_syntax_error() {
-    let env = Env::new();
-    corpus(&env);
-    let out = run(&env, "source:\n  path: [data\nwindows: {seq_len: 4}\n");
+    let (env, out) = run_on_corpus("source:\n  path: [data\nwindows: {seq_len: 4}\n");
     assert_bad_input(&env, &out, &["p.yaml", "line"]);
 }
 
 #[test]
 fn all_config_problems_are_reported_at_once() {
-    let env = Env::new();
-    corpus(&env);
-    let y = yaml("  seq_len: 0\n  stride: 0") + "split:\n  fractions: {train: 0.5}\n";
-    let out = run(&env, &y);
+    let (env, out) =
+        run_on_corpus(&(yaml("  seq_len: 0\n  stride: 0") + "split:\n  fractions: {train: 0.5}\n"));
     assert_bad_input(
         &env,
         &out,

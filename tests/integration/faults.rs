@@ -23,6 +23,17 @@ split: {fractions: {train: 0.9, val: 0.1}}
 sink: {path: out, partition_by: [split], mode: overwrite, row_group_rows: 2000, max_rows_per_file: 20000}
 ";
 
+/// A fresh env with five short documents in `data/`.
+fn small_corpus() -> Env {
+    let env = Env::new();
+    write_parquet(
+        &env.path("data/a.parquet"),
+        &corpus_batch(&random_docs(5, 30, 9, 1), 0, &["x"]),
+        10,
+    );
+    env
+}
+
 fn inspect_ok(env: &Env) -> bool {
     env.seqwin(&["inspect", "out"]).status.success()
 }
@@ -165,12 +176,7 @@ fn two_runs_on_one_sink_one_wins() {
 
 #[test]
 fn mode_error_refuses_a_non_empty_sink() {
-    let env = Env::new();
-    write_parquet(
-        &env.path("data/a.parquet"),
-        &corpus_batch(&random_docs(5, 30, 9, 1), 0, &["x"]),
-        10,
-    );
+    let env = small_corpus();
     std::fs::create_dir_all(env.path("out")).unwrap();
     std::fs::write(env.path("out/keep.txt"), "precious").unwrap();
     let p = env.pipeline(
@@ -191,12 +197,7 @@ fn mode_error_refuses_a_non_empty_sink() {
 
 #[test]
 fn overwrite_refuses_anything_but_a_seqwin_dataset() {
-    let env = Env::new();
-    write_parquet(
-        &env.path("data/a.parquet"),
-        &corpus_batch(&random_docs(5, 30, 9, 1), 0, &["x"]),
-        10,
-    );
+    let env = small_corpus();
     std::fs::create_dir_all(env.path("out/sub")).unwrap();
     std::fs::write(env.path("out/sub/keep.txt"), "precious").unwrap();
     let p = env.pipeline(
@@ -230,12 +231,7 @@ fn overwrite_refuses_anything_but_a_seqwin_dataset() {
 
 #[test]
 fn unwritable_destination_is_a_clear_error() {
-    let env = Env::new();
-    write_parquet(
-        &env.path("data/a.parquet"),
-        &corpus_batch(&random_docs(5, 30, 9, 1), 0, &["x"]),
-        10,
-    );
+    let env = small_corpus();
     std::fs::write(env.path("afile"), "x").unwrap();
     let p = env.pipeline(
         "p.yaml",
@@ -265,12 +261,7 @@ fn unreadable_input_is_a_clear_error() {
 
 #[test]
 fn overwrite_never_follows_symlinks_out_of_the_dataset() {
-    let env = Env::new();
-    write_parquet(
-        &env.path("data/a.parquet"),
-        &corpus_batch(&random_docs(5, 30, 9, 1), 0, &["x"]),
-        10,
-    );
+    let env = small_corpus();
     std::fs::create_dir_all(env.path("precious")).unwrap();
     std::fs::write(env.path("precious/keep.txt"), "precious").unwrap();
     let p = env.pipeline(
