@@ -49,6 +49,10 @@ pub struct SourceConfig {
     /// Columns copied onto every window of the document.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub carry: Vec<String>,
+    /// Object store settings for `s3://`, `gs://`, `az://` paths (the
+    /// `object_store` crate's keys, plus `max_retries` and `retry_timeout`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub storage_options: BTreeMap<String, OptionValue>,
 }
 
 /// `windows:` — how windows are cut.
@@ -253,6 +257,35 @@ pub struct SinkConfig {
     /// `error`: refuse a non-empty path; `overwrite`: replace a seqwin dataset.
     #[serde(default)]
     pub mode: SinkMode,
+    /// Object store settings, as for `source.storage_options`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub storage_options: BTreeMap<String, OptionValue>,
+}
+
+/// A `storage_options` value: YAML strings, numbers and booleans are all
+/// accepted and passed on as text.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum OptionValue {
+    /// `true` / `false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A number.
+    Float(f64),
+    /// Text.
+    Text(String),
+}
+
+impl std::fmt::Display for OptionValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OptionValue::Bool(b) => write!(f, "{b}"),
+            OptionValue::Int(i) => write!(f, "{i}"),
+            OptionValue::Float(x) => write!(f, "{x}"),
+            OptionValue::Text(t) => f.write_str(t),
+        }
+    }
 }
 
 /// Default `sink.compression`.
@@ -274,6 +307,25 @@ pub enum SinkMode {
 }
 
 impl PipelineConfig {
+    /// The configuration with secret `storage_options` values (keys naming a
+    /// secret, key, token, password, SAS or credential) replaced by
+    /// `<redacted>`, as written to the manifest.
+    pub fn redacted(&self) -> PipelineConfig {
+        let mut c = self.clone();
+        for options in [&mut c.source.storage_options, &mut c.sink.storage_options] {
+            for (k, v) in options.iter_mut() {
+                let k = k.to_ascii_lowercase();
+                if ["secret", "key", "token", "password", "sas", "credential"]
+                    .iter()
+                    .any(|s| k.contains(s))
+                {
+                    *v = OptionValue::Text("<redacted>".into());
+                }
+            }
+        }
+        c
+    }
+
     /// Reads and parses a pipeline file.
     ///
     /// # Errors

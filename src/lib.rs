@@ -38,6 +38,7 @@ pub mod sink;
 pub mod source;
 pub mod split;
 pub mod stats;
+pub mod store;
 pub mod window;
 
 pub use error::{Error, Result};

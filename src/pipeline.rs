@@ -37,7 +37,7 @@ use crate::order::{Keying, Spill};
 use crate::plan::{Plan, RowOrder};
 use crate::sink::{
     encode_row_group, escape_partition_value, writer_properties, FieldEntry, FileEntry, InputEntry,
-    Manifest, PartFile, PartitionEntry, Staging,
+    Dest, Manifest, PartFile, PartitionEntry, Target,
 };
 use crate::source::Source;
 use crate::split::DocKey;
@@ -794,7 +794,8 @@ struct PartFiles {
 }
 
 struct WriteCtx {
-    root: PathBuf,
+    dest: Dest,
+    spill_root: PathBuf,
     schema: SchemaRef,
     props: WriterProperties,
     row_group_rows: usize,
@@ -830,7 +831,7 @@ impl PartFiles {
                     format!("{dir}/part-{seq:05}.parquet")
                 };
                 self.open.push(Some(PartFile::create(
-                    &ctx.root,
+                    &ctx.dest,
                     name,
                     &ctx.schema,
                     &ctx.props,
@@ -914,7 +915,7 @@ impl<'a, T: Token> Run<'a, T> {
     fn execute(plan: &Plan, options: &RunOptions, pool: &rayon::ThreadPool) -> Result<RunReport> {
         let started = Instant::now();
         let source = pool.install(|| Source::open(&plan.source))?;
-        let staging = Staging::prepare(&plan.sink)?;
+        let staging = Target::prepare(&plan.sink)?;
         let layout = output_layout(plan, &source);
         let carry_columns: Vec<usize> = plan
             .source
@@ -959,7 +960,8 @@ impl<'a, T: Token> Run<'a, T> {
             layout,
             carry_columns,
             write: WriteCtx {
-                root: staging.dir().to_path_buf(),
+                dest: staging.dest(),
+                spill_root: staging.spill_root(),
                 schema,
                 props,
                 row_group_rows: plan.sink.row_group_rows,
@@ -1006,7 +1008,7 @@ impl<'a, T: Token> Run<'a, T> {
         }
         let manifest = Manifest {
             seqwin_version: crate::VERSION.to_string(),
-            config: plan.config.clone(),
+            config: plan.config.redacted(),
             mode: plan.sink.mode,
             inputs: source
                 .files
@@ -1055,8 +1057,7 @@ impl<'a, T: Token> Run<'a, T> {
                 RowOrder::Source => None,
                 RowOrder::Shuffle { seed, .. } => Some(Spill::new(
                     self.write
-                        .root
-                        .join("_sort")
+                        .spill_root
                         .join(format!("p{:05}", self.parts.len())),
                     Keying::shuffle(seed, dir),
                     self.spill_buckets,
@@ -1074,8 +1075,7 @@ impl<'a, T: Token> Run<'a, T> {
                     };
                     Some(Spill::new(
                         self.write
-                            .root
-                            .join("_sort")
+                            .spill_root
                             .join(format!("p{:05}", self.parts.len())),
                         Keying::Tbptt {
                             lane_len: lane_len.max(1),
@@ -1346,7 +1346,7 @@ impl<'a, T: Token> Run<'a, T> {
             spill.remove();
             self.parts[i].files.close_open()?;
         }
-        let _ = std::fs::remove_dir_all(self.write.root.join("_sort"));
+        let _ = std::fs::remove_dir_all(&self.write.spill_root);
         Ok(())
     }
 }

@@ -2,11 +2,13 @@
 //! here, and every broken rule is reported at once. Nothing downstream of this
 //! module re-checks user input.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 
-use crate::config::{ExtraColumn, PipelineConfig, Remainder, SinkMode, TokenDtype};
+use crate::config::{ExtraColumn, OptionValue, PipelineConfig, Remainder, SinkMode, TokenDtype};
+use crate::store::PathKind;
 use crate::error::{Error, Result};
 
 /// Longest window accepted (tokens); a larger `seq_len` is refused at check time.
@@ -56,6 +58,8 @@ pub struct SourcePlan {
     pub id: Option<String>,
     /// Carried columns.
     pub carry: Vec<String>,
+    /// Object store settings (only for object store paths).
+    pub storage_options: BTreeMap<String, String>,
 }
 
 /// Validated window geometry: the input of the window kernel.
@@ -209,6 +213,8 @@ pub struct SinkPlan {
     pub row_group_rows: usize,
     /// Write mode.
     pub mode: SinkMode,
+    /// Object store settings (only for object store paths).
+    pub storage_options: BTreeMap<String, String>,
 }
 
 /// Column names seqwin writes itself; carried columns may not take them.
@@ -425,6 +431,18 @@ impl Plan {
         if sk.path.is_empty() {
             problems.push("`sink.path` must not be empty".into());
         }
+        let source_path = locate(&mut problems, "source.path", &base_dir, &src.path);
+        let sink_path = locate(&mut problems, "sink.path", &base_dir, &sk.path);
+        for (key, options, path) in [
+            ("source.storage_options", &src.storage_options, &source_path),
+            ("sink.storage_options", &sk.storage_options, &sink_path),
+        ] {
+            if !options.is_empty() && crate::store::remote_url(path).is_none() {
+                problems.push(format!(
+                    "`{key}` is only used with an object store path (s3://, gs://, az://)"
+                ));
+            }
+        }
 
         if !problems.is_empty() {
             return Err(Error::ConfigInvalid {
@@ -433,18 +451,20 @@ impl Plan {
             });
         }
         let source = SourcePlan {
-            path: resolve(&base_dir, &src.path),
+            path: source_path,
             tokens: src.tokens.clone(),
             id: src.id.clone(),
             carry: src.carry.clone(),
+            storage_options: text_options(&src.storage_options),
         };
         let sink = SinkPlan {
-            path: resolve(&base_dir, &sk.path),
+            path: sink_path,
             partition_by: sk.partition_by.clone(),
             compression,
             max_rows_per_file,
             row_group_rows,
             mode: sk.mode,
+            storage_options: text_options(&sk.storage_options),
         };
         Ok(Plan {
             pipeline_path: pipeline_path.to_path_buf(),
@@ -480,13 +500,25 @@ fn check_range(problems: &mut Vec<String>, key: &str, value: i64, min: i64, max:
     }
 }
 
-fn resolve(base: &Path, path: &str) -> PathBuf {
-    let p = Path::new(path);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
+/// Resolves a path key: local paths against the pipeline's directory,
+/// `file://` URLs to local paths, object store URLs kept as they are.
+fn locate(problems: &mut Vec<String>, key: &str, base: &Path, path: &str) -> PathBuf {
+    match crate::store::classify(path) {
+        Ok(PathKind::Local(p)) if p.is_absolute() => p,
+        Ok(PathKind::Local(p)) => base.join(p),
+        Ok(PathKind::Remote(url)) => PathBuf::from(url),
+        Err(message) => {
+            problems.push(format!("`{key}`: {message}"));
+            PathBuf::new()
+        }
     }
+}
+
+fn text_options(options: &BTreeMap<String, OptionValue>) -> BTreeMap<String, String> {
+    options
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect()
 }
 
 /// Parses `sink.compression`.

@@ -15,11 +15,15 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
+use object_store::path::Path as Key;
+use object_store::ObjectStore;
 use parquet::arrow::ProjectionMask;
+use parquet::file::reader::ChunkReader;
 use rayon::prelude::*;
 
 use crate::error::{contain, Error, Result};
 use crate::plan::SourcePlan;
+use crate::store::{Ranges, Remote};
 use crate::window::is_token_column;
 
 /// One input file with its footer.
@@ -36,7 +40,19 @@ pub struct InputFile {
     meta: ArrowReaderMetadata,
     /// Indices of the projected root columns, in `[tokens, id?, carry…]` order (None for hive columns).
     roots: Vec<Option<usize>>,
+    /// Where the file lives when it is in an object store.
+    remote: Option<RemoteFile>,
 }
+
+/// An input file in an object store.
+#[derive(Debug, Clone)]
+struct RemoteFile {
+    store: Arc<dyn ObjectStore>,
+    key: Key,
+}
+
+/// A file found by discovery: path (or URL), size, footer, store location.
+type Opened = (PathBuf, u64, ArrowReaderMetadata, Option<RemoteFile>);
 
 /// One row group of one file: the unit of parallel reading.
 #[derive(Debug, Clone, Copy)]
@@ -78,29 +94,41 @@ impl Source {
     /// not Parquet or is corrupted, a missing column (listing the available
     /// ones) or a column of the wrong type.
     pub fn open(plan: &SourcePlan) -> Result<Source> {
-        let (paths, root) = discover(&plan.path)?;
-        let opened: Vec<Result<(PathBuf, u64, ArrowReaderMetadata)>> = paths
-            .par_iter()
-            .map(|p| {
-                let file = File::open(p)
-                    .map_err(|e| Error::input(p, format!("cannot open input file: {e}")))?;
-                let bytes = file.metadata().map_err(|e| Error::io(p, e))?.len();
-                let meta = contain(
-                    || {
-                        ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| {
-                            Error::input(p, format!("not a readable Parquet file: {e}"))
-                        })
-                    },
-                    |m| {
-                        Error::input(
-                            p,
-                            format!("not a readable Parquet file (the reader failed: {m})"),
-                        )
-                    },
-                )?;
-                Ok((p.clone(), bytes, meta))
-            })
-            .collect();
+        let opened = match crate::store::remote_url(&plan.path) {
+            None => {
+                let (paths, root) = discover(&plan.path)?;
+                let opened: Vec<Result<Opened>> = paths
+                    .par_iter()
+                    .map(|p| {
+                        let file = File::open(p).map_err(|e| {
+                            Error::input(p, format!("cannot open input file: {e}"))
+                        })?;
+                        let bytes = file.metadata().map_err(|e| Error::io(p, e))?.len();
+                        let meta = contain(
+                            || {
+                                ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
+                                    .map_err(|e| {
+                                        Error::input(
+                                            p,
+                                            format!("not a readable Parquet file: {e}"),
+                                        )
+                                    })
+                            },
+                            |m| {
+                                Error::input(
+                                    p,
+                                    format!("not a readable Parquet file (the reader failed: {m})"),
+                                )
+                            },
+                        )?;
+                        Ok((p.clone(), bytes, meta, None))
+                    })
+                    .collect();
+                (opened, root)
+            }
+            Some(url) => open_remote(plan, url)?,
+        };
+        let (opened, root) = opened;
         let mut files = Vec::with_capacity(opened.len());
         let mut units = Vec::new();
         let mut ordinal = 0u64;
@@ -108,7 +136,7 @@ impl Source {
         let mut hive_keys: Option<Vec<String>> = None;
         let mut flat = false;
         for item in opened {
-            let (path, bytes, meta) = item?;
+            let (path, bytes, meta, remote) = item?;
             let hive = hive_values(&root, &path);
             let keys: Vec<String> = hive.iter().map(|(k, _)| k.clone()).collect();
             match &hive_keys {
@@ -192,6 +220,7 @@ impl Source {
                 hive,
                 meta,
                 roots,
+                remote,
             });
         }
         Ok(Source {
@@ -229,25 +258,33 @@ impl Source {
         };
         contain(
             || {
-                let file = File::open(path)
-                    .map_err(|e| Error::input(path, format!("cannot open input file: {e}")))?;
-                let builder =
-                    ParquetRecordBatchReaderBuilder::new_with_metadata(file, f.meta.clone());
-                let file_roots: Vec<usize> = f.roots.iter().flatten().copied().collect();
-                let mut sorted = file_roots.clone();
+                let mut sorted: Vec<usize> = f.roots.iter().flatten().copied().collect();
                 sorted.sort_unstable();
                 sorted.dedup();
-                let mask = ProjectionMask::roots(builder.parquet_schema(), sorted.iter().copied());
-                let reader = builder
-                    .with_row_groups(vec![unit.row_group])
-                    .with_projection(mask)
-                    .with_batch_size(unit.rows.max(1))
-                    .build()
-                    .map_err(|e| corrupt(e.to_string()))?;
-                let mut batches = Vec::new();
-                for b in reader {
-                    batches.push(b.map_err(|e| corrupt(e.to_string()))?);
-                }
+                let mut batches = match &f.remote {
+                    None => {
+                        let file = File::open(path).map_err(|e| {
+                            Error::input(path, format!("cannot open input file: {e}"))
+                        })?;
+                        decode_row_group(file, f, unit, &sorted).map_err(corrupt)?
+                    }
+                    Some(r) => {
+                        // Fetch exactly the projected column chunks of this row group.
+                        let md = f.meta.metadata();
+                        let descr = md.file_metadata().schema_descr();
+                        let rg = md.row_group(unit.row_group);
+                        let ranges = (0..rg.num_columns())
+                            .filter(|&c| sorted.binary_search(&descr.get_column_root_idx(c)).is_ok())
+                            .map(|c| {
+                                let (start, len) = rg.column(c).byte_range();
+                                start..start + len
+                            })
+                            .collect();
+                        let data = Ranges::fetch(r.store.as_ref(), &r.key, f.bytes, ranges)
+                            .map_err(|e| Error::io(path, crate::store::io_error(e)))?;
+                        decode_row_group(data, f, unit, &sorted).map_err(corrupt)?
+                    }
+                };
                 if batches.is_empty() {
                     return Err(corrupt("no rows decoded".into()));
                 }
@@ -292,6 +329,132 @@ impl Source {
             |m| corrupt(format!("the Parquet reader failed ({m})")),
         )
     }
+}
+
+/// Decodes the projected columns (`roots`, sorted) of one row group.
+fn decode_row_group<R: ChunkReader + 'static>(
+    reader: R,
+    f: &InputFile,
+    unit: &Unit,
+    roots: &[usize],
+) -> std::result::Result<Vec<RecordBatch>, String> {
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(reader, f.meta.clone());
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
+    let reader = builder
+        .with_row_groups(vec![unit.row_group])
+        .with_projection(mask)
+        .with_batch_size(unit.rows.max(1))
+        .build()
+        .map_err(|e| e.to_string())?;
+    reader
+        .map(|b| b.map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// Lists an object store source (a prefix, one object, or a glob over keys)
+/// and reads every footer with range requests.
+fn open_remote(plan: &SourcePlan, url: &str) -> Result<(Vec<Result<Opened>>, PathBuf)> {
+    let remote = Remote::open(url, &plan.storage_options).map_err(|m| Error::input(url, m))?;
+    let listing = |prefix: &Key| {
+        remote.list(prefix).map_err(|e| {
+            Error::input(
+                url,
+                format!("cannot list the source: {}", crate::store::describe(&e)),
+            )
+        })
+    };
+    let key_text = remote.prefix.as_ref().to_string();
+    let mut found: Vec<(Key, u64)> = Vec::new();
+    let root: PathBuf;
+    if key_text.contains(['*', '?', '[']) {
+        let literal: Vec<&str> = key_text
+            .split('/')
+            .take_while(|c| !c.contains(['*', '?', '[']))
+            .collect();
+        let pattern = glob::Pattern::new(&key_text)
+            .map_err(|e| Error::input(url, format!("invalid glob pattern: {e}")))?;
+        let options = glob::MatchOptions {
+            require_literal_separator: true,
+            require_literal_leading_dot: true,
+            ..glob::MatchOptions::new()
+        };
+        let prefix = Key::from_iter(literal.iter().copied());
+        root = remote.display(&prefix);
+        for m in listing(&prefix)? {
+            if pattern.matches_with(m.location.as_ref(), options) {
+                found.push((m.location, m.size));
+            }
+        }
+        if found.is_empty() {
+            return Err(Error::input(url, "no Parquet files match this glob"));
+        }
+    } else {
+        let single = remote.head(&remote.prefix).ok().flatten();
+        match single {
+            Some(m) if !key_text.is_empty() => {
+                let parent: Key = remote
+                    .prefix
+                    .parts()
+                    .take(remote.prefix.parts().count().saturating_sub(1))
+                    .collect();
+                root = remote.display(&parent);
+                found.push((m.location, m.size));
+            }
+            _ => {
+                root = PathBuf::from(url);
+                let depth = remote.prefix.parts().count();
+                for m in listing(&remote.prefix)? {
+                    let rel: Vec<_> = m.location.parts().skip(depth).collect();
+                    let hidden = rel.iter().any(|p| {
+                        let p = p.as_ref();
+                        p.starts_with('_') || p.starts_with('.')
+                    });
+                    let parquet = rel
+                        .last()
+                        .is_some_and(|p| p.as_ref().to_ascii_lowercase().ends_with(".parquet"));
+                    if parquet && !hidden {
+                        found.push((m.location, m.size));
+                    }
+                }
+                if found.is_empty() {
+                    return Err(Error::input(
+                        url,
+                        "no Parquet files found (searched recursively for *.parquet under this prefix)",
+                    ));
+                }
+            }
+        }
+    }
+    let opened = found
+        .par_iter()
+        .map(|(key, size)| {
+            let p = remote.display(key);
+            let md = contain(
+                || {
+                    crate::store::read_footer(remote.store.as_ref(), key, *size)
+                        .map_err(|m| Error::input(&p, m))
+                },
+                |m| {
+                    Error::input(
+                        &p,
+                        format!("not a readable Parquet file (the reader failed: {m})"),
+                    )
+                },
+            )?;
+            let meta = ArrowReaderMetadata::try_new(Arc::new(md), ArrowReaderOptions::new())
+                .map_err(|e| Error::input(&p, format!("not a readable Parquet file: {e}")))?;
+            Ok((
+                p,
+                *size,
+                meta,
+                Some(RemoteFile {
+                    store: Arc::clone(&remote.store),
+                    key: key.clone(),
+                }),
+            ))
+        })
+        .collect();
+    Ok((opened, root))
 }
 
 /// Lists the files of a source path, sorted, with the root that hive

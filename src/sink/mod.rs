@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -36,6 +36,10 @@ use crate::config::SinkMode;
 use crate::error::{Error, Result};
 use crate::plan::{Plan, SinkPlan};
 use crate::window::TokenAccount;
+
+pub mod remote;
+
+use remote::{RemoteDest, RemoteStaging};
 
 /// The manifest file name.
 pub const MANIFEST: &str = "_seqwin.json";
@@ -387,12 +391,94 @@ pub fn writer_properties(plan: &Plan, schema: &SchemaRef) -> WriterProperties {
     b.build()
 }
 
+/// The sink of a run: a local staging directory renamed into place at the
+/// end, or an object store prefix written under the protocol of [`remote`].
+#[derive(Debug)]
+pub enum Target {
+    /// A local directory.
+    Local(Staging),
+    /// An object store prefix.
+    Remote(RemoteStaging),
+}
+
+/// Where the data files of a run are created.
+#[derive(Debug, Clone)]
+pub enum Dest {
+    /// Below a local (staging) directory.
+    Dir(PathBuf),
+    /// Under an object store prefix.
+    Store(Arc<RemoteDest>),
+}
+
+impl Target {
+    /// Prepares the sink of `plan` (see [`Staging::prepare`] and
+    /// [`RemoteStaging::prepare`]).
+    ///
+    /// # Errors
+    /// [`Error::Sink`] when the sink may not be written; [`Error::Io`].
+    pub fn prepare(plan: &SinkPlan) -> Result<Target> {
+        match crate::store::remote_url(&plan.path) {
+            Some(url) => Ok(Target::Remote(RemoteStaging::prepare(plan, url)?)),
+            None => Ok(Target::Local(Staging::prepare(plan)?)),
+        }
+    }
+
+    /// Where data files go.
+    pub fn dest(&self) -> Dest {
+        match self {
+            Target::Local(s) => Dest::Dir(s.dir().to_path_buf()),
+            Target::Remote(r) => Dest::Store(r.dest()),
+        }
+    }
+
+    /// A local scratch directory for shuffle buckets, removed with the run.
+    pub fn spill_root(&self) -> PathBuf {
+        match self {
+            Target::Local(s) => s.dir().join("_sort"),
+            Target::Remote(r) => r.spill_root(),
+        }
+    }
+
+    /// Publishes the dataset with its manifest.
+    ///
+    /// # Errors
+    /// [`Error::Io`] / [`Error::Sink`].
+    pub fn commit(self, manifest: &Manifest) -> Result<()> {
+        match self {
+            Target::Local(s) => s.commit(manifest),
+            Target::Remote(r) => r.commit(manifest),
+        }
+    }
+}
+
+/// The byte sink of one output file.
+enum PartSink {
+    File(BufWriter<File>),
+    Store(crate::store::Upload),
+}
+
+impl Write for PartSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            PartSink::File(f) => f.write(buf),
+            PartSink::Store(u) => u.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            PartSink::File(f) => f.flush(),
+            PartSink::Store(u) => u.flush(),
+        }
+    }
+}
+
 /// An output file being written; row groups are encoded elsewhere and appended in order.
 pub struct PartFile {
     /// Path relative to the dataset root.
     pub name: String,
     path: PathBuf,
-    writer: SerializedFileWriter<BufWriter<File>>,
+    writer: SerializedFileWriter<PartSink>,
     /// Builds column writers for a row group; shared with encoding threads.
     pub factory: Arc<ArrowRowGroupWriterFactory>,
     /// Rows appended so far.
@@ -420,28 +506,45 @@ pub struct FileEntry {
 }
 
 impl PartFile {
-    /// Creates `root/name` with the output schema and properties.
+    /// Creates `name` below `dest` with the output schema and properties.
     ///
     /// # Errors
     /// [`Error::Io`] / [`Error::Write`] when the file cannot be created.
     pub fn create(
-        root: &Path,
+        dest: &Dest,
         name: String,
         schema: &SchemaRef,
         props: &WriterProperties,
     ) -> Result<PartFile> {
-        let path = root.join(&name);
-        if let Some(parent) = path.parent() {
-            create_dir_all(parent)?;
-        }
-        let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+        let (name, path, sink) = match dest {
+            Dest::Dir(root) => {
+                let path = root.join(&name);
+                if let Some(parent) = path.parent() {
+                    create_dir_all(parent)?;
+                }
+                let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+                (
+                    name,
+                    path,
+                    PartSink::File(BufWriter::with_capacity(1 << 20, file)),
+                )
+            }
+            Dest::Store(d) => {
+                let name = d.file_name(&name);
+                let key = d
+                    .remote
+                    .child(&name)
+                    .map_err(|m| Error::sink(&d.remote.url, m))?;
+                let path = d.remote.display(&key);
+                d.record(key.clone());
+                let upload = crate::store::Upload::start(d.remote.store.as_ref(), &key)
+                    .map_err(|e| Error::io(&path, e))?;
+                (name, path, PartSink::Store(upload))
+            }
+        };
         let options = ArrowWriterOptions::new().with_properties(props.clone());
-        let writer = ArrowWriter::try_new_with_options(
-            BufWriter::with_capacity(1 << 20, file),
-            Arc::clone(schema),
-            options,
-        )
-        .map_err(|e| Error::write(&path, e))?;
+        let writer = ArrowWriter::try_new_with_options(sink, Arc::clone(schema), options)
+            .map_err(|e| Error::write(&path, e))?;
         let (writer, factory) = writer
             .into_serialized_writer()
             .map_err(|e| Error::write(&path, e))?;
@@ -481,6 +584,9 @@ impl PartFile {
             .finish()
             .map_err(|e| write_error(&self.path, e))?;
         let bytes = self.writer.bytes_written() as u64;
+        if let PartSink::Store(upload) = self.writer.inner_mut() {
+            upload.finish().map_err(|e| Error::io(&self.path, e))?;
+        }
         Ok(FileEntry {
             name: self.name,
             rows: self.rows,
