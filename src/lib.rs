@@ -39,6 +39,7 @@ pub mod source;
 pub mod split;
 pub mod stats;
 pub mod store;
+pub mod stream;
 pub mod window;
 
 pub use error::{Error, Result};

@@ -36,8 +36,8 @@ use crate::error::{Error, Result};
 use crate::order::{Keying, Spill};
 use crate::plan::{Plan, RowOrder};
 use crate::sink::{
-    encode_row_group, escape_partition_value, writer_properties, FieldEntry, FileEntry, InputEntry,
-    Dest, Manifest, PartFile, PartitionEntry, Target,
+    encode_row_group, escape_partition_value, writer_properties, Dest, FieldEntry, FileEntry,
+    InputEntry, Manifest, PartFile, PartitionEntry, Target,
 };
 use crate::source::Source;
 use crate::split::DocKey;
@@ -296,8 +296,13 @@ fn estimated_row_bytes(layout: &OutputLayout) -> u64 {
 }
 
 fn output_layout(plan: &Plan, source: &Source) -> OutputLayout {
+    layout_for(plan, &source.schema)
+}
+
+/// The output layout for source batches of `schema` (`[tokens, id?, carry…]`).
+pub(crate) fn layout_for(plan: &Plan, schema: &arrow::datatypes::Schema) -> OutputLayout {
     let id_type = if plan.source.id.is_some() {
-        source.schema.field(1).data_type().clone()
+        schema.field(1).data_type().clone()
     } else {
         DataType::Int64
     };
@@ -308,7 +313,7 @@ fn output_layout(plan: &Plan, source: &Source) -> OutputLayout {
         .iter()
         .enumerate()
         .filter(|(_, c)| !plan.sink.partition_by.contains(c))
-        .map(|(i, _)| source.schema.field(first_carry + i).clone())
+        .map(|(i, _)| schema.field(first_carry + i).clone())
         .collect();
     OutputLayout::new(
         &plan.window,
@@ -330,6 +335,14 @@ struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
+    fn batch_ctx(&self) -> BatchCtx<'_> {
+        BatchCtx {
+            plan: self.plan,
+            partition_columns: &self.partition_columns,
+            cut_windows: self.cut_windows,
+        }
+    }
+
     fn new(plan: &'a Plan, source: &'a Source) -> Self {
         let partition_columns = plan
             .sink
@@ -355,21 +368,21 @@ impl<'a> Context<'a> {
 
 /// An owned document key (flat streams compare keys across row groups).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum OwnedKey {
+pub(crate) enum OwnedKey {
     Int(i64),
     Str(String),
 }
 
 /// A partition's identity.
 #[derive(Debug, Clone)]
-struct PartKey {
-    dir: String,
-    values: Vec<(String, Option<String>)>,
+pub(crate) struct PartKey {
+    pub(crate) dir: String,
+    pub(crate) values: Vec<(String, Option<String>)>,
 }
 
 /// A run of one document's tokens within a prepared unit.
 #[derive(Debug, Clone)]
-struct Piece {
+pub(crate) struct Piece {
     range: std::ops::Range<usize>,
     row: usize,
     part: usize,
@@ -377,19 +390,19 @@ struct Piece {
 }
 
 /// Windows of a unit's complete documents, per unit-local partition.
-type WholeWindows<T> = (Vec<Vec<WindowRef<T>>>, Vec<TokenAccount>);
+pub(crate) type WholeWindows<T> = (Vec<Vec<WindowRef<T>>>, Vec<TokenAccount>);
 
 /// A decoded row group.
-struct Prepared<T: Token> {
+pub(crate) struct Prepared<T: Token> {
     rows: usize,
     token_count: u64,
     /// Windows cut in the worker (complete documents, no packing); then
     /// `tokens` is empty and `pieces` unused.
-    whole: Option<WholeWindows<T>>,
-    tokens: ScalarBuffer<T>,
+    pub(crate) whole: Option<WholeWindows<T>>,
+    pub(crate) tokens: ScalarBuffer<T>,
     pieces: Vec<Piece>,
-    partitions: Vec<PartKey>,
-    docs: Arc<DocBatch>,
+    pub(crate) partitions: Vec<PartKey>,
+    pub(crate) docs: Arc<DocBatch>,
 }
 
 /// Document keys of a unit.
@@ -451,10 +464,37 @@ fn id_keys(column: &ArrayRef) -> std::result::Result<IdKeys, String> {
 
 fn prepare<T: Token>(ctx: &Context<'_>, unit_index: usize) -> Result<Prepared<T>> {
     let source = ctx.source;
-    let plan = ctx.plan;
     let unit = &source.units[unit_index];
-    let path = &source.files[unit.file].path;
     let batch = source.read_unit(unit)?;
+    prepare_batch(
+        &ctx.batch_ctx(),
+        &batch,
+        unit.first_row,
+        unit.first_ordinal,
+        &source.files[unit.file].path,
+    )
+}
+
+/// What decoding a batch needs to know (a [`Context`] without the source).
+pub(crate) struct BatchCtx<'a> {
+    pub(crate) plan: &'a Plan,
+    /// For each `partition_by` entry: `None` for split, or the index in carry.
+    pub(crate) partition_columns: &'a [(String, Option<usize>)],
+    pub(crate) cut_windows: bool,
+}
+
+/// Decodes a batch of `[tokens, id?, carry…]` rows: checks the tokens, finds
+/// the documents and their partitions, and (whole documents, no packing)
+/// cuts their windows. `first_row` and `path` are for messages;
+/// `first_ordinal` numbers documents when there is no id column.
+pub(crate) fn prepare_batch<T: Token>(
+    ctx: &BatchCtx<'_>,
+    batch: &RecordBatch,
+    first_row: u64,
+    first_ordinal: u64,
+    path: &Path,
+) -> Result<Prepared<T>> {
+    let plan = ctx.plan;
     let rows = batch.num_rows();
     let decoded = decode_tokens::<T>(
         batch.column(0).as_ref(),
@@ -466,7 +506,7 @@ fn prepare<T: Token>(ctx: &Context<'_>, unit_index: usize) -> Result<Prepared<T>
             path,
             format!(
                 "row {} (column `{}`): {}",
-                unit.first_row + e.row() as u64,
+                first_row + e.row() as u64,
                 plan.source.tokens,
                 e.describe()
             ),
@@ -481,7 +521,7 @@ fn prepare<T: Token>(ctx: &Context<'_>, unit_index: usize) -> Result<Prepared<T>
                 path,
                 format!(
                     "row {} (column `{}`): the document id is null",
-                    unit.first_row + row as u64,
+                    first_row + row as u64,
                     plan.source.id.as_deref().unwrap_or_default()
                 ),
             ));
@@ -492,13 +532,13 @@ fn prepare<T: Token>(ctx: &Context<'_>, unit_index: usize) -> Result<Prepared<T>
             id_keys(c).map_err(|m| Error::input(path, format!("cannot read the id column: {m}")))?
         }
         None if decoded.flat => IdKeys::Constant,
-        None => IdKeys::Ordinal(unit.first_ordinal),
+        None => IdKeys::Ordinal(first_ordinal),
     };
     let ids: ArrayRef = match id_column {
         Some(c) => c,
         None if decoded.flat => Arc::new(Int64Array::from(vec![0i64; rows])),
         None => Arc::new(Int64Array::from_iter_values(
-            (0..rows as i64).map(|i| unit.first_ordinal as i64 + i),
+            (0..rows as i64).map(|i| first_ordinal as i64 + i),
         )),
     };
     let carry: Vec<ArrayRef> = batch.columns()[1 + has_id as usize..].to_vec();
@@ -616,7 +656,7 @@ fn prepare<T: Token>(ctx: &Context<'_>, unit_index: usize) -> Result<Prepared<T>
 }
 
 /// A routing event: what the windower of partition `part` must do.
-enum Event {
+pub(crate) enum Event {
     Begin {
         part: usize,
         row: usize,
@@ -633,14 +673,14 @@ enum Event {
 /// Maps unit-local partitions to global ones and tracks flat-stream documents
 /// that continue across row groups.
 #[derive(Default)]
-struct Router {
-    keys: Vec<PartKey>,
+pub(crate) struct Router {
+    pub(crate) keys: Vec<PartKey>,
     index: HashMap<String, usize>,
     open_flat: Option<(usize, OwnedKey)>,
 }
 
 impl Router {
-    fn global(&mut self, key: &PartKey) -> usize {
+    pub(crate) fn global(&mut self, key: &PartKey) -> usize {
         if let Some(&i) = self.index.get(&key.dir) {
             return i;
         }
@@ -649,7 +689,7 @@ impl Router {
         self.keys.len() - 1
     }
 
-    fn events<T: Token>(&mut self, p: &Prepared<T>) -> Vec<Event> {
+    pub(crate) fn events<T: Token>(&mut self, p: &Prepared<T>) -> Vec<Event> {
         let map: Vec<usize> = p.partitions.iter().map(|k| self.global(k)).collect();
         let mut events = Vec::with_capacity(p.pieces.len() * 3);
         for piece in &p.pieces {
@@ -693,7 +733,7 @@ impl Router {
 
     /// The partition of a flat-stream document still open at the end of the
     /// source, which must be ended.
-    fn finish(&mut self) -> Option<usize> {
+    pub(crate) fn finish(&mut self) -> Option<usize> {
         self.open_flat.take().map(|(p, _)| p)
     }
 }

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 
 use crate::config::{ExtraColumn, OptionValue, PipelineConfig, Remainder, SinkMode, TokenDtype};
-use crate::store::PathKind;
 use crate::error::{Error, Result};
+use crate::store::PathKind;
 
 /// Longest window accepted (tokens); a larger `seq_len` is refused at check time.
 pub const MAX_SEQ_LEN: i64 = 1 << 24;

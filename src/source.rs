@@ -12,11 +12,11 @@ use std::sync::Arc;
 
 use arrow::array::{new_null_array, ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use object_store::path::Path as Key;
+use object_store::ObjectStore;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
-use object_store::path::Path as Key;
-use object_store::ObjectStore;
 use parquet::arrow::ProjectionMask;
 use parquet::file::reader::ChunkReader;
 use rayon::prelude::*;
@@ -100,19 +100,16 @@ impl Source {
                 let opened: Vec<Result<Opened>> = paths
                     .par_iter()
                     .map(|p| {
-                        let file = File::open(p).map_err(|e| {
-                            Error::input(p, format!("cannot open input file: {e}"))
-                        })?;
+                        let file = File::open(p)
+                            .map_err(|e| Error::input(p, format!("cannot open input file: {e}")))?;
                         let bytes = file.metadata().map_err(|e| Error::io(p, e))?.len();
                         let meta = contain(
                             || {
-                                ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
-                                    .map_err(|e| {
-                                        Error::input(
-                                            p,
-                                            format!("not a readable Parquet file: {e}"),
-                                        )
-                                    })
+                                ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(
+                                    |e| {
+                                        Error::input(p, format!("not a readable Parquet file: {e}"))
+                                    },
+                                )
                             },
                             |m| {
                                 Error::input(
@@ -274,7 +271,9 @@ impl Source {
                         let descr = md.file_metadata().schema_descr();
                         let rg = md.row_group(unit.row_group);
                         let ranges = (0..rg.num_columns())
-                            .filter(|&c| sorted.binary_search(&descr.get_column_root_idx(c)).is_ok())
+                            .filter(|&c| {
+                                sorted.binary_search(&descr.get_column_root_idx(c)).is_ok()
+                            })
                             .map(|c| {
                                 let (start, len) = rg.column(c).byte_range();
                                 start..start + len
@@ -346,9 +345,7 @@ fn decode_row_group<R: ChunkReader + 'static>(
         .with_batch_size(unit.rows.max(1))
         .build()
         .map_err(|e| e.to_string())?;
-    reader
-        .map(|b| b.map_err(|e| e.to_string()))
-        .collect()
+    reader.map(|b| b.map_err(|e| e.to_string())).collect()
 }
 
 /// Lists an object store source (a prefix, one object, or a glob over keys)
@@ -561,7 +558,7 @@ type Projection = (SchemaRef, Vec<Option<usize>>, bool);
 /// Checks a file's schema against the plan; returns the batch schema, the root
 /// column index of each output column (None for hive columns) and whether the
 /// token column is flat.
-fn project(
+pub(crate) fn project(
     plan: &SourcePlan,
     path: &Path,
     schema: &Schema,

@@ -24,8 +24,7 @@ use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::path::Path as Key;
 use object_store::{
-    BackoffConfig, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
-    WriteMultipart,
+    BackoffConfig, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
 };
 use parquet::file::reader::{ChunkReader, Length};
 
@@ -57,7 +56,8 @@ pub fn classify(text: &str) -> std::result::Result<PathKind, String> {
     };
     let lower = scheme.to_ascii_lowercase();
     if lower == "file" {
-        let url = url::Url::parse(text).map_err(|e| format!("`{text}` is not a valid file:// URL: {e}"))?;
+        let url = url::Url::parse(text)
+            .map_err(|e| format!("`{text}` is not a valid file:// URL: {e}"))?;
         return url
             .to_file_path()
             .map(PathKind::Local)
@@ -144,7 +144,8 @@ pub fn describe(e: &object_store::Error) -> String {
         (Some(code), Some(message)) => format!("{code}: {message}"),
         (Some(code), None) => code,
         _ => match e {
-            object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => {
                 format!("access denied (check the credentials): {full}")
             }
             _ => full,
@@ -175,9 +176,9 @@ fn split_options(
     for (k, v) in options {
         match k.to_ascii_lowercase().as_str() {
             "max_retries" => {
-                retry.max_retries = v
-                    .parse()
-                    .map_err(|_| format!("storage option `max_retries` must be a whole number, found `{v}`"))?;
+                retry.max_retries = v.parse().map_err(|_| {
+                    format!("storage option `max_retries` must be a whole number, found `{v}`")
+                })?;
             }
             "retry_timeout" => {
                 let secs: f64 = v
@@ -185,7 +186,9 @@ fn split_options(
                     .parse()
                     .ok()
                     .filter(|s: &f64| s.is_finite() && *s >= 0.0)
-                    .ok_or_else(|| format!("storage option `retry_timeout` must be seconds, found `{v}`"))?;
+                    .ok_or_else(|| {
+                        format!("storage option `retry_timeout` must be seconds, found `{v}`")
+                    })?;
                 retry.retry_timeout = Duration::from_secs_f64(secs);
             }
             _ => rest.push((k.to_ascii_lowercase(), v.clone())),
@@ -205,7 +208,10 @@ impl Remote {
     ///
     /// # Errors
     /// One sentence: unknown option, missing credentials, invalid URL.
-    pub fn open(url: &str, options: &BTreeMap<String, String>) -> std::result::Result<Remote, String> {
+    pub fn open(
+        url: &str,
+        options: &BTreeMap<String, String>,
+    ) -> std::result::Result<Remote, String> {
         // TLS: reqwest is built without a default crypto provider; use ring
         // (installing twice is a no-op error).
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -231,11 +237,14 @@ impl Remote {
                         b = b.with_endpoint(e);
                     }
                 }
-                let endpoint = b.get_config_value(&AmazonS3ConfigKey::Endpoint).unwrap_or_default();
+                let endpoint = b
+                    .get_config_value(&AmazonS3ConfigKey::Endpoint)
+                    .unwrap_or_default();
                 if endpoint.starts_with("http://") {
                     b = b.with_allow_http(true);
                 }
-                let has = |k: AmazonS3ConfigKey| b.get_config_value(&k).is_some_and(|v| !v.is_empty());
+                let has =
+                    |k: AmazonS3ConfigKey| b.get_config_value(&k).is_some_and(|v| !v.is_empty());
                 let skip = b
                     .get_config_value(&AmazonS3ConfigKey::SkipSignature)
                     .is_some_and(|v| v.eq_ignore_ascii_case("true"));

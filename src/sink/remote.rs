@@ -84,8 +84,7 @@ impl RemoteStaging {
     /// [`Error::Sink`] (exit 2) for missing credentials, a missing bucket, a
     /// refused prefix; [`Error::Io`] when the marker cannot be written.
     pub fn prepare(plan: &SinkPlan, url: &str) -> Result<RemoteStaging> {
-        let remote =
-            Remote::open(url, &plan.storage_options).map_err(|m| Error::sink(url, m))?;
+        let remote = Remote::open(url, &plan.storage_options).map_err(|m| Error::sink(url, m))?;
         if remote.prefix.as_ref().is_empty() {
             return Err(Error::sink(
                 url,
@@ -99,7 +98,8 @@ impl RemoteStaging {
             )
         })?;
         let key = |name: &str| remote.child(name).map_err(|m| Error::sink(url, m));
-        let (manifest_key, success_key, marker_key) = (key(MANIFEST)?, key(SUCCESS)?, key(WRITING)?);
+        let (manifest_key, success_key, marker_key) =
+            (key(MANIFEST)?, key(SUCCESS)?, key(WRITING)?);
         let has = |k: &Key| old.iter().any(|m| &m.location == k);
         if !old.is_empty() {
             match plan.mode {
@@ -157,7 +157,11 @@ impl RemoteStaging {
         };
         let io = |e| Error::io(url, store::io_error(e));
         if !had_marker {
-            staging.dest.remote.put(&marker_key, Vec::new()).map_err(io)?;
+            staging
+                .dest
+                .remote
+                .put(&marker_key, Vec::new())
+                .map_err(io)?;
             staging.marker_created = true;
         }
         if had_success {
@@ -230,7 +234,12 @@ impl Drop for RemoteStaging {
             return;
         }
         let remote = self.dest.remote.clone();
-        let mut undo: Vec<Key> = self.dest.written.lock().map(|w| w.clone()).unwrap_or_default();
+        let mut undo: Vec<Key> = self
+            .dest
+            .written
+            .lock()
+            .map(|w| w.clone())
+            .unwrap_or_default();
         if self.marker_created && !self.manifest_written {
             undo.extend(remote.child(WRITING).ok());
         }

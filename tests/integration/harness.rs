@@ -186,30 +186,37 @@ pub fn read_windows(dir: &Path) -> Vec<Window> {
             .to_string_lossy()
             .into_owned();
         for b in read_file(&f) {
-            let col = |n: &str| b.column_by_name(n).cloned();
-            for i in 0..b.num_rows() {
-                let int = |n: &str| {
-                    col(n).map(|c| {
-                        let c = arrow::compute::cast(&c, &DataType::Int64).unwrap();
-                        c.as_primitive::<Int64Type>().value(i)
-                    })
-                };
-                out.push(Window {
-                    partition: partition.clone(),
-                    input: list_values(&col("input").unwrap(), i),
-                    target: list_values(&col("target").unwrap(), i),
-                    doc_id: int("doc_id"),
-                    start: int("start"),
-                    loss_mask: col("loss_mask").map(|c| list_values(&c, i)),
-                    position_ids: col("position_ids").map(|c| list_values(&c, i)),
-                    segment_ids: col("segment_ids").map(|c| list_values(&c, i)),
-                    lane: int("lane"),
-                    step: int("step"),
-                });
-            }
+            out.extend(batch_windows(&b, &partition));
         }
     }
     out
+}
+
+/// The windows of one output batch, in row order.
+pub fn batch_windows(b: &RecordBatch, partition: &str) -> Vec<Window> {
+    let col = |n: &str| b.column_by_name(n).cloned();
+    (0..b.num_rows())
+        .map(|i| {
+            let int = |n: &str| {
+                col(n).map(|c| {
+                    let c = arrow::compute::cast(&c, &DataType::Int64).unwrap();
+                    c.as_primitive::<Int64Type>().value(i)
+                })
+            };
+            Window {
+                partition: partition.to_string(),
+                input: list_values(&col("input").unwrap(), i),
+                target: list_values(&col("target").unwrap(), i),
+                doc_id: int("doc_id"),
+                start: int("start"),
+                loss_mask: col("loss_mask").map(|c| list_values(&c, i)),
+                position_ids: col("position_ids").map(|c| list_values(&c, i)),
+                segment_ids: col("segment_ids").map(|c| list_values(&c, i)),
+                lane: int("lane"),
+                step: int("step"),
+            }
+        })
+        .collect()
 }
 
 /// The manifest as JSON.

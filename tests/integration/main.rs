@@ -13,3 +13,4 @@ mod ordering;
 mod packing;
 mod pipelines;
 mod sources;
+mod stream;
