@@ -343,3 +343,22 @@ impl<T: Token> Stream for Typed<T> {
         self.drain(&all, true)
     }
 }
+
+/// Validates a `split:` section on its own: the hash `seqwin run` assigns
+/// documents with (for `seqwin.assign_split`).
+///
+/// # Errors
+/// [`Error::ConfigInvalid`] naming the `split.*` key.
+pub fn split_spec(split: &SplitConfig) -> Result<crate::plan::SplitSpec> {
+    let config = StreamConfig {
+        tokens: "tokens".into(),
+        id: None,
+        carry: Vec::new(),
+        windows: serde_json::from_value(serde_json::json!({ "seq_len": 1 }))
+            .map_err(|e| Error::Internal(e.to_string()))?,
+        split: Some(split.clone()),
+    };
+    let plan = config.plan()?;
+    plan.split
+        .ok_or_else(|| Error::Internal("a split section makes a split".into()))
+}

@@ -1,0 +1,214 @@
+//! `seqwin._seqwin`: the Rust side of the Python package.
+//!
+//! Data crosses the boundary only through the Arrow PyCapsule interface: the
+//! input is any object with `__arrow_c_stream__` (pyarrow, Polars, DuckDB …),
+//! imported without a copy; the output is a C stream of record batches that
+//! pyarrow imports without a copy. The Python layer (`seqwin/__init__.py`)
+//! turns keyword arguments into the JSON of [`seqwin::stream::StreamConfig`].
+
+use std::collections::VecDeque;
+use std::ffi::CStr;
+use std::path::PathBuf;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
+use arrow::ffi_stream::{FFI_ArrowArrayStream, RecordBatchStreamReader};
+use arrow::record_batch::RecordBatchReader;
+use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyCapsule, PyString};
+use seqwin::pipeline::{Pipeline, RunOptions};
+use seqwin::split::DocKey;
+use seqwin::stream::{StreamConfig, StreamWindower};
+
+pyo3::create_exception!(
+    _seqwin,
+    SeqwinError,
+    PyException,
+    "A seqwin error; `.exit_code` is the CLI's exit code (2: bad config or input, 1: I/O)."
+);
+
+const STREAM: &CStr = c"arrow_array_stream";
+
+fn error(message: String, exit_code: i32) -> PyErr {
+    Python::attach(|py| {
+        let err = SeqwinError::new_err(message);
+        // Setting an attribute on a fresh exception object cannot fail in practice.
+        let _ = err.value(py).setattr("exit_code", exit_code);
+        err
+    })
+}
+
+fn seqwin_err(e: seqwin::Error) -> PyErr {
+    error(e.to_string(), e.exit_code())
+}
+
+/// Imports an object that speaks the Arrow PyCapsule stream interface.
+fn import_stream(data: &Bound<'_, PyAny>) -> PyResult<RecordBatchStreamReader> {
+    if !data.hasattr("__arrow_c_stream__")? {
+        return Err(PyTypeError::new_err(format!(
+            "expected Arrow data (an object with __arrow_c_stream__: a pyarrow Table or RecordBatchReader, a Polars DataFrame, a DuckDB result …), got {}",
+            data.get_type().name()?
+        )));
+    }
+    let capsule = data.call_method0("__arrow_c_stream__")?;
+    let capsule = capsule.cast::<PyCapsule>()?;
+    let ptr = capsule.pointer_checked(Some(STREAM))?;
+    // SAFETY: the capsule holds an `ArrowArrayStream` (checked by name);
+    // `from_raw` moves it out and marks the original released, so the
+    // capsule's destructor will not release it a second time.
+    unsafe { RecordBatchStreamReader::from_raw(ptr.as_ptr().cast()) }
+        .map_err(|e| PyValueError::new_err(format!("cannot import the Arrow stream: {e}")))
+}
+
+/// Pulls input batches on demand and yields their windows.
+struct WindowReader {
+    input: RecordBatchStreamReader,
+    windower: StreamWindower,
+    schema: SchemaRef,
+    pending: VecDeque<RecordBatch>,
+    done: bool,
+}
+
+fn external(e: seqwin::Error) -> ArrowError {
+    ArrowError::ExternalError(Box::new(e))
+}
+
+impl Iterator for WindowReader {
+    type Item = Result<RecordBatch, ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(b) = self.pending.pop_front() {
+                return Some(Ok(b));
+            }
+            if self.done {
+                return None;
+            }
+            let step = match self.input.next() {
+                Some(Ok(batch)) => self.windower.push(&batch).map_err(external),
+                Some(Err(e)) => Err(e),
+                None => {
+                    self.done = true;
+                    self.windower.finish().map_err(external)
+                }
+            };
+            match step {
+                Ok(batches) => self.pending.extend(batches),
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+impl RecordBatchReader for WindowReader {
+    fn schema(&self) -> SchemaRef {
+        SchemaRef::clone(&self.schema)
+    }
+}
+
+/// An Arrow C stream handed to Python once (`__arrow_c_stream__`).
+#[pyclass(module = "seqwin._seqwin")]
+struct ArrowStream {
+    stream: std::sync::Mutex<Option<FFI_ArrowArrayStream>>,
+}
+
+#[pymethods]
+impl ArrowStream {
+    #[pyo3(signature = (requested_schema=None))]
+    fn __arrow_c_stream__<'py>(
+        &self,
+        py: Python<'py>,
+        requested_schema: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyCapsule>> {
+        let _ = requested_schema; // the schema is fixed by the configuration
+        let stream = self
+            .stream
+            .lock()
+            .map_err(|_| PyValueError::new_err("the window stream is unusable"))?
+            .take()
+            .ok_or_else(|| PyValueError::new_err("this window stream was already consumed"))?;
+        PyCapsule::new_with_value(py, stream, STREAM)
+    }
+}
+
+/// `windows(data, config_json)`: a lazy stream of windows over `data`.
+#[pyfunction]
+fn windows(data: &Bound<'_, PyAny>, config_json: &str) -> PyResult<ArrowStream> {
+    let config: StreamConfig =
+        serde_json::from_str(config_json).map_err(|e| error(format!("seqwin.windows: {e}"), 2))?;
+    let input = import_stream(data)?;
+    let windower = StreamWindower::new(&config, &input.schema()).map_err(seqwin_err)?;
+    let reader = WindowReader {
+        input,
+        schema: windower.schema(),
+        windower,
+        pending: VecDeque::new(),
+        done: false,
+    };
+    Ok(ArrowStream {
+        stream: std::sync::Mutex::new(Some(FFI_ArrowArrayStream::new(Box::new(reader)))),
+    })
+}
+
+/// `assign_split(ids, split_json)`: the split name of each id (int or str).
+#[pyfunction]
+fn assign_split(ids: &Bound<'_, PyAny>, split_json: &str) -> PyResult<Vec<String>> {
+    let config = serde_json::from_str(split_json)
+        .map_err(|e| error(format!("seqwin.assign_split: {e}"), 2))?;
+    let spec = seqwin::stream::split_spec(&config).map_err(seqwin_err)?;
+    let mut out = Vec::new();
+    for id in ids.try_iter()? {
+        let id = id?;
+        let index = if let Ok(s) = id.cast::<PyString>() {
+            spec.assign(DocKey::Str(&s.to_cow()?))
+        } else if let Ok(v) = id.extract::<i64>() {
+            spec.assign(DocKey::Int(v))
+        } else if let Ok(v) = id.extract::<u64>() {
+            // Unsigned ids above i64::MAX hash their u64 bits, as in `seqwin run`.
+            spec.assign(DocKey::Int(v as i64))
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "document ids must be integers (64-bit) or strings, got {}",
+                id.get_type().name()?
+            )));
+        };
+        out.push(spec.names[index].clone());
+    }
+    Ok(out)
+}
+
+/// `run(pipeline_path, overrides)`: the CLI's `run`; returns the manifest as JSON.
+#[pyfunction]
+#[pyo3(signature = (pipeline_path, overrides, threads=None))]
+fn run(
+    py: Python<'_>,
+    pipeline_path: PathBuf,
+    overrides: Vec<String>,
+    threads: Option<usize>,
+) -> PyResult<String> {
+    let report = py
+        .detach(|| {
+            Pipeline::load(&pipeline_path, &overrides)?.run(&RunOptions {
+                threads,
+                progress: false,
+            })
+        })
+        .map_err(seqwin_err)?;
+    serde_json::to_string(&report.manifest).map_err(|e| error(e.to_string(), 1))
+}
+
+#[pymodule]
+fn _seqwin(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("SeqwinError", m.py().get_type::<SeqwinError>())?;
+    m.add("__version__", seqwin::VERSION)?;
+    m.add_class::<ArrowStream>()?;
+    m.add_function(wrap_pyfunction!(windows, m)?)?;
+    m.add_function(wrap_pyfunction!(assign_split, m)?)?;
+    m.add_function(wrap_pyfunction!(run, m)?)?;
+    Ok(())
+}
