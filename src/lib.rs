@@ -34,6 +34,8 @@ pub mod inspect;
 pub mod order;
 pub mod pipeline;
 pub mod plan;
+#[cfg(feature = "polars")]
+pub mod polars;
 pub mod sink;
 pub mod source;
 pub mod split;
