@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Runs every test: Rust unit, property, doc and integration tests, then the
-# Python consumer tests (pyarrow, numpy, Polars, DuckDB, HF datasets, PySpark)
-# against a dataset written by the seqwin binary.
+# Runs every test: Rust unit, property, doc and integration tests, the
+# `polars` cargo feature's test, then the Python tests: consumers (pyarrow,
+# numpy, Polars, DuckDB, HF datasets, PySpark) of a dataset written by the
+# seqwin binary, the seqwin Python package (windows, assign_split, run,
+# WindowDataset, seqwin.spark on a local[2] Spark), and s3:// sources and
+# sinks against a local S3 server (moto, on 127.0.0.1).
 #
 # Installs what the tests need: a virtualenv in .venv (git-ignored) with the
-# pinned packages of tests/python/requirements.txt. PySpark needs a Java 17+
+# pinned packages of tests/python/requirements.txt, and the seqwin Python
+# package built from python/ by maturin into it. PySpark needs a Java 17+
 # runtime (`java` on PATH); the script installs Debian's headless JRE if none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +42,14 @@ fi
 step "cargo test"
 cargo test --locked
 
-step "python consumer tests"
+step "python package: maturin develop (python/ -> .venv)"
+# Shares target/ and the dependencies cargo test just built.
+VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH" .venv/bin/maturin develop --locked -q -m python/Cargo.toml
+
+step "cargo test --features polars"
+cargo test --locked --features polars --test polars
+
+step "python tests"
 # `cargo test` built target/debug/seqwin for the integration tests; a separate
 # `cargo build` would recompile the dependencies without dev-dependency features.
 test -x target/debug/seqwin
