@@ -26,6 +26,23 @@ def run_seqwin(*args, cwd=None):
     return out
 
 
+def spark_session(app):
+    """A local[2] Spark session whose Python workers run this interpreter
+    (the one the seqwin package is installed in)."""
+    import sys
+
+    from pyspark.sql import SparkSession
+
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    return (
+        SparkSession.builder.master("local[2]")
+        .appName(app)
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .getOrCreate()
+    )
+
+
 def make_docs(count=240, seed=3):
     import random
 

@@ -9,7 +9,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import SEQ_LEN, SOURCES
+from conftest import SEQ_LEN, SOURCES, spark_session
 
 
 def rows_by_doc(table):
@@ -145,15 +145,7 @@ def test_huggingface_datasets(dataset, expected, tmp_path):
 
 
 def test_pyspark(dataset, expected):
-    from pyspark.sql import SparkSession
-
-    spark = (
-        SparkSession.builder.master("local[2]")
-        .appName("seqwin-consumer-test")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .getOrCreate()
-    )
+    spark = spark_session("seqwin-consumer-test")
     try:
         df = spark.read.parquet(str(dataset))
         types = dict(df.dtypes)

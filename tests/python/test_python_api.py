@@ -3,10 +3,8 @@ against the CLI on the same data: seqwin.windows on pyarrow, Polars and
 DuckDB input, assign_split, run, WindowDataset and seqwin.spark.windows."""
 import collections
 import json
-import os
 import pickle
 import random
-import sys
 
 import numpy as np
 import pyarrow as pa
@@ -16,7 +14,7 @@ import pytest
 
 import seqwin
 import seqwin.spark
-from conftest import ROOT, make_docs, run_seqwin
+from conftest import ROOT, make_docs, run_seqwin, spark_session
 
 FRACTIONS = {"train": 0.75, "val": 0.25}
 CASES = {
@@ -194,18 +192,7 @@ def test_window_dataset_order_and_shuffled_access(corpus):
 
 @pytest.fixture(scope="module")
 def spark():
-    from pyspark.sql import SparkSession
-
-    # Executors run Python UDFs in this interpreter: the one seqwin is installed in.
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("seqwin-spark-test")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .getOrCreate()
-    )
+    session = spark_session("seqwin-spark-test")
     yield session
     session.stop()
 
