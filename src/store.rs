@@ -520,3 +520,78 @@ impl Drop for Upload {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_paths_and_urls() {
+        assert_eq!(
+            classify("data/x").unwrap(),
+            PathKind::Local(PathBuf::from("data/x"))
+        );
+        assert_eq!(
+            classify("file:///tmp/a%20b").unwrap(),
+            PathKind::Local(PathBuf::from("/tmp/a b"))
+        );
+        assert_eq!(
+            classify("S3://bucket/pre/fix/").unwrap(),
+            PathKind::Remote("s3://bucket/pre/fix".into())
+        );
+        assert!(classify("hdfs://x/y")
+            .unwrap_err()
+            .contains("unsupported URL scheme"));
+        assert!(classify("gs:///nobucket")
+            .unwrap_err()
+            .contains("names no bucket"));
+        assert_eq!(remote_url(Path::new("az://c/p")), Some("az://c/p"));
+        assert_eq!(remote_url(Path::new("/local/s3:/x")), None);
+    }
+
+    #[test]
+    fn ranges_serve_only_what_was_fetched() {
+        let r = Ranges {
+            size: 100,
+            parts: vec![
+                (10, Bytes::from_static(b"0123456789")),
+                (40, Bytes::from_static(b"abcdef")),
+            ],
+        };
+        assert_eq!(&r.get_bytes(12, 3).unwrap()[..], b"234");
+        assert_eq!(&r.get_bytes(40, 6).unwrap()[..], b"abcdef");
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut r.get_read(43).unwrap(), &mut rest).unwrap();
+        assert_eq!(rest, b"def");
+        assert!(r.get_bytes(18, 5).is_err()); // runs past the first range
+        assert!(r.get_bytes(5, 2).is_err()); // before any range
+        assert!(r.get_bytes(30, 1).is_err()); // between ranges
+        assert_eq!(r.len(), 100);
+    }
+
+    #[test]
+    fn storage_options_retry_keys() {
+        let mut o = BTreeMap::new();
+        o.insert("max_retries".to_string(), "3".to_string());
+        o.insert("retry_timeout".to_string(), "2.5".to_string());
+        o.insert("AWS_REGION".to_string(), "eu-west-1".to_string());
+        let (retry, rest) = split_options(&o).unwrap();
+        assert_eq!(retry.max_retries, 3);
+        assert_eq!(retry.retry_timeout, Duration::from_millis(2500));
+        assert_eq!(
+            rest,
+            vec![("aws_region".to_string(), "eu-west-1".to_string())]
+        );
+        o.insert("max_retries".to_string(), "many".to_string());
+        assert!(split_options(&o).unwrap_err().contains("max_retries"));
+        let mut bad = BTreeMap::new();
+        bad.insert("no_such_option".to_string(), "1".to_string());
+        bad.insert("aws_access_key_id".to_string(), "k".to_string());
+        bad.insert("aws_secret_access_key".to_string(), "s".to_string());
+        let err = Remote::open("s3://bucket/x", &bad).unwrap_err();
+        assert!(
+            err.contains("unknown storage option `no_such_option`"),
+            "{err}"
+        );
+    }
+}

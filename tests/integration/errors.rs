@@ -324,3 +324,57 @@ fn bad_override() {
     let out = env.seqwin(&["run", p.to_str().unwrap(), "--set", "windows.sequence=4"]);
     assert_bad_input(&env, &out, &["sequence"]);
 }
+
+#[test]
+fn unsupported_url_scheme_and_misplaced_storage_options() {
+    let (env, out) = run_on_corpus(
+        "source: {path: 'hdfs://cluster/corpus', tokens: tokens, storage_options: {region: x}}\nwindows: {seq_len: 4}\nsink: {path: out, storage_options: {max_retries: 2}}\n",
+    );
+    assert_bad_input(
+        &env,
+        &out,
+        &[
+            "`source.path`: unsupported URL scheme `hdfs://`",
+            "`sink.storage_options` is only used with an object store path",
+        ],
+    );
+}
+
+#[test]
+fn file_urls_are_local_paths() {
+    let env = Env::new();
+    corpus(&env);
+    let url = format!("file://{}", env.path("data").display());
+    let p = env.pipeline(
+        "p.yaml",
+        &format!("source: {{path: '{url}', tokens: tokens}}\nwindows: {{seq_len: 4}}\nsink: {{path: out}}\n"),
+    );
+    env.run_ok(&p, &[]);
+    assert!(env.path("out/_SUCCESS").exists());
+}
+
+#[test]
+fn missing_object_store_credentials_are_one_sentence() {
+    // No AWS_* variables: refused before any request is made.
+    let env = Env::new();
+    corpus(&env);
+    let p = env.pipeline(
+        "p.yaml",
+        "source: {path: data, tokens: tokens}\nwindows: {seq_len: 4}\nsink: {path: 's3://bucket/out'}\n",
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_seqwin"))
+        .args(["run", p.to_str().unwrap(), "--quiet"])
+        .current_dir(env.dir.path())
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(
+            "seqwin: error: s3://bucket/out: no AWS credentials: set AWS_ACCESS_KEY_ID"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
