@@ -275,3 +275,36 @@ sink:
     assert stderr.count("\n") == 1, stderr
     keys = set(s3.objects("crash/out"))
     assert "_SUCCESS" not in keys and "_seqwin.json" not in keys, keys
+
+
+def test_failed_overwrite_leaves_the_old_dataset(tmp_path, s3):
+    """Bad data found mid-run (after files were uploaded): exit 2, and the
+    prefix holds exactly the old dataset again, `_SUCCESS` included."""
+    write_corpus(tmp_path)
+    (tmp_path / "good.yaml").write_text(
+        PIPELINE.format(source="data", sink=f"s3://{BUCKET}/fail/out", mode="overwrite", seq_len=SEQ_LEN, shuffle="null")
+    )
+    r = seqwin(["run", "good.yaml", "--quiet"], tmp_path, s3.env())
+    assert r.returncode == 0, r.stderr
+    before = s3.objects("fail/out")
+
+    docs = make_docs(count=400, seed=12)
+    docs[-1] = docs[-1] + [5000]  # out of vocabulary, in the last row group
+    table = pa.table(
+        {
+            "doc_id": pa.array(range(len(docs)), pa.int64()),
+            "source": pa.array(["web"] * len(docs)),
+            "tokens": pa.array(docs, pa.list_(pa.int32())),
+        }
+    )
+    (tmp_path / "bad").mkdir()
+    pq.write_table(table, tmp_path / "bad" / "a.parquet", row_group_size=4)
+    (tmp_path / "bad.yaml").write_text(
+        PIPELINE.format(source="bad", sink=f"s3://{BUCKET}/fail/out", mode="overwrite", seq_len=4, shuffle="null")
+        .replace("row_group_rows: 64", "row_group_rows: 2")
+    )
+    r = seqwin(["run", "bad.yaml", "--quiet"], tmp_path, s3.env())
+    assert r.returncode == 2, r.stderr
+    assert "5000" in r.stderr and "vocab_size" in r.stderr
+    assert s3.objects("fail/out") == before
+    assert s3.uploads("fail/out") == []
