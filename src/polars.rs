@@ -24,7 +24,7 @@ use arrow::array::{make_array, ArrayRef, RecordBatch};
 use arrow::datatypes::{Field, Schema};
 use arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
 use polars_arrow::ffi as pffi;
-use polars_core::prelude::{Column, CompatLevel, DataFrame, SchemaExt, Series};
+use polars_core::prelude::{Column, CompatLevel, DataFrame, Series};
 
 use crate::error::{Error, Result};
 use crate::stream::{StreamConfig, StreamWindower};
@@ -103,19 +103,11 @@ pub fn windows(df: &DataFrame, config: &StreamConfig) -> Result<DataFrame> {
         }
         out.extend(windower.as_mut().expect("created").push(&batch)?);
     }
+    // A frame with columns always yields at least one (possibly empty) chunk;
+    // one without columns has no token column, which `new` reports.
     let mut windower = match windower {
         Some(w) => w,
-        None => {
-            let schema = df.schema().to_arrow(CompatLevel::newest());
-            let fields: Vec<polars_arrow::datatypes::Field> =
-                schema.iter_values().cloned().collect();
-            let mut arrow_fields = Vec::new();
-            for f in &fields {
-                let empty = polars_arrow::array::new_empty_array(f.dtype().clone());
-                arrow_fields.push(to_arrow_rs(empty, f)?.0);
-            }
-            StreamWindower::new(config, &Schema::new(arrow_fields))?
-        }
+        None => StreamWindower::new(config, &Schema::empty())?,
     };
     out.extend(windower.finish()?);
     let schema = windower.schema();

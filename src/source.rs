@@ -26,6 +26,11 @@ use crate::plan::SourcePlan;
 use crate::store::{Ranges, Remote};
 use crate::window::is_token_column;
 
+/// Characters that make a source path a glob; the path components before
+/// the first one holding any of them are the root (local) or the listed
+/// prefix (object stores).
+const GLOB_CHARS: [char; 3] = ['*', '?', '['];
+
 /// One input file with its footer.
 #[derive(Debug, Clone)]
 pub struct InputFile {
@@ -363,10 +368,10 @@ fn open_remote(plan: &SourcePlan, url: &str) -> Result<(Vec<Result<Opened>>, Pat
     let key_text = remote.prefix.as_ref().to_string();
     let mut found: Vec<(Key, u64)> = Vec::new();
     let root: PathBuf;
-    if key_text.contains(['*', '?', '[']) {
+    if key_text.contains(GLOB_CHARS) {
         let literal: Vec<&str> = key_text
             .split('/')
-            .take_while(|c| !c.contains(['*', '?', '[']))
+            .take_while(|c| !c.contains(GLOB_CHARS))
             .collect();
         let pattern = glob::Pattern::new(&key_text)
             .map_err(|e| Error::input(url, format!("invalid glob pattern: {e}")))?;
@@ -458,10 +463,10 @@ fn open_remote(plan: &SourcePlan, url: &str) -> Result<(Vec<Result<Opened>>, Pat
 /// directories are read relative to.
 fn discover(path: &Path) -> Result<(Vec<PathBuf>, PathBuf)> {
     let text = path.to_string_lossy();
-    if text.contains(['*', '?', '[']) {
+    if text.contains(GLOB_CHARS) {
         let root: PathBuf = path
             .components()
-            .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
+            .take_while(|c| !c.as_os_str().to_string_lossy().contains(GLOB_CHARS))
             .collect();
         let options = glob::MatchOptions {
             require_literal_leading_dot: true,

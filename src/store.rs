@@ -18,13 +18,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::path::Path as Key;
 use object_store::{
-    BackoffConfig, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
+    ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
 };
 use parquet::file::reader::{ChunkReader, Length};
 
@@ -194,11 +194,6 @@ fn split_options(
             _ => rest.push((k.to_ascii_lowercase(), v.clone())),
         }
     }
-    retry.backoff = BackoffConfig {
-        init_backoff: Duration::from_millis(100),
-        max_backoff: Duration::from_secs(15),
-        base: 2.0,
-    };
     Ok((retry, rest))
 }
 
@@ -343,16 +338,29 @@ impl Remote {
     /// # Errors
     /// The first error of the store other than "not found".
     pub fn delete(&self, keys: &[Key]) -> std::result::Result<(), object_store::Error> {
-        block_on(async {
-            for k in keys {
-                match self.store.delete(k).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            Ok(())
-        })
+        block_on(delete_all(self.store.as_ref(), keys.to_vec()))
     }
+}
+
+/// Deletes objects with the store's bulk requests (S3 `DeleteObjects`, up to
+/// 1000 keys a request); missing ones are not an error.
+///
+/// # Errors
+/// The first error of the store other than "not found".
+pub async fn delete_all(
+    store: &dyn ObjectStore,
+    keys: Vec<Key>,
+) -> std::result::Result<(), object_store::Error> {
+    let mut results = store.delete_stream(Box::pin(futures_util::stream::iter(
+        keys.into_iter().map(Ok),
+    )));
+    while let Some(r) = results.next().await {
+        match r {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Reads a Parquet footer with range requests: a 64 KiB suffix first, then

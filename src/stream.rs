@@ -15,7 +15,6 @@
 //! kernel reads the Arrow buffer the caller passed); each window's tokens are
 //! copied once, into the `input`/`target` buffers of the output batch.
 
-use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -232,15 +231,12 @@ impl<T: Token> Typed<T> {
     fn emit(
         &self,
         part: usize,
-        windows: Vec<WindowRef<T>>,
+        windows: &[WindowRef<T>],
         out: &mut Vec<RecordBatch>,
     ) -> Result<()> {
-        let mut queue: VecDeque<WindowRef<T>> = windows.into();
-        let size = self.plan.sink.row_group_rows.max(1);
-        while !queue.is_empty() {
-            let n = size.min(queue.len());
-            let chunk: Vec<WindowRef<T>> = queue.drain(..n).collect();
-            let batch = crate::window::materialize(&chunk, &self.layout, &self.carry_columns)?;
+        for chunk in windows.chunks(self.plan.sink.row_group_rows.max(1)) {
+            let n = chunk.len();
+            let batch = crate::window::materialize(chunk, &self.layout, &self.carry_columns)?;
             let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
             if self.plan.split.is_some() {
                 let value = self.router.keys[part]
@@ -268,7 +264,7 @@ impl<T: Token> Typed<T> {
                 w.seal();
             }
             let ready = w.take_ready();
-            self.emit(p, ready, &mut out)?;
+            self.emit(p, &ready, &mut out)?;
         }
         Ok(out)
     }
@@ -308,7 +304,7 @@ impl<T: Token> Stream for Typed<T> {
             Some((windows, _accounts)) => {
                 for (key, w) in prepared.partitions.iter().zip(windows) {
                     let global = self.router.global(key);
-                    self.emit(global, w, &mut out)?;
+                    self.emit(global, &w, &mut out)?;
                 }
             }
             None => {

@@ -23,7 +23,7 @@ import itertools
 
 import pyarrow as pa
 
-from . import _config, windows as _windows
+from . import windows as _windows
 
 _LIST_TYPES = {"int32": pa.int32(), "uint16": pa.int32(), "int64": pa.int64(), "uint32": pa.int64()}
 
@@ -80,9 +80,13 @@ def windows(df, *, tokens, seq_len, stride=None, pack=False, separator=None, rem
         remainder=remainder, pad_id=pad_id, ignore_index=ignore_index, dtype=dtype,
         vocab_size=vocab_size, columns=columns, id=id, carry=carry, split=split,
     )
-    _config(**kwargs)  # fail on the driver for malformed arguments
     schema = _output_schema(df, tokens, dtype, columns, id, carry, split)
     needed = list(dict.fromkeys([tokens, *([id] if id is not None else []), *carry]))
+    # Check every argument on the driver (SeqwinError naming the key) rather
+    # than in each task: window an empty table of the input's schema.
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    _windows(to_arrow_schema(df.select(*needed).schema).empty_table(), **kwargs)
 
     def run_partition(batches):
         from pyspark.sql.pandas.types import to_arrow_schema

@@ -451,9 +451,10 @@ impl Target {
     }
 }
 
-/// The byte sink of one output file.
+/// The byte sink of one output file (behind one `BufWriter`, so that the
+/// writer's many small writes reach a file or an upload in 1 MiB pieces).
 enum PartSink {
-    File(BufWriter<File>),
+    File(File),
     Store(crate::store::Upload),
 }
 
@@ -478,7 +479,7 @@ pub struct PartFile {
     /// Path relative to the dataset root.
     pub name: String,
     path: PathBuf,
-    writer: SerializedFileWriter<PartSink>,
+    writer: SerializedFileWriter<BufWriter<PartSink>>,
     /// Builds column writers for a row group; shared with encoding threads.
     pub factory: Arc<ArrowRowGroupWriterFactory>,
     /// Rows appended so far.
@@ -523,11 +524,7 @@ impl PartFile {
                     create_dir_all(parent)?;
                 }
                 let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
-                (
-                    name,
-                    path,
-                    PartSink::File(BufWriter::with_capacity(1 << 20, file)),
-                )
+                (name, path, PartSink::File(file))
             }
             Dest::Store(d) => {
                 let name = d.file_name(&name);
@@ -543,6 +540,7 @@ impl PartFile {
             }
         };
         let options = ArrowWriterOptions::new().with_properties(props.clone());
+        let sink = BufWriter::with_capacity(1 << 20, sink);
         let writer = ArrowWriter::try_new_with_options(sink, Arc::clone(schema), options)
             .map_err(|e| Error::write(&path, e))?;
         let (writer, factory) = writer
@@ -584,7 +582,8 @@ impl PartFile {
             .finish()
             .map_err(|e| write_error(&self.path, e))?;
         let bytes = self.writer.bytes_written() as u64;
-        if let PartSink::Store(upload) = self.writer.inner_mut() {
+        // `finish` flushed the BufWriter; an upload still has to complete.
+        if let PartSink::Store(upload) = self.writer.inner_mut().get_mut() {
             upload.finish().map_err(|e| Error::io(&self.path, e))?;
         }
         Ok(FileEntry {

@@ -13,6 +13,7 @@
 //! puts back the old `_SUCCESS` if the old manifest is still in place, and
 //! never writes `_SUCCESS`.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -62,7 +63,6 @@ impl RemoteDest {
 #[derive(Debug)]
 pub struct RemoteStaging {
     dest: Arc<RemoteDest>,
-    url: PathBuf,
     old: Vec<ObjectMeta>,
     removed_success: bool,
     marker_created: bool,
@@ -147,7 +147,6 @@ impl RemoteStaging {
                 tag,
                 written: Mutex::new(Vec::new()),
             }),
-            url: PathBuf::from(url),
             old,
             removed_success: false,
             marker_created: false,
@@ -187,7 +186,7 @@ impl RemoteStaging {
     /// [`Error::Io`] when a request fails.
     pub fn commit(mut self, manifest: &Manifest) -> Result<()> {
         let remote = &self.dest.remote;
-        let url = self.url.clone();
+        let url = PathBuf::from(&remote.url);
         let key = |name: &str| remote.child(name).map_err(|m| Error::sink(&url, m));
         let io = |k: &Key| {
             let p = remote.display(k);
@@ -205,9 +204,16 @@ impl RemoteStaging {
             .put(&success_key, Vec::new())
             .map_err(io(&success_key))?;
         self.committed = true;
-        let mut keep: Vec<Key> = self.dest.written.lock().expect("not poisoned").clone();
-        keep.push(manifest_key);
-        keep.push(success_key);
+        let mut keep: HashSet<Key> = self
+            .dest
+            .written
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .cloned()
+            .collect();
+        keep.insert(manifest_key);
+        keep.insert(success_key);
         let stale: Vec<Key> = self
             .old
             .iter()
@@ -248,9 +254,7 @@ impl Drop for RemoteStaging {
             .flatten();
         let _ = store::block_on(async move {
             tokio::time::timeout(CLEANUP_TIMEOUT, async {
-                for k in &undo {
-                    let _ = remote.store.delete(k).await;
-                }
+                let _ = store::delete_all(remote.store.as_ref(), undo).await;
                 if let Some(k) = restore {
                     let _ = remote.store.put(&k, Vec::new().into()).await;
                 }
