@@ -28,6 +28,13 @@ if ! command -v java >/dev/null; then
   fi
 fi
 
+# A clean build plus the virtualenv take about 8 GB; say so up front rather
+# than fail halfway with ENOSPC.
+avail_kb=$(df -Pk . | awk 'NR==2 {print $4}')
+if [ "${avail_kb:-0}" -lt $((8 * 1024 * 1024)) ]; then
+  echo "warning: only $((avail_kb / 1024)) MB free on $(df -P . | awk 'NR==2 {print $6}'); the build and .venv need about 8 GB" >&2
+fi
+
 step "python test environment (.venv)"
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
@@ -35,7 +42,7 @@ fi
 REQ=tests/python/requirements.txt
 STAMP=.venv/.requirements.sha
 if [ ! -f "$STAMP" ] || [ "$(sha256sum "$REQ" | cut -d' ' -f1)" != "$(cat "$STAMP")" ]; then
-  .venv/bin/python -m pip install -q --disable-pip-version-check -r "$REQ"
+  .venv/bin/python -m pip install -q --no-cache-dir --disable-pip-version-check -r "$REQ"
   sha256sum "$REQ" | cut -d' ' -f1 > "$STAMP"
 fi
 
