@@ -28,11 +28,11 @@ if ! command -v java >/dev/null; then
   fi
 fi
 
-# A clean build plus the virtualenv take about 8 GB; say so up front rather
-# than fail halfway with ENOSPC.
+# A clean target/ (about 2.5 GB) plus .venv (1.5 GB) need about 4 GB; say so
+# up front rather than fail halfway with ENOSPC.
 avail_kb=$(df -Pk . | awk 'NR==2 {print $4}')
-if [ "${avail_kb:-0}" -lt $((8 * 1024 * 1024)) ]; then
-  echo "warning: only $((avail_kb / 1024)) MB free on $(df -P . | awk 'NR==2 {print $6}'); the build and .venv need about 8 GB" >&2
+if [ "${avail_kb:-0}" -lt $((5 * 1024 * 1024)) ]; then
+  echo "warning: only $((avail_kb / 1024)) MB free on $(df -P . | awk 'NR==2 {print $6}'); the build and .venv need about 4 GB" >&2
 fi
 
 step "python test environment (.venv)"
