@@ -153,13 +153,14 @@ pub fn describe(e: &object_store::Error) -> String {
             }
             // No credentials configured: the client fell back to the
             // instance metadata service, which is not there (or refused).
-            _ if full.contains("Error performing token request") => {
-                let hint = if full.contains("GCS") {
-                    "no usable Google Cloud credentials: set GOOGLE_APPLICATION_CREDENTIALS or GOOGLE_SERVICE_ACCOUNT_KEY (a service account key), run where the metadata server issues tokens, or set STORAGE_EMULATOR_HOST for an emulator"
-                } else {
-                    "no usable Azure credentials: set AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_KEY or AZURE_CLIENT_ID/AZURE_CLIENT_SECRET/AZURE_TENANT_ID, run where managed identity issues tokens, or set AZURE_STORAGE_USE_EMULATOR=true for Azurite"
-                };
-                format!("{hint} (token request failed: {full})")
+            object_store::Error::Generic { store, .. }
+                if full.contains("Error performing token request") =>
+            {
+                match *store {
+                    "GCS" => format!("no usable Google Cloud credentials: set GOOGLE_APPLICATION_CREDENTIALS or GOOGLE_SERVICE_ACCOUNT_KEY (a service account key), run where the metadata server issues tokens, or set STORAGE_EMULATOR_HOST for an emulator (token request failed: {full})"),
+                    "MicrosoftAzure" => format!("no usable Azure credentials: set AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_KEY or AZURE_CLIENT_ID/AZURE_CLIENT_SECRET/AZURE_TENANT_ID, run where managed identity issues tokens, or set AZURE_STORAGE_USE_EMULATOR=true for Azurite (token request failed: {full})"),
+                    _ => full,
+                }
             }
             _ => full,
         },
@@ -210,6 +211,49 @@ fn split_options(
     Ok((retry, rest))
 }
 
+/// reqwest is built without a default TLS crypto provider: use ring
+/// (installing it again is a harmless error).
+fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// `STORAGE_EMULATOR_HOST` (Google's client libraries' name for a local GCS
+/// emulator such as fake-gcs-server): requests go to `host` over plain http
+/// unless it names a scheme, anonymously unless credentials are configured
+/// (object_store's own `skip_signature` leaves object requests asking the
+/// metadata server for a token). An explicit `google_base_url` wins.
+fn gcs_emulator(mut b: GoogleCloudStorageBuilder, host: Option<&str>) -> GoogleCloudStorageBuilder {
+    let Some(host) = host.filter(|h| !h.is_empty()) else {
+        return b;
+    };
+    if b.get_config_value(&GoogleConfigKey::BaseUrl).is_none() {
+        let url = if host.contains("://") {
+            host.to_string()
+        } else {
+            format!("http://{host}")
+        };
+        b = b.with_base_url(url.trim_end_matches('/'));
+    }
+    let base_url = b
+        .get_config_value(&GoogleConfigKey::BaseUrl)
+        .unwrap_or_default();
+    if base_url.starts_with("http://") {
+        b = b.with_config(GoogleConfigKey::Client(ClientConfigKey::AllowHttp), "true");
+    }
+    let has = |k: GoogleConfigKey| b.get_config_value(&k).is_some_and(|v| !v.is_empty());
+    if has(GoogleConfigKey::ServiceAccount)
+        || has(GoogleConfigKey::ServiceAccountKey)
+        || has(GoogleConfigKey::ApplicationCredentials)
+        || has(GoogleConfigKey::BearerToken)
+    {
+        return b;
+    }
+    b.with_skip_signature(true)
+        .with_credentials(Arc::new(StaticCredentialProvider::new(GcpCredential {
+            bearer: String::new(),
+        })))
+}
+
 impl Remote {
     /// Builds the store client for `url` from the environment (`AWS_*`,
     /// `GOOGLE_*`, `AZURE_*`) and `options` (which win over the environment).
@@ -220,9 +264,7 @@ impl Remote {
         url: &str,
         options: &BTreeMap<String, String>,
     ) -> std::result::Result<Remote, String> {
-        // TLS: reqwest is built without a default crypto provider; use ring
-        // (installing twice is a no-op error).
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_tls_provider();
         let (scheme, rest) = url.split_once("://").ok_or("not a URL")?;
         let (authority, key) = rest.split_once('/').unwrap_or((rest, ""));
         let base = format!("{scheme}://{authority}");
@@ -276,42 +318,8 @@ impl Remote {
                     let key: GoogleConfigKey = k.parse().map_err(|_| unknown(k, "gcs"))?;
                     b = b.with_config(key, v);
                 }
-                // STORAGE_EMULATOR_HOST: Google's client libraries' name for a
-                // local GCS emulator (fake-gcs-server); requests go there,
-                // anonymously unless credentials are configured.
-                let emulator = std::env::var("STORAGE_EMULATOR_HOST")
-                    .ok()
-                    .filter(|h| !h.is_empty());
-                if let Some(host) = &emulator {
-                    if b.get_config_value(&GoogleConfigKey::BaseUrl).is_none() {
-                        let url = if host.contains("://") {
-                            host.clone()
-                        } else {
-                            format!("http://{host}")
-                        };
-                        b = b.with_base_url(url.trim_end_matches('/'));
-                    }
-                }
-                let base_url = b
-                    .get_config_value(&GoogleConfigKey::BaseUrl)
-                    .unwrap_or_default();
-                if base_url.starts_with("http://") {
-                    b = b.with_config(GoogleConfigKey::Client(ClientConfigKey::AllowHttp), "true");
-                }
-                let has =
-                    |k: GoogleConfigKey| b.get_config_value(&k).is_some_and(|v| !v.is_empty());
-                if emulator.is_some()
-                    && !(has(GoogleConfigKey::ServiceAccount)
-                        || has(GoogleConfigKey::ServiceAccountKey)
-                        || has(GoogleConfigKey::ApplicationCredentials)
-                        || has(GoogleConfigKey::BearerToken))
-                {
-                    b = b.with_skip_signature(true).with_credentials(Arc::new(
-                        StaticCredentialProvider::new(GcpCredential {
-                            bearer: String::new(),
-                        }),
-                    ));
-                }
+                let emulator = std::env::var("STORAGE_EMULATOR_HOST").ok();
+                b = gcs_emulator(b, emulator.as_deref());
                 Arc::new(b.with_retry(retry).build().map_err(|e| one_line(&e))?)
             }
             _ => {
@@ -671,22 +679,39 @@ mod tests {
         );
         assert!(describe(&azure).starts_with("no usable Azure credentials"));
         assert!(!describe(&azure).contains('\n'));
+        let s3 = generic("S3", "Error performing token request: 500");
+        assert_eq!(
+            describe(&s3),
+            "Generic S3 error: Error performing token request: 500"
+        );
     }
 
     #[test]
     fn storage_emulator_host_points_gcs_at_the_emulator() {
-        // The environment is process-wide: only this test touches this key.
-        std::env::set_var("STORAGE_EMULATOR_HOST", "127.0.0.1:1");
-        let no_retries = BTreeMap::from([("max_retries".to_string(), "0".to_string())]);
-        let remote = Remote::open("gs://bucket/prefix", &no_retries);
-        std::env::remove_var("STORAGE_EMULATOR_HOST");
-        let remote = remote.unwrap();
+        install_tls_provider();
+        let b = GoogleCloudStorageBuilder::new().with_url("gs://bucket");
+        let store = gcs_emulator(b, Some("127.0.0.1:1"))
+            .with_retry(RetryConfig {
+                max_retries: 0,
+                ..RetryConfig::default()
+            })
+            .build()
+            .unwrap();
         // Anonymous, plain http, the emulator's address: the request fails to
         // connect there (nothing listens on port 1) instead of asking the
         // metadata server for a token or refusing http.
-        let err = remote.list(&remote.prefix).unwrap_err().to_string();
-        assert!(err.contains("127.0.0.1:1"), "{err}");
+        let err = block_on(store.get(&Key::from("k")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http://127.0.0.1:1/bucket/k"), "{err}");
         assert!(!err.contains("token"), "{err}");
+        let err = block_on(store.list(None).try_collect::<Vec<_>>())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("127.0.0.1:1"), "{err}");
+        // No emulator: the builder is left as it was.
+        let b = gcs_emulator(GoogleCloudStorageBuilder::new(), Some(""));
+        assert_eq!(b.get_config_value(&GoogleConfigKey::BaseUrl), None);
     }
 
     #[test]
