@@ -36,8 +36,8 @@ use crate::error::{Error, Result};
 use crate::order::{Keying, Spill};
 use crate::plan::{Plan, RowOrder};
 use crate::sink::{
-    encode_row_group, escape_partition_value, writer_properties, Dest, FieldEntry, FileEntry,
-    InputEntry, Manifest, PartFile, PartitionEntry, Target,
+    encode_row_group, escape_partition_value, part_file_name, writer_properties, Dest, FieldEntry,
+    FileEntry, InputEntry, Manifest, PartFile, PartitionEntry, Target,
 };
 use crate::source::Source;
 use crate::split::DocKey;
@@ -164,7 +164,7 @@ impl Pipeline {
     /// Any input error of [`Source::open`].
     pub fn check(&self) -> Result<CheckReport> {
         let source = Source::open(&self.plan.source)?;
-        let layout = output_layout(&self.plan, &source);
+        let layout = output_layout(&self.plan, &source.schema);
         let w = &self.plan.window;
         let tokens: u64 = source.units.iter().map(|u| u.tokens_estimate).sum();
         let docs = if source.flat && self.plan.source.id.is_none() {
@@ -295,12 +295,8 @@ fn estimated_row_bytes(layout: &OutputLayout) -> u64 {
     b
 }
 
-fn output_layout(plan: &Plan, source: &Source) -> OutputLayout {
-    layout_for(plan, &source.schema)
-}
-
 /// The output layout for source batches of `schema` (`[tokens, id?, carry…]`).
-pub(crate) fn layout_for(plan: &Plan, schema: &arrow::datatypes::Schema) -> OutputLayout {
+pub(crate) fn output_layout(plan: &Plan, schema: &arrow::datatypes::Schema) -> OutputLayout {
     let id_type = if plan.source.id.is_some() {
         schema.field(1).data_type().clone()
     } else {
@@ -864,15 +860,9 @@ impl PartFiles {
             }
             let n = size.min(available);
             if !self.current {
-                let seq = self.open.len();
-                let name = if dir.is_empty() {
-                    format!("part-{seq:05}.parquet")
-                } else {
-                    format!("{dir}/part-{seq:05}.parquet")
-                };
                 self.open.push(Some(PartFile::create(
                     &ctx.dest,
-                    name,
+                    part_file_name(dir, self.open.len()),
                     &ctx.schema,
                     &ctx.props,
                 )?));
@@ -956,7 +946,7 @@ impl<'a, T: Token> Run<'a, T> {
         let started = Instant::now();
         let source = pool.install(|| Source::open(&plan.source))?;
         let staging = Target::prepare(&plan.sink)?;
-        let layout = output_layout(plan, &source);
+        let layout = output_layout(plan, &source.schema);
         let carry_columns: Vec<usize> = plan
             .source
             .carry

@@ -99,38 +99,10 @@ impl Source {
     /// not Parquet or is corrupted, a missing column (listing the available
     /// ones) or a column of the wrong type.
     pub fn open(plan: &SourcePlan) -> Result<Source> {
-        let opened = match crate::store::remote_url(&plan.path) {
-            None => {
-                let (paths, root) = discover(&plan.path)?;
-                let opened: Vec<Result<Opened>> = paths
-                    .par_iter()
-                    .map(|p| {
-                        let file = File::open(p)
-                            .map_err(|e| Error::input(p, format!("cannot open input file: {e}")))?;
-                        let bytes = file.metadata().map_err(|e| Error::io(p, e))?.len();
-                        let meta = contain(
-                            || {
-                                ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(
-                                    |e| {
-                                        Error::input(p, format!("not a readable Parquet file: {e}"))
-                                    },
-                                )
-                            },
-                            |m| {
-                                Error::input(
-                                    p,
-                                    format!("not a readable Parquet file (the reader failed: {m})"),
-                                )
-                            },
-                        )?;
-                        Ok((p.clone(), bytes, meta, None))
-                    })
-                    .collect();
-                (opened, root)
-            }
+        let (opened, root) = match crate::store::remote_url(&plan.path) {
+            None => open_local(&plan.path)?,
             Some(url) => open_remote(plan, url)?,
         };
-        let (opened, root) = opened;
         let mut files = Vec::with_capacity(opened.len());
         let mut units = Vec::new();
         let mut ordinal = 0u64;
@@ -271,19 +243,7 @@ impl Source {
                         decode_row_group(file, f, unit, &sorted).map_err(corrupt)?
                     }
                     Some(r) => {
-                        // Fetch exactly the projected column chunks of this row group.
-                        let md = f.meta.metadata();
-                        let descr = md.file_metadata().schema_descr();
-                        let rg = md.row_group(unit.row_group);
-                        let ranges = (0..rg.num_columns())
-                            .filter(|&c| {
-                                sorted.binary_search(&descr.get_column_root_idx(c)).is_ok()
-                            })
-                            .map(|c| {
-                                let (start, len) = rg.column(c).byte_range();
-                                start..start + len
-                            })
-                            .collect();
+                        let ranges = column_chunk_ranges(f, unit, &sorted);
                         let data = Ranges::fetch(r.store.as_ref(), &r.key, f.bytes, ranges)
                             .map_err(|e| Error::io(path, crate::store::io_error(e)))?;
                         decode_row_group(data, f, unit, &sorted).map_err(corrupt)?
@@ -335,6 +295,21 @@ impl Source {
     }
 }
 
+/// The byte ranges of the column chunks of `unit`'s row group that belong
+/// to the projected root columns (`roots`, sorted): all a remote read fetches.
+fn column_chunk_ranges(f: &InputFile, unit: &Unit, roots: &[usize]) -> Vec<std::ops::Range<u64>> {
+    let md = f.meta.metadata();
+    let descr = md.file_metadata().schema_descr();
+    let rg = md.row_group(unit.row_group);
+    (0..rg.num_columns())
+        .filter(|&c| roots.binary_search(&descr.get_column_root_idx(c)).is_ok())
+        .map(|c| {
+            let (start, len) = rg.column(c).byte_range();
+            start..start + len
+        })
+        .collect()
+}
+
 /// Decodes the projected columns (`roots`, sorted) of one row group.
 fn decode_row_group<R: ChunkReader + 'static>(
     reader: R,
@@ -351,6 +326,40 @@ fn decode_row_group<R: ChunkReader + 'static>(
         .build()
         .map_err(|e| e.to_string())?;
     reader.map(|b| b.map_err(|e| e.to_string())).collect()
+}
+
+/// A footer that could not be read, or whose reader panicked (`contain`).
+fn unreadable(p: &Path, m: impl std::fmt::Display) -> Error {
+    Error::input(p, format!("not a readable Parquet file: {m}"))
+}
+
+fn reader_failed(p: &Path, m: String) -> Error {
+    Error::input(
+        p,
+        format!("not a readable Parquet file (the reader failed: {m})"),
+    )
+}
+
+/// Lists a local source (directory, file or glob) and reads every footer.
+fn open_local(path: &Path) -> Result<(Vec<Result<Opened>>, PathBuf)> {
+    let (paths, root) = discover(path)?;
+    let opened = paths
+        .par_iter()
+        .map(|p| {
+            let file = File::open(p)
+                .map_err(|e| Error::input(p, format!("cannot open input file: {e}")))?;
+            let bytes = file.metadata().map_err(|e| Error::io(p, e))?.len();
+            let meta = contain(
+                || {
+                    ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
+                        .map_err(|e| unreadable(p, e))
+                },
+                |m| reader_failed(p, m),
+            )?;
+            Ok((p.clone(), bytes, meta, None))
+        })
+        .collect();
+    Ok((opened, root))
 }
 
 /// Lists an object store source (a prefix, one object, or a glob over keys)
@@ -436,15 +445,10 @@ fn open_remote(plan: &SourcePlan, url: &str) -> Result<(Vec<Result<Opened>>, Pat
                     crate::store::read_footer(remote.store.as_ref(), key, *size)
                         .map_err(|m| Error::input(&p, m))
                 },
-                |m| {
-                    Error::input(
-                        &p,
-                        format!("not a readable Parquet file (the reader failed: {m})"),
-                    )
-                },
+                |m| reader_failed(&p, m),
             )?;
             let meta = ArrowReaderMetadata::try_new(Arc::new(md), ArrowReaderOptions::new())
-                .map_err(|e| Error::input(&p, format!("not a readable Parquet file: {e}")))?;
+                .map_err(|e| unreadable(&p, e))?;
             Ok((
                 p,
                 *size,

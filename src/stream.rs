@@ -26,7 +26,7 @@ use crate::config::{
     PipelineConfig, SinkConfig, SinkMode, SourceConfig, SplitConfig, TokenDtype, WindowsConfig,
 };
 use crate::error::{Error, Result};
-use crate::pipeline::{layout_for, prepare_batch, BatchCtx, Event, Router};
+use crate::pipeline::{output_layout, prepare_batch, BatchCtx, Event, Router};
 use crate::plan::Plan;
 use crate::window::{DocRef, OutputLayout, Starts, Token, WindowRef, Windower};
 
@@ -188,7 +188,7 @@ impl<T: Token> Typed<T> {
             .into_iter()
             .map(|r| r.ok_or_else(|| Error::Internal("no hive columns in a stream".into())))
             .collect::<Result<Vec<usize>>>()?;
-        let layout = layout_for(&plan, &batch_schema);
+        let layout = output_layout(&plan, &batch_schema);
         let mut fields: Vec<Arc<Field>> = layout.schema.fields().iter().cloned().collect();
         if plan.split.is_some() {
             fields.push(Arc::new(Field::new("split", DataType::Utf8, false)));

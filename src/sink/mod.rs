@@ -100,6 +100,23 @@ pub fn partition_dir(pairs: &[(&str, Option<&str>)]) -> String {
         .join("/")
 }
 
+/// The name of the `seq`-th data file of partition directory `dir` (empty:
+/// no partitioning): `dir/part-00000.parquet`.
+pub fn part_file_name(dir: &str, seq: usize) -> String {
+    if dir.is_empty() {
+        format!("part-{seq:05}.parquet")
+    } else {
+        format!("{dir}/part-{seq:05}.parquet")
+    }
+}
+
+/// Whether a file name (the last path component) is one [`part_file_name`] makes.
+pub fn is_part_file_name(name: &str) -> bool {
+    name.strip_prefix("part-")
+        .and_then(|r| r.strip_suffix(".parquet"))
+        .is_some_and(|digits| digits.len() >= 5 && digits.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// The staging directory of a run; removed on drop unless committed.
 #[derive(Debug)]
 pub struct Staging {

@@ -21,7 +21,7 @@ use std::time::Duration;
 use object_store::path::Path as Key;
 use object_store::{ObjectMeta, ObjectStoreExt};
 
-use super::{Manifest, MANIFEST, SUCCESS};
+use super::{is_part_file_name, Manifest, MANIFEST, SUCCESS};
 use crate::config::SinkMode;
 use crate::error::{Error, Result};
 use crate::plan::SinkPlan;
@@ -69,12 +69,6 @@ pub struct RemoteStaging {
     manifest_written: bool,
     committed: bool,
     spill: PathBuf,
-}
-
-fn is_part_name(name: &str) -> bool {
-    name.strip_prefix("part-")
-        .and_then(|r| r.strip_suffix(".parquet"))
-        .is_some_and(|digits| digits.len() == 5 && digits.bytes().all(|b| b.is_ascii_digit()))
 }
 
 impl RemoteStaging {
@@ -127,7 +121,7 @@ impl RemoteStaging {
                 .parts()
                 .skip(depth)
                 .last()
-                .is_some_and(|p| is_part_name(p.as_ref()))
+                .is_some_and(|p| is_part_file_name(p.as_ref()))
         }) {
             "-1"
         } else {
