@@ -10,7 +10,7 @@ use std::hint::black_box;
 use arrow::array::ListArray;
 use arrow::datatypes::Int32Type;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use seqwin::plan::WindowSpec;
+use seqwin::window::WindowSpec;
 
 /// 4 M tokens in documents of 700..1700 tokens.
 fn corpus() -> ListArray {

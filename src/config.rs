@@ -11,6 +11,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::window::{ExtraColumn, Remainder, TokenDtype, DEFAULT_IGNORE_INDEX, DEFAULT_PAD_ID};
 
 /// The whole pipeline file.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -90,112 +91,11 @@ pub struct WindowsConfig {
     pub columns: Vec<ExtraColumn>,
 }
 
-/// Default `windows.pad_id`.
-pub const DEFAULT_PAD_ID: i64 = 0;
-/// Default `windows.ignore_index` (PyTorch `CrossEntropyLoss` default).
-pub const DEFAULT_IGNORE_INDEX: i64 = -100;
-
 fn default_pad_id() -> i64 {
     DEFAULT_PAD_ID
 }
 fn default_ignore_index() -> i64 {
     DEFAULT_IGNORE_INDEX
-}
-
-/// `windows.remainder`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Remainder {
-    /// Tokens not in a full window are dropped (and counted).
-    #[default]
-    Drop,
-    /// One more, padded window covers the end of the document.
-    Pad,
-}
-
-/// `windows.dtype`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TokenDtype {
-    /// 32-bit signed.
-    #[default]
-    Int32,
-    /// 64-bit signed.
-    Int64,
-    /// 16-bit unsigned.
-    Uint16,
-    /// 32-bit unsigned.
-    Uint32,
-}
-
-impl TokenDtype {
-    /// The smallest value this type holds.
-    pub fn min(self) -> i64 {
-        match self {
-            TokenDtype::Int32 => i32::MIN as i64,
-            TokenDtype::Int64 => i64::MIN,
-            TokenDtype::Uint16 | TokenDtype::Uint32 => 0,
-        }
-    }
-    /// The largest value this type holds.
-    pub fn max(self) -> i64 {
-        match self {
-            TokenDtype::Int32 => i32::MAX as i64,
-            TokenDtype::Int64 => i64::MAX,
-            TokenDtype::Uint16 => u16::MAX as i64,
-            TokenDtype::Uint32 => u32::MAX as i64,
-        }
-    }
-    /// Bytes per element.
-    pub fn width(self) -> usize {
-        match self {
-            TokenDtype::Uint16 => 2,
-            TokenDtype::Int32 | TokenDtype::Uint32 => 4,
-            TokenDtype::Int64 => 8,
-        }
-    }
-    /// The name used in configs and messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            TokenDtype::Int32 => "int32",
-            TokenDtype::Int64 => "int64",
-            TokenDtype::Uint16 => "uint16",
-            TokenDtype::Uint32 => "uint32",
-        }
-    }
-    /// Whether `v` fits this type.
-    pub fn holds(self, v: i64) -> bool {
-        v >= self.min() && v <= self.max()
-    }
-}
-
-/// An extra per-window column (`windows.columns`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExtraColumn {
-    /// The document id (of the window's first token when packing).
-    DocId,
-    /// Offset of the window in its document (or in the packed stream).
-    Start,
-    /// 1 where the target is real, 0 where it is padding.
-    LossMask,
-    /// Position of each input token within its own document.
-    PositionIds,
-    /// Index of each input token's document within the window.
-    SegmentIds,
-}
-
-impl ExtraColumn {
-    /// The column name in the output.
-    pub fn name(self) -> &'static str {
-        match self {
-            ExtraColumn::DocId => "doc_id",
-            ExtraColumn::Start => "start",
-            ExtraColumn::LossMask => "loss_mask",
-            ExtraColumn::PositionIds => "position_ids",
-            ExtraColumn::SegmentIds => "segment_ids",
-        }
-    }
 }
 
 /// `split:` — per-document split assignment.

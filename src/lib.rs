@@ -15,7 +15,7 @@
 //! ```
 //! use arrow::array::{Array, AsArray, ListArray};
 //! use arrow::datatypes::{Int32Type, Int64Type};
-//! use seqwin::plan::WindowSpec;
+//! use seqwin::window::WindowSpec;
 //!
 //! // "helloworld", a=1 … z=26: 2 non-overlapping windows of 4.
 //! let docs = ListArray::from_iter_primitive::<Int64Type, _, _>(vec![Some(
@@ -30,6 +30,7 @@
 
 pub mod config;
 pub mod error;
+pub mod hive;
 pub mod inspect;
 pub mod order;
 pub mod pipeline;

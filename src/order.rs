@@ -26,6 +26,7 @@ use arrow::ipc::writer::StreamWriter;
 use siphasher::sip::SipHasher24;
 
 use crate::error::{Error, Result};
+use crate::window::Lanes;
 
 /// Name of the sort-key column added to spilled batches.
 const KEY: &str = "__seqwin_key";
@@ -43,16 +44,7 @@ pub enum Keying {
         k1: u64,
     },
     /// TBPTT output row: `step · lanes + lane`.
-    Tbptt {
-        /// Tokens per lane.
-        lane_len: u64,
-        /// Tokens per window.
-        seq_len: u64,
-        /// Lanes.
-        lanes: u64,
-        /// Rows in the partition (`steps · lanes`).
-        rows: u64,
-    },
+    Tbptt(Lanes),
 }
 
 impl Keying {
@@ -74,16 +66,7 @@ impl Keying {
                 h.write_u64(index);
                 h.finish()
             }
-            Keying::Tbptt {
-                lane_len,
-                seq_len,
-                lanes,
-                ..
-            } => {
-                let lane = start / lane_len;
-                let step = (start % lane_len) / seq_len;
-                step * lanes + lane
-            }
+            Keying::Tbptt(lanes) => lanes.row(start),
         }
     }
 
@@ -91,8 +74,8 @@ impl Keying {
     pub fn bucket(&self, key: u64, buckets: usize) -> usize {
         match *self {
             Keying::Shuffle { .. } => ((key as u128 * buckets as u128) >> 64) as usize,
-            Keying::Tbptt { rows, .. } => {
-                ((key as u128 * buckets as u128) / rows.max(1) as u128) as usize
+            Keying::Tbptt(lanes) => {
+                ((key as u128 * buckets as u128) / lanes.rows().max(1) as u128) as usize
             }
         }
     }

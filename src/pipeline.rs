@@ -31,16 +31,18 @@ use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory}
 use parquet::file::properties::WriterProperties;
 use rayon::prelude::*;
 
-use crate::config::{ExtraColumn, TokenDtype};
 use crate::error::{Error, Result};
+use crate::hive::{escape_partition_value, part_file_name};
 use crate::order::{Keying, Spill};
 use crate::plan::{Plan, RowOrder};
 use crate::sink::{
-    encode_row_group, escape_partition_value, part_file_name, writer_properties, Dest, FieldEntry,
-    FileEntry, InputEntry, Manifest, PartFile, PartitionEntry, Target,
+    encode_row_group, writer_properties, Dest, FieldEntry, FileEntry, InputEntry, Manifest,
+    PartFile, PartitionEntry, Target,
 };
 use crate::source::Source;
 use crate::split::DocKey;
+use crate::window::geometry::{self, Geometry, Lanes};
+use crate::window::TokenDtype;
 use crate::window::{
     decode_tokens, document_windows, materialize, DocBatch, DocRef, OutputLayout, Starts, Token,
     TokenAccount, WholeDoc, WindowRef, Windower,
@@ -172,26 +174,20 @@ impl Pipeline {
         } else {
             source.total_rows()
         };
-        let (l, s) = (w.seq_len as u64, w.stride as u64);
-        let windows = if let RowOrder::Tbptt { .. } = self.plan.order {
-            (tokens + docs * w.separator.is_some() as u64) / l
-        } else if w.pack {
-            let stream = tokens + docs * w.separator.is_some() as u64;
-            stream.saturating_sub(l) / s + 1 + (w.remainder == crate::config::Remainder::Pad) as u64
-        } else {
-            tokens.saturating_sub(docs * l) / s
-                + if w.remainder == crate::config::Remainder::Pad {
-                    docs
-                } else {
-                    0
-                }
+        let separator = w.separator.is_some();
+        let windows = match self.plan.order {
+            RowOrder::Tbptt { batch_size } => {
+                let stream = tokens + docs * separator as u64;
+                Lanes::new(stream, batch_size as u64, w.seq_len as u64).rows()
+            }
+            _ => Geometry::of(w).estimate(tokens, docs, w.pack, separator),
         };
         Ok(CheckReport {
             files: source.files.len(),
             rows: source.total_rows(),
             tokens,
             windows,
-            bytes: windows * estimated_row_bytes(&layout),
+            bytes: windows * geometry::row_bytes(&layout.spec),
             schema: layout.schema,
         })
     }
@@ -279,20 +275,6 @@ impl DocumentLengths {
     fn push(&mut self, part: &str, n: u64) {
         self.partitions.entry(part.to_string()).or_default().push(n);
     }
-}
-
-/// Uncompressed bytes of one output row.
-fn estimated_row_bytes(layout: &OutputLayout) -> u64 {
-    let l = layout.spec.seq_len as u64;
-    let mut b = layout.spec.row_bytes() as u64;
-    for c in &layout.spec.columns {
-        b += match c {
-            ExtraColumn::DocId | ExtraColumn::Start => 8,
-            ExtraColumn::LossMask => l,
-            ExtraColumn::PositionIds | ExtraColumn::SegmentIds => 4 * l,
-        };
-    }
-    b
 }
 
 /// The output layout for source batches of `schema` (`[tokens, id?, carry…]`).
@@ -1076,11 +1058,11 @@ impl<'a, T: Token> Run<'a, T> {
         while self.parts.len() <= global {
             let dir = &self.router.keys[self.parts.len()].dir;
             let starts = match self.plan.order {
-                RowOrder::Tbptt { batch_size } => Starts::lanes(
+                RowOrder::Tbptt { batch_size } => Starts::Lanes(Lanes::new(
                     self.stream_totals.get(dir).copied().unwrap_or(0),
                     batch_size as u64,
                     self.plan.window.seq_len as u64,
-                ),
+                )),
                 _ => Starts::Uniform,
             };
             let spill = match self.plan.order {
@@ -1094,25 +1076,15 @@ impl<'a, T: Token> Run<'a, T> {
                     &self.layout.schema,
                     self.spill_flush_bytes,
                 )?),
-                RowOrder::Tbptt { batch_size } => {
-                    let Starts::Lanes {
-                        lane_len,
-                        steps,
-                        lanes,
-                    } = starts
-                    else {
-                        unreachable!()
+                RowOrder::Tbptt { .. } => {
+                    let Starts::Lanes(lanes) = starts else {
+                        unreachable!("tbptt windows start in lanes")
                     };
                     Some(Spill::new(
                         self.write
                             .spill_root
                             .join(format!("p{:05}", self.parts.len())),
-                        Keying::Tbptt {
-                            lane_len: lane_len.max(1),
-                            seq_len: self.plan.window.seq_len as u64,
-                            lanes: batch_size as u64,
-                            rows: steps * lanes,
-                        },
+                        Keying::Tbptt(lanes),
                         self.spill_buckets,
                         &self.layout.schema,
                         self.spill_flush_bytes,
@@ -1439,8 +1411,8 @@ fn scatter_job<T: Token>(
     carry: &[usize],
 ) -> Result<ScatteredPart> {
     let mut local = layout.clone();
-    if let Keying::Tbptt { lane_len, .. } = &job.keying {
-        local.lane_len = Some(*lane_len);
+    if let Keying::Tbptt(lanes) = &job.keying {
+        local.lanes = Some(*lanes);
     }
     let starts: Vec<u64> = job.windows.iter().map(|w| w.start).collect();
     let batch = materialize(&job.windows, &local, carry)?;
@@ -1461,15 +1433,11 @@ fn buckets_for(
     layout: &OutputLayout,
     memory_bytes: usize,
 ) -> (usize, usize) {
-    // An upper bound on the output from the footers: a stream of n tokens has
-    // at most n / stride + 1 windows (+1 padded), and every document (or, when
-    // packing, every separator) adds at most one stream's worth of rounding.
+    // An upper bound on the output from the footers.
     let w = &plan.window;
     let tokens: u64 = source.units.iter().map(|u| u.tokens_estimate).sum();
-    let docs = source.total_rows();
-    let stream = tokens + docs * w.separator.is_some() as u64;
-    let windows = stream / w.stride as u64 + 2 * docs + 2;
-    let estimate = windows * estimated_row_bytes(layout);
+    let windows = Geometry::of(w).upper_bound(tokens, source.total_rows(), w.separator.is_some());
+    let estimate = windows * geometry::row_bytes(&layout.spec);
     // A bucket read back is copied once to sort, so it may take a third of the
     // budget; the write buffers take another third.
     let per_bucket = (memory_bytes / 3).max(1 << 20) as u64;

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 
-use crate::config::{ExtraColumn, OptionValue, PipelineConfig, Remainder, SinkMode, TokenDtype};
+use crate::config::{OptionValue, PipelineConfig, SinkMode};
 use crate::error::{Error, Result};
 use crate::store::PathKind;
+use crate::window::{ExtraColumn, Remainder, WindowSpec};
 
 /// Longest window accepted (tokens); a larger `seq_len` is refused at check time.
 pub const MAX_SEQ_LEN: i64 = 1 << 24;
@@ -60,112 +61,6 @@ pub struct SourcePlan {
     pub carry: Vec<String>,
     /// Object store settings (only for object store paths).
     pub storage_options: BTreeMap<String, String>,
-}
-
-/// Validated window geometry: the input of the window kernel.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WindowSpec {
-    /// Tokens per window.
-    pub seq_len: usize,
-    /// Distance between window starts.
-    pub stride: usize,
-    /// Concatenate documents before windowing.
-    pub pack: bool,
-    /// Token appended after every document when packing.
-    pub separator: Option<i64>,
-    /// Remainder handling.
-    pub remainder: Remainder,
-    /// Input padding value.
-    pub pad_id: i64,
-    /// Target padding value.
-    pub ignore_index: i64,
-    /// Output element type.
-    pub dtype: TokenDtype,
-    /// Exclusive upper bound on token ids.
-    pub vocab_size: Option<u64>,
-    /// Extra columns, in the output order of SPEC §3.6.
-    pub columns: Vec<ExtraColumn>,
-}
-
-impl WindowSpec {
-    /// A spec with the defaults of SPEC §2 for the given `seq_len`.
-    pub fn new(seq_len: usize) -> Self {
-        WindowSpec {
-            seq_len,
-            stride: seq_len,
-            pack: false,
-            separator: None,
-            remainder: Remainder::Drop,
-            pad_id: crate::config::DEFAULT_PAD_ID,
-            ignore_index: crate::config::DEFAULT_IGNORE_INDEX,
-            dtype: TokenDtype::Int32,
-            vocab_size: None,
-            columns: Vec::new(),
-        }
-    }
-
-    /// Whether a column is written.
-    pub fn has(&self, column: ExtraColumn) -> bool {
-        self.columns.contains(&column)
-    }
-
-    /// Uncompressed bytes of one output row's `input` + `target`.
-    pub fn row_bytes(&self) -> usize {
-        2 * self.seq_len * self.dtype.width()
-    }
-
-    /// Checks the rules of SPEC §2/§4 that concern windows; `problems` gets one
-    /// line per broken rule.
-    pub fn validate(&self, problems: &mut Vec<String>) {
-        let dtype = self.dtype;
-        if self.remainder == Remainder::Pad {
-            if !dtype.holds(self.pad_id) {
-                problems.push(format!(
-                    "`windows.pad_id` {} does not fit dtype {} ({}..={})",
-                    self.pad_id,
-                    dtype.name(),
-                    dtype.min(),
-                    dtype.max()
-                ));
-            }
-            if !dtype.holds(self.ignore_index) {
-                problems.push(format!(
-                    "`windows.ignore_index` {} does not fit dtype {} ({}..={}); set an ignore_index the dtype holds or use int32/int64",
-                    self.ignore_index,
-                    dtype.name(),
-                    dtype.min(),
-                    dtype.max()
-                ));
-            }
-        }
-        if let Some(sep) = self.separator {
-            if sep < 0 || !dtype.holds(sep) {
-                problems.push(format!(
-                    "`windows.separator` {sep} must be a token id that fits dtype {} (0..={})",
-                    dtype.name(),
-                    dtype.max()
-                ));
-            } else if let Some(vocab) = self.vocab_size {
-                if sep as u64 >= vocab {
-                    problems.push(format!(
-                        "`windows.separator` {sep} must be below `windows.vocab_size` {vocab}"
-                    ));
-                }
-            }
-            if !self.pack {
-                problems.push("`windows.separator` is only used when packing: set `windows.pack: true` or remove it".into());
-            }
-        }
-        if let Some(vocab) = self.vocab_size {
-            if vocab as i128 - 1 > dtype.max() as i128 {
-                problems.push(format!(
-                    "`windows.vocab_size` {vocab} does not fit dtype {} (largest id {}); use a wider dtype",
-                    dtype.name(),
-                    dtype.max()
-                ));
-            }
-        }
-    }
 }
 
 /// Validated `split:`: names in sorted order with cumulative upper bounds.
@@ -319,6 +214,7 @@ impl Plan {
         let window = WindowSpec {
             seq_len,
             stride,
+            stride_given: w.stride.is_some(),
             pack,
             separator: w.separator,
             remainder: w.remainder,
@@ -415,7 +311,7 @@ impl Plan {
             problems.push(format!("`sink.compression`: {message}"));
             Compression::UNCOMPRESSED
         });
-        let row_bytes = window.row_bytes().max(1);
+        let row_bytes = (crate::window::geometry::window_bytes(&window) as usize).max(1);
         let row_group_rows = match sk.row_group_rows {
             Some(r) => check_range(&mut problems, "sink.row_group_rows", r, 1, 1 << 30),
             None => DEFAULT_ROW_GROUP_ROWS

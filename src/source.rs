@@ -553,7 +553,7 @@ fn hive_values(root: &Path, file: &Path) -> Vec<(String, String)> {
             let s = c.as_os_str().to_string_lossy();
             if let Some((k, v)) = s.split_once('=') {
                 if !k.is_empty() {
-                    let v = crate::sink::unescape_partition_value(v);
+                    let v = crate::hive::unescape_partition_value(v);
                     out.push((k.to_string(), v));
                 }
             }

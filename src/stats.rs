@@ -1,83 +1,18 @@
 //! `seqwin stats`: the document-length distribution and, for candidate
 //! `seq_len` values, how many windows a run would write.
 //!
-//! Window counts come from [`stream_counts`], the closed form of the §3.1/§3.2
-//! loop; tests check it against the windower and against `run`.
+//! Window counts come from [`crate::window::geometry`], the closed form of
+//! the plain loop; tests check it against the windower and against `run`.
 
 use serde::Serialize;
 
-use crate::config::{ExtraColumn, Remainder};
 use crate::error::Result;
 use crate::pipeline::Pipeline;
 use crate::plan::RowOrder;
+use crate::window::geometry::{self, Counts, Geometry, Lanes};
 
 /// Default candidate `seq_len` values.
 pub const DEFAULT_SEQ_LENS: &[usize] = &[64, 128, 256, 512, 1024, 2048, 4096, 8192];
-
-/// Windows and token coverage of one stream (a document, or a packed partition).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Counts {
-    /// Windows.
-    pub windows: u64,
-    /// Padded windows.
-    pub padded_windows: u64,
-    /// Padding positions.
-    pub padding_positions: u64,
-    /// Tokens that are the target of at least one window.
-    pub targeted: u64,
-}
-
-impl Counts {
-    fn add(&mut self, o: Counts) {
-        self.windows += o.windows;
-        self.padded_windows += o.padded_windows;
-        self.padding_positions += o.padding_positions;
-        self.targeted += o.targeted;
-    }
-}
-
-/// Closed form of SPEC §3.1/§3.2 for a stream of `n` tokens.
-pub fn stream_counts(n: u64, seq_len: u64, stride: u64, remainder: Remainder) -> Counts {
-    let l = seq_len;
-    let s = stride;
-    let full = if n > l { (n - l - 1) / s + 1 } else { 0 };
-    let mut c = Counts {
-        windows: full,
-        ..Counts::default()
-    };
-    let covered_end = if full > 0 {
-        c.targeted = if s <= l { (full - 1) * s + l } else { full * l };
-        (full - 1) * s + l + 1
-    } else {
-        0
-    };
-    if remainder == Remainder::Pad && covered_end < n {
-        let start = full * s;
-        if start + 1 < n {
-            let len = n - 1 - start;
-            c.windows += 1;
-            c.padded_windows += 1;
-            c.padding_positions += l - len;
-            c.targeted += n - (start + 1).max(covered_end);
-        }
-    }
-    c
-}
-
-/// TBPTT counts for a packed stream of `n` tokens in `lanes` lanes.
-pub fn tbptt_counts(n: u64, seq_len: u64, lanes: u64) -> Counts {
-    let lane_len = n / lanes;
-    let steps = if lane_len > seq_len {
-        (lane_len - 1) / seq_len
-    } else {
-        0
-    };
-    Counts {
-        windows: steps * lanes,
-        targeted: steps * lanes * seq_len,
-        ..Counts::default()
-    }
-}
 
 /// One row of the candidate table.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -178,10 +113,14 @@ pub fn stats(
     }
     let w = &plan.window;
     let sep = w.separator.is_some() as u64;
-    let follows = w.stride == w.seq_len;
+    let follows = !w.stride_given || w.stride == w.seq_len;
     let mut candidates = Vec::new();
     for &l in seq_lens {
         let stride = if follows { l } else { w.stride };
+        let mut spec = w.clone();
+        spec.seq_len = l;
+        spec.stride = stride;
+        let g = Geometry::of(&spec);
         let mut c = Counts::default();
         let mut stream_tokens = 0u64;
         for docs in lengths.partitions.values() {
@@ -189,24 +128,17 @@ pub fn stats(
             stream_tokens += total;
             match plan.order {
                 RowOrder::Tbptt { batch_size } => {
-                    c.add(tbptt_counts(total, l as u64, batch_size as u64))
+                    c.add(Lanes::new(total, batch_size as u64, l as u64).counts())
                 }
-                _ if w.pack => c.add(stream_counts(total, l as u64, stride as u64, w.remainder)),
+                _ if w.pack => c.add(g.stream(total)),
                 _ => {
                     for &n in docs {
-                        c.add(stream_counts(n, l as u64, stride as u64, w.remainder));
+                        c.add(g.stream(n));
                     }
                 }
             }
         }
-        let mut row_bytes = 2 * l as u64 * w.dtype.width() as u64;
-        for col in &w.columns {
-            row_bytes += match col {
-                ExtraColumn::DocId | ExtraColumn::Start => 8,
-                ExtraColumn::LossMask => l as u64,
-                ExtraColumn::PositionIds | ExtraColumn::SegmentIds => 4 * l as u64,
-            };
-        }
+        let row_bytes = geometry::row_bytes(&spec);
         candidates.push(SeqLenRow {
             seq_len: l,
             stride,
@@ -268,52 +200,5 @@ impl StatsReport {
             ));
         }
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The plain loop of SPEC §3.1/§3.2.
-    fn reference(n: u64, l: u64, s: u64, pad: bool) -> Counts {
-        let mut c = Counts::default();
-        let mut targeted = vec![false; n as usize];
-        let mut start = 0;
-        while start + l < n {
-            for t in start + 1..=start + l {
-                targeted[t as usize] = true;
-            }
-            c.windows += 1;
-            start += s;
-        }
-        if pad && n > 0 && !targeted[n as usize - 1] && start + 1 < n {
-            for t in start + 1..n {
-                targeted[t as usize] = true;
-            }
-            c.windows += 1;
-            c.padded_windows += 1;
-            c.padding_positions += l - (n - 1 - start);
-        }
-        c.targeted = targeted.iter().filter(|&&t| t).count() as u64;
-        c
-    }
-
-    #[test]
-    fn closed_form_equals_loop() {
-        for n in 0..40 {
-            for l in 1..9 {
-                for s in 1..12 {
-                    for pad in [false, true] {
-                        let r = if pad { Remainder::Pad } else { Remainder::Drop };
-                        assert_eq!(
-                            stream_counts(n, l, s, r),
-                            reference(n, l, s, pad),
-                            "n={n} l={l} s={s} pad={pad}"
-                        );
-                    }
-                }
-            }
-        }
     }
 }

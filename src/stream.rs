@@ -23,12 +23,12 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
-    PipelineConfig, SinkConfig, SinkMode, SourceConfig, SplitConfig, TokenDtype, WindowsConfig,
+    PipelineConfig, SinkConfig, SinkMode, SourceConfig, SplitConfig, WindowsConfig,
 };
 use crate::error::{Error, Result};
 use crate::pipeline::{output_layout, prepare_batch, BatchCtx, Event, Router};
 use crate::plan::Plan;
-use crate::window::{DocRef, OutputLayout, Starts, Token, WindowRef, Windower};
+use crate::window::{DocRef, OutputLayout, Starts, Token, TokenDtype, WindowRef, Windower};
 
 /// What to window: the `source` column names, `windows:` and `split:` of a pipeline.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

@@ -21,9 +21,10 @@ use std::time::Duration;
 use object_store::path::Path as Key;
 use object_store::{ObjectMeta, ObjectStoreExt};
 
-use super::{is_part_file_name, Manifest, MANIFEST, SUCCESS};
+use super::{Manifest, MANIFEST, SUCCESS};
 use crate::config::SinkMode;
 use crate::error::{Error, Result};
+use crate::hive::is_part_file_name;
 use crate::plan::SinkPlan;
 use crate::store::{self, Remote};
 

@@ -1,0 +1,74 @@
+//! Hive partition paths, written and read in one place: `key=value`
+//! directory names with Hive/Spark escaping, and the names of data files.
+
+/// Hive's name for a null or empty partition value.
+pub const HIVE_DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+
+/// Escapes a partition value the way Hive and Spark do: `%XX` for control
+/// characters and `"#%'*/:=?\{[]^` and DEL; other characters as they are.
+pub fn escape_partition_value(value: Option<&str>) -> String {
+    let Some(v) = value.filter(|v| !v.is_empty()) else {
+        return HIVE_DEFAULT_PARTITION.to_string();
+    };
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        if (c as u32) < 0x20 || c == '\u{7f}' || "\"#%'*/:=?\\{[]^".contains(c) {
+            out.push_str(&format!("%{:02X}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Reverses [`escape_partition_value`] (`%XX` → the byte), leaving malformed escapes as they are.
+pub fn unescape_partition_value(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A partition directory, `key=value/key=value` (empty for no partitioning).
+pub fn partition_dir(pairs: &[(&str, Option<&str>)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                escape_partition_value(Some(k)),
+                escape_partition_value(*v)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The name of the `seq`-th data file of partition directory `dir` (empty:
+/// no partitioning): `dir/part-00000.parquet`.
+pub fn part_file_name(dir: &str, seq: usize) -> String {
+    if dir.is_empty() {
+        format!("part-{seq:05}.parquet")
+    } else {
+        format!("{dir}/part-{seq:05}.parquet")
+    }
+}
+
+/// Whether a file name (the last path component) is one [`part_file_name`] makes.
+pub fn is_part_file_name(name: &str) -> bool {
+    name.strip_prefix("part-")
+        .and_then(|r| r.strip_suffix(".parquet"))
+        .is_some_and(|digits| digits.len() >= 5 && digits.bytes().all(|b| b.is_ascii_digit()))
+}
