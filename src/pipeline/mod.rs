@@ -1,0 +1,293 @@
+//! Wires source → windows → order → sink, in parallel, with output bytes
+//! that do not depend on the thread count.
+//!
+//! ```text
+//!   pool tasks:       read + decode + validate + split one row group
+//!                     (+ cut the windows of whole documents)      ahead of need
+//!   calling thread:   take decoded row groups in source order, route
+//!                     documents to partitions, cut row groups and files
+//!   pool tasks:       materialise + encode a row group (or scatter it into
+//!                     shuffle/TBPTT buckets)
+//!   calling thread:   append encoded row groups in the order they were cut
+//! ```
+//!
+//! Every decision that shapes the output (partition of a document, window
+//! starts, row-group and file boundaries, file names) is made in the
+//! sequential steps from the source order alone, so the bytes written are the
+//! same whatever the thread count.
+
+mod ordered;
+mod prepare;
+mod route;
+mod run;
+
+use prepare::Context;
+pub(crate) use prepare::{prepare_batch, BatchCtx};
+use route::for_each_wave;
+pub(crate) use route::{Event, Router};
+use run::Run;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use arrow::datatypes::{DataType, Field, SchemaRef};
+
+use crate::error::{Error, Result};
+use crate::plan::{Plan, RowOrder};
+use crate::sink::Manifest;
+use crate::source::Source;
+use crate::window::geometry::{self, Geometry, Lanes};
+use crate::window::{OutputLayout, TokenDtype};
+
+/// A pipeline: a validated plan plus the operations on it.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    plan: Plan,
+}
+
+/// Runtime knobs of [`Pipeline::run`] (they never change the output).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Worker threads; default: all cores.
+    pub threads: Option<usize>,
+    /// Show a progress bar on stderr (only if it is a terminal).
+    pub progress: bool,
+}
+
+/// What a run wrote.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The manifest written to `_seqwin.json`.
+    pub manifest: Manifest,
+    /// The dataset directory.
+    pub sink: PathBuf,
+}
+
+impl RunReport {
+    /// The closing paragraph printed by the CLI.
+    pub fn summary(&self) -> String {
+        let m = &self.manifest;
+        let t = &m.totals;
+        let files: usize = m.partitions.iter().map(|p| p.files.len()).sum();
+        let bytes: u64 = m
+            .partitions
+            .iter()
+            .flat_map(|p| &p.files)
+            .map(|f| f.bytes)
+            .sum();
+        let per_part = m
+            .partitions
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {}",
+                    if p.path.is_empty() { "(root)" } else { &p.path },
+                    p.account.windows
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rate = t.tokens_in as f64 / m.elapsed_seconds.max(1e-9);
+        format!(
+            "seqwin: wrote {} windows ({} padded) to {} in {} file(s), {:.1} MB; windows per partition: {}. \
+             Read {} documents, {} tokens: {} targeted, {} never a target{}. Elapsed {:.2} s, {:.2} M tokens/s.",
+            t.windows,
+            t.padded_windows,
+            self.sink.display(),
+            files,
+            bytes as f64 / 1e6,
+            per_part,
+            t.documents,
+            t.tokens_in,
+            t.tokens_targeted,
+            t.tokens_never_targeted,
+            if t.spanning_windows > 0 {
+                format!("; {} windows span a document boundary", t.spanning_windows)
+            } else {
+                String::new()
+            },
+            m.elapsed_seconds,
+            rate / 1e6
+        )
+    }
+}
+
+/// Estimates made by [`Pipeline::check`] from Parquet footers alone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckReport {
+    /// Input files.
+    pub files: usize,
+    /// Input rows.
+    pub rows: u64,
+    /// Estimated tokens (leaf values in the footers).
+    pub tokens: u64,
+    /// Estimated windows.
+    pub windows: u64,
+    /// Estimated uncompressed output bytes.
+    pub bytes: u64,
+    /// The output schema.
+    pub schema: SchemaRef,
+}
+
+impl Pipeline {
+    /// Loads, overrides and validates a pipeline file.
+    ///
+    /// # Errors
+    /// See [`Plan::load`].
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Pipeline> {
+        Ok(Pipeline {
+            plan: Plan::load(path, overrides)?,
+        })
+    }
+
+    /// A pipeline from a validated plan.
+    pub fn new(plan: Plan) -> Pipeline {
+        Pipeline { plan }
+    }
+
+    /// The plan.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Validates the input schemas and estimates the output from the Parquet
+    /// footers, without reading data or touching the sink.
+    ///
+    /// # Errors
+    /// Any input error of [`Source::open`].
+    pub fn check(&self) -> Result<CheckReport> {
+        let source = Source::open(&self.plan.source)?;
+        let layout = output_layout(&self.plan, &source.schema);
+        let w = &self.plan.window;
+        let tokens: u64 = source.units.iter().map(|u| u.tokens_estimate).sum();
+        let docs = if source.flat && self.plan.source.id.is_none() {
+            1
+        } else {
+            source.total_rows()
+        };
+        let separator = w.separator.is_some();
+        let windows = match self.plan.order {
+            RowOrder::Tbptt { batch_size } => {
+                let stream = tokens + docs * separator as u64;
+                Lanes::new(stream, batch_size as u64, w.seq_len as u64).rows()
+            }
+            _ => Geometry::of(w).estimate(tokens, docs, w.pack, separator),
+        };
+        Ok(CheckReport {
+            files: source.files.len(),
+            rows: source.total_rows(),
+            tokens,
+            windows,
+            bytes: windows * geometry::row_bytes(&layout.spec),
+            schema: layout.schema,
+        })
+    }
+
+    /// Runs the pipeline and writes the dataset.
+    ///
+    /// # Errors
+    /// [`Error::Input`] for bad data (nothing is written), [`Error::Sink`]
+    /// when the sink may not be written, [`Error::Io`] / [`Error::Write`] for
+    /// write failures (the staging directory is removed).
+    pub fn run(&self, options: &RunOptions) -> Result<RunReport> {
+        let mut builder = rayon::ThreadPoolBuilder::new();
+        if let Some(n) = options.threads {
+            builder = builder.num_threads(n.max(1));
+        }
+        let pool = builder
+            .build()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        match self.plan.window.dtype {
+            TokenDtype::Int32 => Run::<i32>::execute(&self.plan, options, &pool),
+            TokenDtype::Int64 => Run::<i64>::execute(&self.plan, options, &pool),
+            TokenDtype::Uint16 => Run::<u16>::execute(&self.plan, options, &pool),
+            TokenDtype::Uint32 => Run::<u32>::execute(&self.plan, options, &pool),
+        }
+    }
+
+    /// Reads the source once and returns every document's length with its
+    /// partition (packed-stream lengths per partition when packing).
+    ///
+    /// # Errors
+    /// Input errors as in [`Pipeline::run`].
+    pub fn document_lengths(&self, threads: Option<usize>) -> Result<DocumentLengths> {
+        let mut builder = rayon::ThreadPoolBuilder::new();
+        if let Some(n) = threads {
+            builder = builder.num_threads(n.max(1));
+        }
+        let pool = builder
+            .build()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        pool.install(|| {
+            let source = Source::open(&self.plan.source)?;
+            let ctx = Context {
+                cut_windows: false,
+                ..Context::new(&self.plan, &source)
+            };
+            let mut router = Router::default();
+            let mut out = DocumentLengths::default();
+            let mut current: Option<(usize, u64)> = None;
+            for_each_wave::<i32>(&ctx, None, |prepared| {
+                for event in router.events(&prepared) {
+                    match event {
+                        Event::Begin { part, .. } => current = Some((part, 0)),
+                        Event::Tokens { range, .. } => {
+                            if let Some((_, n)) = current.as_mut() {
+                                *n += range.len() as u64;
+                            }
+                        }
+                        Event::End { .. } => {
+                            if let Some((part, n)) = current.take() {
+                                out.push(&router.keys[part].dir, n);
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+            if router.finish().is_some() {
+                if let Some((p, n)) = current.take() {
+                    out.push(&router.keys[p].dir, n);
+                }
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// Document lengths per output partition, in source order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DocumentLengths {
+    /// Partition directory → lengths of its documents.
+    pub partitions: BTreeMap<String, Vec<u64>>,
+}
+
+impl DocumentLengths {
+    fn push(&mut self, part: &str, n: u64) {
+        self.partitions.entry(part.to_string()).or_default().push(n);
+    }
+}
+
+/// The output layout for source batches of `schema` (`[tokens, id?, carry…]`).
+pub(crate) fn output_layout(plan: &Plan, schema: &arrow::datatypes::Schema) -> OutputLayout {
+    let id_type = if plan.source.id.is_some() {
+        schema.field(1).data_type().clone()
+    } else {
+        DataType::Int64
+    };
+    let first_carry = 1 + plan.source.id.is_some() as usize;
+    let carry: Vec<Field> = plan
+        .source
+        .carry
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !plan.sink.partition_by.contains(c))
+        .map(|(i, _)| schema.field(first_carry + i).clone())
+        .collect();
+    OutputLayout::new(
+        &plan.window,
+        &id_type,
+        &carry,
+        matches!(plan.order, RowOrder::Tbptt { .. }),
+    )
+}

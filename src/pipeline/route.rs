@@ -1,0 +1,134 @@
+//! Routing decoded documents to output partitions in source order, and
+//! decoding row groups in parallel waves for passes that only read.
+
+use std::collections::HashMap;
+
+use indicatif::ProgressBar;
+use rayon::prelude::*;
+
+use super::prepare::{prepare, Context, OwnedKey, PartKey, Prepared};
+use crate::error::Result;
+use crate::window::Token;
+
+/// A routing event: what the windower of partition `part` must do.
+pub(crate) enum Event {
+    Begin {
+        part: usize,
+        row: usize,
+    },
+    Tokens {
+        part: usize,
+        range: std::ops::Range<usize>,
+    },
+    End {
+        part: usize,
+    },
+}
+
+/// Maps unit-local partitions to global ones and tracks flat-stream documents
+/// that continue across row groups.
+#[derive(Default)]
+pub(crate) struct Router {
+    pub(crate) keys: Vec<PartKey>,
+    pub(super) index: HashMap<String, usize>,
+    pub(super) open_flat: Option<(usize, OwnedKey)>,
+}
+
+impl Router {
+    pub(crate) fn global(&mut self, key: &PartKey) -> usize {
+        if let Some(&i) = self.index.get(&key.dir) {
+            return i;
+        }
+        self.keys.push(key.clone());
+        self.index.insert(key.dir.clone(), self.keys.len() - 1);
+        self.keys.len() - 1
+    }
+
+    pub(crate) fn events<T: Token>(&mut self, p: &Prepared<T>) -> Vec<Event> {
+        let map: Vec<usize> = p.partitions.iter().map(|k| self.global(k)).collect();
+        let mut events = Vec::with_capacity(p.pieces.len() * 3);
+        for piece in &p.pieces {
+            let part = map[piece.part];
+            match &piece.key {
+                None => {
+                    events.push(Event::Begin {
+                        part,
+                        row: piece.row,
+                    });
+                    events.push(Event::Tokens {
+                        part,
+                        range: piece.range.clone(),
+                    });
+                    events.push(Event::End { part });
+                }
+                Some(key) => {
+                    let continues = matches!(&self.open_flat, Some((_, k)) if k == key);
+                    let part = if continues {
+                        self.open_flat.as_ref().expect("open").0
+                    } else {
+                        if let Some((open, _)) = self.open_flat.take() {
+                            events.push(Event::End { part: open });
+                        }
+                        self.open_flat = Some((part, key.clone()));
+                        events.push(Event::Begin {
+                            part,
+                            row: piece.row,
+                        });
+                        part
+                    };
+                    events.push(Event::Tokens {
+                        part,
+                        range: piece.range.clone(),
+                    });
+                }
+            }
+        }
+        events
+    }
+
+    /// The partition of a flat-stream document still open at the end of the
+    /// source, which must be ended.
+    pub(crate) fn finish(&mut self) -> Option<usize> {
+        self.open_flat.take().map(|(p, _)| p)
+    }
+}
+
+/// Calls `f` on every prepared unit in source order, decoding waves in
+/// parallel. With `progress`, advances the bar by rows.
+pub(super) fn for_each_wave<T: Token>(
+    ctx: &Context<'_>,
+    progress: Option<&ProgressBar>,
+    mut f: impl FnMut(Prepared<T>) -> Result<()>,
+) -> Result<()> {
+    let wave = wave_size();
+    let n = ctx.source.units.len();
+    let mut start = 0;
+    while start < n {
+        let end = (start + wave).min(n);
+        let prepared = decode_wave::<T>(ctx, start..end)?;
+        for p in prepared {
+            if let Some(pb) = progress {
+                pb.inc(p.rows as u64);
+            }
+            f(p)?;
+        }
+        start = end;
+    }
+    Ok(())
+}
+
+pub(super) fn wave_size() -> usize {
+    (rayon::current_num_threads() * 2).max(2)
+}
+
+pub(super) fn decode_wave<T: Token>(
+    ctx: &Context<'_>,
+    units: std::ops::Range<usize>,
+) -> Result<Vec<Prepared<T>>> {
+    let results: Vec<Result<Prepared<T>>> = units
+        .into_par_iter()
+        .map(|u| prepare::<T>(ctx, u))
+        .collect();
+    // The first error in source order, whatever finished first.
+    results.into_iter().collect()
+}

@@ -1,0 +1,507 @@
+//! The main pass of a run: the calling thread routes documents and
+//! appends row groups in order while the pool decodes ahead and encodes
+//! behind.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use indicatif::{ProgressBar, ProgressStyle};
+use parquet::arrow::arrow_writer::ArrowRowGroupWriterFactory;
+
+use super::ordered::{buckets_for, scatter_job, ScatteredPart};
+use super::prepare::{prepare, Context, Prepared};
+use super::route::{Event, Router};
+use super::{output_layout, Pipeline, RunOptions, RunReport};
+use crate::error::{Error, Result};
+use crate::order::{Keying, Spill};
+use crate::plan::{Plan, RowOrder};
+use crate::sink::{
+    encode_row_group, writer_properties, EncodedRowGroup, FieldEntry, InputEntry, Manifest,
+    PartFiles, PartitionEntry, RowGroupJob, Target, WriteSettings,
+};
+use crate::source::Source;
+use crate::window::geometry::Lanes;
+use crate::window::{
+    materialize, DocRef, OutputLayout, Starts, Token, TokenAccount, WindowRef, Windower,
+};
+
+/// Rows waiting to be written for a partition.
+pub(super) enum Payload<T: Token> {
+    /// Windows still to be materialised (source order).
+    Windows(Vec<WindowRef<T>>),
+    /// Rows read back from order buckets.
+    Batch(RecordBatch),
+}
+
+/// A row group to encode.
+pub(super) type Job<T> = RowGroupJob<Payload<T>>;
+
+/// Row groups to encode and windows to spill, cut in one step.
+pub(super) type Jobs<T> = (Vec<Job<T>>, Vec<SpillJob<T>>);
+
+/// Spill work: windows to materialise and scatter into buckets.
+pub(super) struct SpillJob<T: Token> {
+    pub(super) part: usize,
+    pub(super) first_index: u64,
+    pub(super) windows: Vec<WindowRef<T>>,
+    pub(super) keying: Keying,
+    pub(super) schema: SchemaRef,
+    pub(super) buckets: usize,
+}
+
+/// What a pool task hands back to the coordinator.
+pub(super) enum Output {
+    Encoded(EncodedRowGroup),
+    Scattered(ScatteredPart),
+}
+
+/// One output partition during a run.
+pub(super) struct Part<T: Token> {
+    pub(super) windower: Windower<T>,
+    /// Account of windows cut in workers (complete documents).
+    pub(super) extra: TokenAccount,
+    pub(super) queue: VecDeque<WindowRef<T>>,
+    pub(super) files: PartFiles,
+    pub(super) spill: Option<Spill>,
+    pub(super) windows_spilled: u64,
+    pub(super) batches: VecDeque<RecordBatch>,
+}
+
+/// The state of one run, generic over the output token type.
+pub(super) struct Run<'a, T: Token> {
+    pub(super) plan: &'a Plan,
+    pub(super) layout: OutputLayout,
+    pub(super) carry_columns: Vec<usize>,
+    pub(super) write: Arc<WriteSettings>,
+    /// Local scratch space for order buckets.
+    pub(super) spill_root: PathBuf,
+    pub(super) router: Router,
+    pub(super) parts: Vec<Part<T>>,
+    pub(super) stream_totals: HashMap<String, u64>,
+    pub(super) spill_buckets: usize,
+    pub(super) spill_flush_bytes: usize,
+}
+
+impl<'a, T: Token> Run<'a, T> {
+    pub(super) fn execute(
+        plan: &Plan,
+        options: &RunOptions,
+        pool: &rayon::ThreadPool,
+    ) -> Result<RunReport> {
+        let started = Instant::now();
+        let source = pool.install(|| Source::open(&plan.source))?;
+        let staging = Target::prepare(&plan.sink)?;
+        let layout = output_layout(plan, &source.schema);
+        let carry_columns: Vec<usize> = plan
+            .source
+            .carry
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !plan.sink.partition_by.contains(c))
+            .map(|(i, _)| i)
+            .collect();
+        let props = writer_properties(plan, &layout.schema);
+        let ctx = Context::new(plan, &source);
+        let progress = make_progress(options.progress, source.total_rows());
+
+        // TBPTT needs each partition's stream length before windowing.
+        let mut stream_totals = HashMap::new();
+        if matches!(plan.order, RowOrder::Tbptt { .. }) {
+            if let Some(pb) = &progress {
+                pb.set_message("pass 1/2: measuring streams");
+            }
+            let lengths = Pipeline::new(plan.clone()).document_lengths(options.threads)?;
+            let sep = plan.window.separator.is_some() as u64;
+            for (dir, docs) in lengths.partitions {
+                let total = docs.iter().map(|n| n + sep).sum();
+                stream_totals.insert(dir, total);
+            }
+        }
+        let (spill_buckets, spill_flush_bytes) = match plan.order {
+            RowOrder::Source => (0, 0),
+            RowOrder::Shuffle { memory_bytes, .. } => {
+                buckets_for(plan, &source, &layout, memory_bytes)
+            }
+            RowOrder::Tbptt { .. } => buckets_for(
+                plan,
+                &source,
+                &layout,
+                (crate::config::DEFAULT_SHUFFLE_MEMORY_MB as usize) << 20,
+            ),
+        };
+        let schema = Arc::clone(&layout.schema);
+        let mut run: Run<'_, T> = Run {
+            plan,
+            layout,
+            carry_columns,
+            write: Arc::new(WriteSettings::new(
+                staging.dest(),
+                schema,
+                props,
+                plan.sink.row_group_rows,
+                plan.sink.max_rows_per_file as u64,
+            )?),
+            spill_root: staging.spill_root(),
+            router: Router::default(),
+            parts: Vec::new(),
+            stream_totals,
+            spill_buckets,
+            spill_flush_bytes,
+        };
+        run.main_pass(&ctx, pool, progress.as_ref())?;
+        if plan.order != RowOrder::Source {
+            if let Some(pb) = &progress {
+                pb.set_message("writing ordered partitions");
+            }
+            pool.install(|| run.ordered_pass())?;
+        }
+        if let Some(pb) = &progress {
+            pb.finish_and_clear();
+        }
+
+        // Manifest.
+        let mut partitions: Vec<PartitionEntry> = run
+            .parts
+            .iter_mut()
+            .zip(&run.router.keys)
+            .map(|(p, k)| PartitionEntry {
+                path: k.dir.clone(),
+                values: k.values.iter().cloned().collect(),
+                account: {
+                    let mut a = p.windower.account();
+                    a.add(&p.extra);
+                    a.settle();
+                    a
+                },
+                files: p.files.take_entries(),
+            })
+            .collect();
+        partitions.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut totals = TokenAccount::default();
+        for p in &partitions {
+            totals.add(&p.account);
+        }
+        let manifest = Manifest {
+            seqwin_version: crate::VERSION.to_string(),
+            config: plan.config.redacted(),
+            mode: plan.sink.mode,
+            inputs: source
+                .files
+                .iter()
+                .map(|f| InputEntry {
+                    path: f.path.display().to_string(),
+                    bytes: f.bytes,
+                    rows: f.rows,
+                })
+                .collect(),
+            partitions,
+            totals,
+            schema: run
+                .layout
+                .schema
+                .fields()
+                .iter()
+                .map(|f| FieldEntry {
+                    name: f.name().clone(),
+                    data_type: f.data_type().to_string(),
+                    nullable: f.is_nullable(),
+                })
+                .collect(),
+            partition_by: plan.sink.partition_by.clone(),
+            elapsed_seconds: started.elapsed().as_secs_f64(),
+        };
+        staging.commit(&manifest)?;
+        Ok(RunReport {
+            manifest,
+            sink: plan.sink.path.clone(),
+        })
+    }
+
+    fn part_for(&mut self, global: usize) -> Result<&mut Part<T>> {
+        while self.parts.len() <= global {
+            let dir = &self.router.keys[self.parts.len()].dir;
+            let starts = match self.plan.order {
+                RowOrder::Tbptt { batch_size } => Starts::Lanes(Lanes::new(
+                    self.stream_totals.get(dir).copied().unwrap_or(0),
+                    batch_size as u64,
+                    self.plan.window.seq_len as u64,
+                )),
+                _ => Starts::Uniform,
+            };
+            let spill = match self.plan.order {
+                RowOrder::Source => None,
+                RowOrder::Shuffle { seed, .. } => Some(Spill::new(
+                    self.spill_root.join(format!("p{:05}", self.parts.len())),
+                    Keying::shuffle(seed, dir),
+                    self.spill_buckets,
+                    &self.layout.schema,
+                    self.spill_flush_bytes,
+                )?),
+                RowOrder::Tbptt { .. } => {
+                    let Starts::Lanes(lanes) = starts else {
+                        unreachable!("tbptt windows start in lanes")
+                    };
+                    Some(Spill::new(
+                        self.spill_root.join(format!("p{:05}", self.parts.len())),
+                        Keying::Tbptt(lanes),
+                        self.spill_buckets,
+                        &self.layout.schema,
+                        self.spill_flush_bytes,
+                    )?)
+                }
+            };
+            self.parts.push(Part {
+                windower: Windower::new(&self.plan.window, starts),
+                extra: TokenAccount::default(),
+                queue: VecDeque::new(),
+                files: PartFiles::new(self.parts.len(), dir, Arc::clone(&self.write)),
+                spill,
+                windows_spilled: 0,
+                batches: VecDeque::new(),
+            });
+        }
+        Ok(&mut self.parts[global])
+    }
+
+    fn apply(&mut self, prepared: &Prepared<T>, events: Vec<Event>) -> Result<Vec<usize>> {
+        let mut touched = Vec::new();
+        for e in events {
+            match e {
+                Event::Begin { part, row } => {
+                    let docs = Arc::clone(&prepared.docs);
+                    self.part_for(part)?
+                        .windower
+                        .begin_doc(DocRef { batch: docs, row });
+                    touched.push(part);
+                }
+                Event::Tokens { part, range } => {
+                    self.part_for(part)?
+                        .windower
+                        .extend(&prepared.tokens[range]);
+                }
+                Event::End { part } => self.part_for(part)?.windower.end_doc(),
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        Ok(touched)
+    }
+
+    /// Seals touched windowers and cuts full row groups (all rows when `finish`).
+    fn collect_jobs(&mut self, touched: &[usize], finish: bool) -> Result<Jobs<T>> {
+        let mut jobs = Vec::new();
+        let mut spills = Vec::new();
+        let rg = self.write.row_group_rows;
+        for &i in touched {
+            let part = &mut self.parts[i];
+            part.windower.seal();
+            part.queue.extend(part.windower.take_ready());
+            if let Some(spill) = &part.spill {
+                let (keying, schema, buckets) = (
+                    spill.keying().clone(),
+                    Arc::clone(spill.schema()),
+                    spill.buckets(),
+                );
+                while part.queue.len() >= rg || (finish && !part.queue.is_empty()) {
+                    let n = rg.min(part.queue.len());
+                    spills.push(SpillJob {
+                        part: i,
+                        first_index: part.windows_spilled,
+                        windows: part.queue.drain(..n).collect(),
+                        keying: keying.clone(),
+                        schema: Arc::clone(&schema),
+                        buckets,
+                    });
+                    part.windows_spilled += n as u64;
+                }
+            } else {
+                let queue = &mut part.queue;
+                let available = queue.len();
+                let mut take = |n: usize| Ok(Payload::Windows(queue.drain(..n).collect()));
+                part.files.cut(available, finish, &mut take, &mut jobs)?;
+            }
+        }
+        Ok((jobs, spills))
+    }
+
+    /// Reads, windows and writes the source. The calling thread routes
+    /// documents and appends encoded row groups in order; decoding (ahead of
+    /// need) and encoding run as tasks in the pool, so both cores stay busy
+    /// without any wave barrier.
+    fn main_pass(
+        &mut self,
+        ctx: &Context<'_>,
+        pool: &rayon::ThreadPool,
+        progress: Option<&ProgressBar>,
+    ) -> Result<()> {
+        use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
+        let n = ctx.source.units.len();
+        let threads = pool.current_num_threads();
+        let lookahead = 2 * threads + 1;
+        let max_in_flight = 3 * threads + 1;
+        let layout = self.layout.clone();
+        let carry = self.carry_columns.clone();
+        let factory = Arc::clone(&self.write.factory);
+        let (layout, carry, factory) = (&layout, &carry[..], &*factory);
+        let started = Instant::now();
+        pool.in_place_scope(|scope| -> Result<()> {
+            let mut decodes: VecDeque<Receiver<Result<Prepared<T>>>> = VecDeque::new();
+            let mut outputs: VecDeque<Receiver<Result<Output>>> = VecDeque::new();
+            let mut next_unit = 0;
+            let mut tokens = 0u64;
+            let mut spawn_decodes = |decodes: &mut VecDeque<_>| {
+                while next_unit < n && decodes.len() < lookahead {
+                    let (tx, rx) = sync_channel(1);
+                    let u = next_unit;
+                    scope.spawn(move |_| {
+                        let _ = tx.send(prepare::<T>(ctx, u));
+                    });
+                    decodes.push_back(rx);
+                    next_unit += 1;
+                }
+            };
+            let spawn_outputs =
+                |jobs: Jobs<T>, outputs: &mut VecDeque<Receiver<Result<Output>>>| {
+                    let (jobs, spills) = jobs;
+                    for job in jobs {
+                        let (tx, rx) = sync_channel(1);
+                        scope.spawn(move |_| {
+                            let _ = tx
+                                .send(encode_job(job, factory, layout, carry).map(Output::Encoded));
+                        });
+                        outputs.push_back(rx);
+                    }
+                    for job in spills {
+                        let (tx, rx) = sync_channel(1);
+                        scope.spawn(move |_| {
+                            let _ = tx.send(scatter_job(job, layout, carry).map(Output::Scattered));
+                        });
+                        outputs.push_back(rx);
+                    }
+                };
+            spawn_decodes(&mut decodes);
+            while let Some(rx) = decodes.pop_front() {
+                let mut prepared = rx
+                    .recv()
+                    .map_err(|_| Error::Internal("a decode task vanished".into()))??;
+                spawn_decodes(&mut decodes);
+                let touched = match prepared.whole.take() {
+                    Some((windows, accounts)) => {
+                        let mut touched = Vec::with_capacity(windows.len());
+                        for ((key, w), a) in prepared.partitions.iter().zip(windows).zip(&accounts)
+                        {
+                            let global = self.router.global(key);
+                            let part = self.part_for(global)?;
+                            part.queue.extend(w);
+                            part.extra.add(a);
+                            touched.push(global);
+                        }
+                        touched
+                    }
+                    None => {
+                        let events = self.router.events(&prepared);
+                        self.apply(&prepared, events)?
+                    }
+                };
+                tokens += prepared.token_count;
+                if let Some(pb) = progress {
+                    pb.inc(prepared.rows as u64);
+                    let secs = started.elapsed().as_secs_f64().max(1e-9);
+                    pb.set_message(format!("{:.1} M tokens/s", tokens as f64 / secs / 1e6));
+                }
+                drop(prepared);
+                let jobs = self.collect_jobs(&touched, false)?;
+                spawn_outputs(jobs, &mut outputs);
+                // Append finished row groups in order; wait when too many are in flight.
+                while let Some(front) = outputs.front() {
+                    let result = if outputs.len() > max_in_flight {
+                        front
+                            .recv()
+                            .map_err(|_| Error::Internal("an encode task vanished".into()))?
+                    } else {
+                        match front.try_recv() {
+                            Ok(r) => r,
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Disconnected) => {
+                                return Err(Error::Internal("an encode task vanished".into()))
+                            }
+                        }
+                    };
+                    outputs.pop_front();
+                    self.consume(result?)?;
+                }
+            }
+            if let Some(part) = self.router.finish() {
+                self.part_for(part)?.windower.end_doc();
+            }
+            for p in &mut self.parts {
+                p.windower.finish();
+            }
+            let all: Vec<usize> = (0..self.parts.len()).collect();
+            let jobs = self.collect_jobs(&all, true)?;
+            spawn_outputs(jobs, &mut outputs);
+            while let Some(rx) = outputs.pop_front() {
+                let result = rx
+                    .recv()
+                    .map_err(|_| Error::Internal("an encode task vanished".into()))?;
+                self.consume(result?)?;
+            }
+            for p in &mut self.parts {
+                p.files.close_open()?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Appends an encoded row group, or buffers scattered rows.
+    fn consume(&mut self, output: Output) -> Result<()> {
+        match output {
+            Output::Encoded(e) => {
+                let part = e.part;
+                self.parts[part].files.append(e)
+            }
+            Output::Scattered((part, pieces)) => {
+                self.parts[part].spill.as_mut().expect("spill").push(pieces)
+            }
+        }
+    }
+}
+
+pub(super) fn encode_job<T: Token>(
+    job: Job<T>,
+    factory: &ArrowRowGroupWriterFactory,
+    layout: &OutputLayout,
+    carry: &[usize],
+) -> Result<EncodedRowGroup> {
+    let batch = match job.payload {
+        Payload::Windows(w) => materialize(&w, layout, carry)?,
+        Payload::Batch(b) => b,
+    };
+    let chunks = encode_row_group(factory, job.row_group, &batch, &job.name)?;
+    Ok(EncodedRowGroup {
+        part: job.part,
+        file_seq: job.file_seq,
+        close_after: job.close_after,
+        rows: batch.num_rows(),
+        chunks,
+    })
+}
+
+pub(super) fn make_progress(enabled: bool, rows: u64) -> Option<ProgressBar> {
+    if !enabled || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let pb = ProgressBar::new(rows);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} rows {msg} (ETA {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    Some(pb)
+}

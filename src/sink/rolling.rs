@@ -1,0 +1,366 @@
+//! The rolling part-file writer, one type for every row order: row groups
+//! are cut from a partition's rows in order, encoded on any thread, and
+//! appended to `part-NNNNN.parquet` files that roll over at
+//! `sink.max_rows_per_file`.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use parquet::arrow::arrow_writer::{
+    ArrowColumnChunk, ArrowRowGroupWriterFactory, ArrowWriterOptions,
+};
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+
+use super::local::create_dir_all;
+use super::manifest::FileEntry;
+use super::Dest;
+use crate::error::{Error, Result};
+use crate::hive::part_file_name;
+
+/// The byte sink of one output file (behind one `BufWriter`, so that the
+/// writer's many small writes reach a file or an upload in 1 MiB pieces).
+enum PartSink {
+    File(File),
+    Store(crate::store::Upload),
+}
+
+impl Write for PartSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            PartSink::File(f) => f.write(buf),
+            PartSink::Store(u) => u.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            PartSink::File(f) => f.flush(),
+            PartSink::Store(u) => u.flush(),
+        }
+    }
+}
+
+/// An output file being written; row groups are encoded elsewhere and appended in order.
+pub struct PartFile {
+    /// Path relative to the dataset root.
+    pub name: String,
+    path: PathBuf,
+    writer: SerializedFileWriter<BufWriter<PartSink>>,
+    /// Rows appended so far.
+    pub rows: u64,
+}
+
+impl std::fmt::Debug for PartFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartFile")
+            .field("name", &self.name)
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+impl PartFile {
+    /// Creates `name` below `dest` with the output schema and properties.
+    ///
+    /// # Errors
+    /// [`Error::Io`] / [`Error::Write`] when the file cannot be created.
+    pub fn create(
+        dest: &Dest,
+        name: String,
+        schema: &SchemaRef,
+        props: &WriterProperties,
+    ) -> Result<PartFile> {
+        let (name, path, sink) = match dest {
+            Dest::Dir(root) => {
+                let path = root.join(&name);
+                if let Some(parent) = path.parent() {
+                    create_dir_all(parent)?;
+                }
+                let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+                (name, path, PartSink::File(file))
+            }
+            Dest::Store(d) => {
+                let name = dest.file_name(&name);
+                let key = d
+                    .remote
+                    .child(&name)
+                    .map_err(|m| Error::sink(&d.remote.url, m))?;
+                let path = d.remote.display(&key);
+                d.record(key.clone());
+                let upload = crate::store::Upload::start(d.remote.store.as_ref(), &key)
+                    .map_err(|e| Error::io(&path, e))?;
+                (name, path, PartSink::Store(upload))
+            }
+        };
+        let options = ArrowWriterOptions::new().with_properties(props.clone());
+        let sink = BufWriter::with_capacity(1 << 20, sink);
+        let writer = ArrowWriter::try_new_with_options(sink, Arc::clone(schema), options)
+            .map_err(|e| Error::write(&path, e))?;
+        let (writer, _) = writer
+            .into_serialized_writer()
+            .map_err(|e| Error::write(&path, e))?;
+        Ok(PartFile {
+            name,
+            path,
+            writer,
+            rows: 0,
+        })
+    }
+
+    /// Appends an encoded row group.
+    ///
+    /// # Errors
+    /// [`Error::Write`] (including I/O errors such as a full disk).
+    pub fn append(&mut self, chunks: Vec<ArrowColumnChunk>, rows: usize) -> Result<()> {
+        let mut rg = self
+            .writer
+            .next_row_group()
+            .map_err(|e| write_error(&self.path, e))?;
+        for c in chunks {
+            c.append_to_row_group(&mut rg)
+                .map_err(|e| write_error(&self.path, e))?;
+        }
+        rg.close().map_err(|e| write_error(&self.path, e))?;
+        self.rows += rows as u64;
+        Ok(())
+    }
+
+    /// Writes the footer and closes the file.
+    ///
+    /// # Errors
+    /// [`Error::Write`] / [`Error::Io`].
+    pub fn close(mut self) -> Result<FileEntry> {
+        self.writer
+            .finish()
+            .map_err(|e| write_error(&self.path, e))?;
+        let bytes = self.writer.bytes_written() as u64;
+        // `finish` flushed the BufWriter; an upload still has to complete.
+        if let PartSink::Store(upload) = self.writer.inner_mut().get_mut() {
+            upload.finish().map_err(|e| Error::io(&self.path, e))?;
+        }
+        Ok(FileEntry {
+            name: self.name,
+            rows: self.rows,
+            bytes,
+        })
+    }
+}
+
+fn write_error(path: &Path, e: parquet::errors::ParquetError) -> Error {
+    match e {
+        parquet::errors::ParquetError::External(inner) => {
+            match inner.downcast::<std::io::Error>() {
+                Ok(io) => Error::io(path, *io),
+                Err(other) => Error::write(path, other),
+            }
+        }
+        other => Error::write(path, other),
+    }
+}
+
+/// What every part file of a run shares: where files go, the schema and
+/// writer properties, the row-group encoder factory, and the sizes.
+pub struct WriteSettings {
+    /// Where files are created.
+    pub dest: Dest,
+    /// The output schema.
+    pub schema: SchemaRef,
+    /// Writer properties.
+    pub props: WriterProperties,
+    /// Builds the column writers of a row group on any thread. It depends
+    /// only on the schema and properties, so no file has to be open to
+    /// encode a row group.
+    pub factory: Arc<ArrowRowGroupWriterFactory>,
+    /// Windows per row group.
+    pub row_group_rows: usize,
+    /// Windows per file.
+    pub max_rows_per_file: u64,
+}
+
+impl WriteSettings {
+    /// Settings for files of `schema` written with `props` below `dest`.
+    ///
+    /// # Errors
+    /// [`Error::Write`] if the writer refuses the schema or properties.
+    pub fn new(
+        dest: Dest,
+        schema: SchemaRef,
+        props: WriterProperties,
+        row_group_rows: usize,
+        max_rows_per_file: u64,
+    ) -> Result<WriteSettings> {
+        let options = ArrowWriterOptions::new().with_properties(props.clone());
+        let (_, factory) =
+            ArrowWriter::try_new_with_options(std::io::sink(), Arc::clone(&schema), options)
+                .and_then(|w| w.into_serialized_writer())
+                .map_err(|e| Error::write("<output schema>", e))?;
+        Ok(WriteSettings {
+            dest,
+            schema,
+            props,
+            factory: Arc::new(factory),
+            row_group_rows,
+            max_rows_per_file,
+        })
+    }
+}
+
+/// A row group cut from a partition's rows, to be encoded on any thread and
+/// appended in the order it was cut. `P` holds the rows.
+pub struct RowGroupJob<P> {
+    /// The partition's index in the run.
+    pub part: usize,
+    /// The file's sequence number within the partition.
+    pub file_seq: usize,
+    /// The row group's index within the file.
+    pub row_group: usize,
+    /// Whether the file is complete after this row group.
+    pub close_after: bool,
+    /// The file name, for messages.
+    pub name: String,
+    /// The rows.
+    pub payload: P,
+}
+
+/// An encoded row group, ready to append.
+pub struct EncodedRowGroup {
+    /// The partition's index in the run.
+    pub part: usize,
+    /// The file's sequence number within the partition.
+    pub file_seq: usize,
+    /// Whether the file is complete after this row group.
+    pub close_after: bool,
+    /// Rows in the row group.
+    pub rows: usize,
+    /// The encoded column chunks.
+    pub chunks: Vec<ArrowColumnChunk>,
+}
+
+/// The part files of one output partition: cuts row groups and rolls files
+/// at `max_rows_per_file`. A file is opened when its first encoded row group
+/// is appended and closed after its last, so a partition holds at most one
+/// open file, however many row groups are in flight.
+pub struct PartFiles {
+    part: usize,
+    dir: String,
+    settings: Arc<WriteSettings>,
+    /// Files started by [`PartFiles::cut`].
+    started: usize,
+    /// The file being appended to, with its sequence number.
+    open: Option<(usize, PartFile)>,
+    done: Vec<FileEntry>,
+    /// Rows cut into the current file.
+    planned: u64,
+    row_groups: usize,
+    /// A file has been started and not yet cut to its end.
+    current: bool,
+}
+
+impl PartFiles {
+    /// The files of partition `part` in directory `dir` (empty: the root).
+    pub fn new(part: usize, dir: &str, settings: Arc<WriteSettings>) -> PartFiles {
+        PartFiles {
+            part,
+            dir: dir.to_string(),
+            settings,
+            started: 0,
+            open: None,
+            done: Vec::new(),
+            planned: 0,
+            row_groups: 0,
+            current: false,
+        }
+    }
+
+    /// Cuts row groups while enough rows are available (all of them when
+    /// `finish`); `take(n)` removes the first `n` rows.
+    ///
+    /// # Errors
+    /// Whatever `take` returns.
+    pub fn cut<P>(
+        &mut self,
+        mut available: usize,
+        finish: bool,
+        take: &mut dyn FnMut(usize) -> Result<P>,
+        out: &mut Vec<RowGroupJob<P>>,
+    ) -> Result<()> {
+        let s = &self.settings;
+        loop {
+            let planned = if self.current { self.planned } else { 0 };
+            let size = (s.row_group_rows as u64).min(s.max_rows_per_file - planned) as usize;
+            if available == 0 || (available < size && !finish) {
+                return Ok(());
+            }
+            let n = size.min(available);
+            if !self.current {
+                self.started += 1;
+                self.current = true;
+                self.planned = 0;
+                self.row_groups = 0;
+            }
+            available -= n;
+            self.planned += n as u64;
+            let close_after = self.planned == s.max_rows_per_file || (finish && available == 0);
+            let file_seq = self.started - 1;
+            out.push(RowGroupJob {
+                part: self.part,
+                file_seq,
+                row_group: self.row_groups,
+                close_after,
+                name: s.dest.file_name(&part_file_name(&self.dir, file_seq)),
+                payload: take(n)?,
+            });
+            self.row_groups += 1;
+            if close_after {
+                self.current = false;
+            }
+        }
+    }
+
+    /// Appends an encoded row group (in the order the row groups were cut),
+    /// opening its file first if it is the file's first row group.
+    ///
+    /// # Errors
+    /// [`Error::Io`] / [`Error::Write`].
+    pub fn append(&mut self, e: EncodedRowGroup) -> Result<()> {
+        if self.open.as_ref().is_none_or(|(seq, _)| *seq != e.file_seq) {
+            if let Some((_, previous)) = self.open.take() {
+                self.done.push(previous.close()?);
+            }
+            let s = &self.settings;
+            let name = part_file_name(&self.dir, e.file_seq);
+            let file = PartFile::create(&s.dest, name, &s.schema, &s.props)?;
+            self.open = Some((e.file_seq, file));
+        }
+        let (_, file) = self.open.as_mut().expect("opened above");
+        file.append(e.chunks, e.rows)?;
+        if e.close_after {
+            let (_, file) = self.open.take().expect("open");
+            self.done.push(file.close()?);
+        }
+        Ok(())
+    }
+
+    /// Closes the file still open (the partition ended exactly at the end of
+    /// a row group that was not marked as the file's last).
+    ///
+    /// # Errors
+    /// [`Error::Io`] / [`Error::Write`].
+    pub fn close_open(&mut self) -> Result<()> {
+        if let Some((_, file)) = self.open.take() {
+            self.done.push(file.close()?);
+        }
+        self.current = false;
+        Ok(())
+    }
+
+    /// The manifest entries of the closed files, in order.
+    pub fn take_entries(&mut self) -> Vec<FileEntry> {
+        std::mem::take(&mut self.done)
+    }
+}
