@@ -62,6 +62,28 @@ pub enum Error {
         message: String,
     },
 
+    /// The source's object store cannot be used as configured, or refused a
+    /// request before anything was written (exit code 2).
+    #[error("{path}: {source}")]
+    SourceStore {
+        /// The source URL or object.
+        path: PathBuf,
+        /// What the store said.
+        #[source]
+        source: Box<crate::store::StoreError>,
+    },
+
+    /// The sink's object store cannot be used as configured, or refused a
+    /// request before anything was written (exit code 2).
+    #[error("{path}: {source}")]
+    SinkStore {
+        /// The sink URL.
+        path: PathBuf,
+        /// What the store said.
+        #[source]
+        source: Box<crate::store::StoreError>,
+    },
+
     /// A dataset given to `inspect` is not a valid seqwin dataset.
     #[error("{path}: {message}")]
     Dataset {
@@ -105,6 +127,8 @@ impl Error {
             | Error::Override { .. }
             | Error::Input { .. }
             | Error::Sink { .. }
+            | Error::SourceStore { .. }
+            | Error::SinkStore { .. }
             | Error::Dataset { .. } => 2,
             Error::Io { .. } | Error::Write { .. } | Error::Internal(_) => 1,
         }
@@ -128,6 +152,20 @@ impl Error {
         Error::Write {
             path: path.into(),
             message: message.to_string(),
+        }
+    }
+
+    pub(crate) fn source_store(path: impl Into<PathBuf>, source: crate::store::StoreError) -> Self {
+        Error::SourceStore {
+            path: path.into(),
+            source: Box::new(source),
+        }
+    }
+
+    pub(crate) fn sink_store(path: impl Into<PathBuf>, source: crate::store::StoreError) -> Self {
+        Error::SinkStore {
+            path: path.into(),
+            source: Box::new(source),
         }
     }
 

@@ -1,6 +1,8 @@
 //! Hive partition paths, written and read in one place: `key=value`
 //! directory names with Hive/Spark escaping, and the names of data files.
 
+use std::path::Path;
+
 /// Hive's name for a null or empty partition value.
 pub const HIVE_DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 
@@ -71,4 +73,22 @@ pub fn is_part_file_name(name: &str) -> bool {
     name.strip_prefix("part-")
         .and_then(|r| r.strip_suffix(".parquet"))
         .is_some_and(|digits| digits.len() >= 5 && digits.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `key=value` directory components of `file` below `root`.
+pub fn directory_values(root: &Path, file: &Path) -> Vec<(String, String)> {
+    let rel = file.strip_prefix(root).unwrap_or(file);
+    let mut out = Vec::new();
+    if let Some(parent) = rel.parent() {
+        for c in parent.components() {
+            let s = c.as_os_str().to_string_lossy();
+            if let Some((k, v)) = s.split_once('=') {
+                if !k.is_empty() {
+                    let v = unescape_partition_value(v);
+                    out.push((k.to_string(), v));
+                }
+            }
+        }
+    }
+    out
 }

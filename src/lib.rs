@@ -32,6 +32,7 @@ pub mod config;
 pub mod error;
 pub mod hive;
 pub mod inspect;
+pub mod location;
 pub mod order;
 pub mod pipeline;
 pub mod plan;

@@ -9,7 +9,7 @@ use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 
 use crate::config::{OptionValue, PipelineConfig, SinkMode};
 use crate::error::{Error, Result};
-use crate::store::PathKind;
+use crate::location::Location;
 use crate::window::{ExtraColumn, Remainder, WindowSpec};
 
 /// Longest window accepted (tokens); a larger `seq_len` is refused at check time.
@@ -51,8 +51,8 @@ pub struct Plan {
 /// Validated `source:`.
 #[derive(Debug, Clone)]
 pub struct SourcePlan {
-    /// File, directory or glob, resolved against the pipeline's directory.
-    pub path: PathBuf,
+    /// File, directory or glob (resolved against the pipeline's directory), or an object store URL.
+    pub path: Location,
     /// Token column.
     pub tokens: String,
     /// Document id column.
@@ -96,8 +96,8 @@ pub enum RowOrder {
 /// Validated `sink:`.
 #[derive(Debug, Clone)]
 pub struct SinkPlan {
-    /// Output directory.
-    pub path: PathBuf,
+    /// Output directory, or an object store prefix.
+    pub path: Location,
     /// Partition columns (`split` and/or carried columns).
     pub partition_by: Vec<String>,
     /// Parquet compression.
@@ -333,7 +333,7 @@ impl Plan {
             ("source.storage_options", &src.storage_options, &source_path),
             ("sink.storage_options", &sk.storage_options, &sink_path),
         ] {
-            if !options.is_empty() && crate::store::remote_url(path).is_none() {
+            if !options.is_empty() && !path.is_remote() {
                 problems.push(format!(
                     "`{key}` is only used with an object store path (s3://, gs://, az://)"
                 ));
@@ -396,18 +396,13 @@ fn check_range(problems: &mut Vec<String>, key: &str, value: i64, min: i64, max:
     }
 }
 
-/// Resolves a path key: local paths against the pipeline's directory,
-/// `file://` URLs to local paths, object store URLs kept as they are.
-fn locate(problems: &mut Vec<String>, key: &str, base: &Path, path: &str) -> PathBuf {
-    match crate::store::classify(path) {
-        Ok(PathKind::Local(p)) if p.is_absolute() => p,
-        Ok(PathKind::Local(p)) => base.join(p),
-        Ok(PathKind::Remote(url)) => PathBuf::from(url),
-        Err(message) => {
-            problems.push(format!("`{key}`: {message}"));
-            PathBuf::new()
-        }
-    }
+/// Classifies a path key; a problem is recorded (and a placeholder
+/// returned) when it cannot be read.
+fn locate(problems: &mut Vec<String>, key: &str, base: &Path, path: &str) -> Location {
+    Location::parse(path, base).unwrap_or_else(|message| {
+        problems.push(format!("`{key}`: {message}"));
+        Location::Local(PathBuf::new())
+    })
 }
 
 fn text_options(options: &BTreeMap<String, OptionValue>) -> BTreeMap<String, String> {

@@ -218,7 +218,7 @@ impl<'a, T: Token> Run<'a, T> {
         staging.commit(&manifest)?;
         Ok(RunReport {
             manifest,
-            sink: plan.sink.path.clone(),
+            sink: plan.sink.path.to_path_buf(),
         })
     }
 

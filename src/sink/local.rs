@@ -105,8 +105,8 @@ impl Staging {
     /// # Errors
     /// [`Error::Sink`] when another run holds the sink or the sink may not be
     /// written; [`Error::Io`] when the parent cannot be created.
-    pub fn prepare(plan: &SinkPlan) -> Result<Staging> {
-        let sink = plan.path.clone();
+    pub fn prepare(plan: &SinkPlan, sink: &Path) -> Result<Staging> {
+        let sink = sink.to_path_buf();
         if sink.file_name().is_none() {
             return Err(Error::sink(&sink, "sink.path must name a directory"));
         }

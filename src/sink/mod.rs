@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::error::Result;
+use crate::location::Location;
 use crate::plan::SinkPlan;
 
 pub mod encode;
@@ -60,9 +61,11 @@ impl Target {
     /// # Errors
     /// [`Error::Sink`] when the sink may not be written; [`Error::Io`].
     pub fn prepare(plan: &SinkPlan) -> Result<Target> {
-        match crate::store::remote_url(&plan.path) {
-            Some(url) => Ok(Target::Remote(RemoteStaging::prepare(plan, url)?)),
-            None => Ok(Target::Local(Staging::prepare(plan)?)),
+        match &plan.path {
+            Location::Remote(url) => {
+                Ok(Target::Remote(RemoteStaging::prepare(plan, url.as_str())?))
+            }
+            Location::Local(path) => Ok(Target::Local(Staging::prepare(plan, path)?)),
         }
     }
 

@@ -79,7 +79,8 @@ impl RemoteStaging {
     /// [`Error::Sink`] (exit 2) for missing credentials, a missing bucket, a
     /// refused prefix; [`Error::Io`] when the marker cannot be written.
     pub fn prepare(plan: &SinkPlan, url: &str) -> Result<RemoteStaging> {
-        let remote = Remote::open(url, &plan.storage_options).map_err(|m| Error::sink(url, m))?;
+        let remote =
+            Remote::open(url, &plan.storage_options).map_err(|e| Error::sink_store(url, e))?;
         if remote.prefix.as_ref().is_empty() {
             return Err(Error::sink(
                 url,
@@ -92,7 +93,7 @@ impl RemoteStaging {
                 format!("cannot list the sink: {}", store::describe(&e)),
             )
         })?;
-        let key = |name: &str| remote.child(name).map_err(|m| Error::sink(url, m));
+        let key = |name: &str| remote.child(name).map_err(|e| Error::sink_store(url, e));
         let (manifest_key, success_key, marker_key) =
             (key(MANIFEST)?, key(SUCCESS)?, key(WRITING)?);
         let has = |k: &Key| old.iter().any(|m| &m.location == k);
@@ -182,7 +183,7 @@ impl RemoteStaging {
     pub fn commit(mut self, manifest: &Manifest) -> Result<()> {
         let remote = &self.dest.remote;
         let url = PathBuf::from(&remote.url);
-        let key = |name: &str| remote.child(name).map_err(|m| Error::sink(&url, m));
+        let key = |name: &str| remote.child(name).map_err(|e| Error::sink_store(&url, e));
         let io = |k: &Key| {
             let p = remote.display(k);
             move |e| Error::io(p, store::io_error(e))

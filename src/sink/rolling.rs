@@ -89,7 +89,7 @@ impl PartFile {
                 let key = d
                     .remote
                     .child(&name)
-                    .map_err(|m| Error::sink(&d.remote.url, m))?;
+                    .map_err(|e| Error::sink_store(&d.remote.url, e))?;
                 let path = d.remote.display(&key);
                 d.record(key.clone());
                 let upload = crate::store::Upload::start(d.remote.store.as_ref(), &key)

@@ -1,0 +1,142 @@
+//! Where a path of the pipeline points: a local file or directory, or an
+//! object store URL. Classified once, when the config is compiled; nothing
+//! downstream looks at the text again.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// URL schemes that name an object store.
+pub const SCHEMES: &[&str] = &["s3", "s3a", "gs", "az", "azure", "abfs", "abfss"];
+
+/// A classified `source.path` / `sink.path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A local path (`file://` URLs are converted), resolved against the
+    /// pipeline file's directory.
+    Local(PathBuf),
+    /// An object store URL.
+    Remote(StoreUrl),
+}
+
+/// An object store URL: lower-case scheme, a bucket or container, no
+/// trailing slash (`s3://bucket/prefix`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreUrl(String);
+
+impl StoreUrl {
+    /// The URL text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Location {
+    /// Classifies a path string of the pipeline; relative local paths are
+    /// resolved against `base`.
+    ///
+    /// # Errors
+    /// A message for an unsupported scheme, a URL without a bucket, or a
+    /// malformed `file://` URL.
+    pub fn parse(text: &str, base: &Path) -> Result<Location, String> {
+        let Some((scheme, _)) = text.split_once("://") else {
+            return Ok(Location::local(PathBuf::from(text), base));
+        };
+        let lower = scheme.to_ascii_lowercase();
+        if lower == "file" {
+            let url = url::Url::parse(text)
+                .map_err(|e| format!("`{text}` is not a valid file:// URL: {e}"))?;
+            return url
+                .to_file_path()
+                .map(|p| Location::local(p, base))
+                .map_err(|()| format!("`{text}` is not a local file:// URL"));
+        }
+        if SCHEMES.contains(&lower.as_str()) {
+            let rest = &text[scheme.len() + 3..];
+            if rest.split('/').next().unwrap_or("").is_empty() {
+                return Err(format!("`{text}` names no bucket or container"));
+            }
+            return Ok(Location::Remote(StoreUrl(format!(
+                "{lower}://{}",
+                rest.trim_end_matches('/')
+            ))));
+        }
+        Err(format!(
+            "unsupported URL scheme `{scheme}://` (supported: file, {})",
+            SCHEMES.join(", ")
+        ))
+    }
+
+    fn local(path: PathBuf, base: &Path) -> Location {
+        if path.is_absolute() {
+            Location::Local(path)
+        } else {
+            Location::Local(base.join(path))
+        }
+    }
+
+    /// The location as a path, for messages and reports (URLs as they are).
+    pub fn to_path_buf(&self) -> PathBuf {
+        match self {
+            Location::Local(p) => p.clone(),
+            Location::Remote(u) => PathBuf::from(u.as_str()),
+        }
+    }
+
+    /// Whether the location is an object store URL.
+    pub fn is_remote(&self) -> bool {
+        matches!(self, Location::Remote(_))
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Local(p) => write!(f, "{}", p.display()),
+            Location::Remote(u) => f.write_str(u.as_str()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_urls_are_classified_once() {
+        let base = Path::new("/pipes");
+        assert_eq!(
+            Location::parse("data/x", base).unwrap(),
+            Location::Local(PathBuf::from("/pipes/data/x"))
+        );
+        assert_eq!(
+            Location::parse("/abs/x", base).unwrap(),
+            Location::Local(PathBuf::from("/abs/x"))
+        );
+        assert_eq!(
+            Location::parse("file:///tmp/a%20b", base).unwrap(),
+            Location::Local(PathBuf::from("/tmp/a b"))
+        );
+        assert_eq!(
+            Location::parse("S3://bucket/pre/fix/", base).unwrap(),
+            Location::Remote(StoreUrl("s3://bucket/pre/fix".into()))
+        );
+        assert_eq!(
+            Location::parse("hdfs://x/y", base).unwrap_err(),
+            "unsupported URL scheme `hdfs://` (supported: file, s3, s3a, gs, az, azure, abfs, abfss)"
+        );
+        assert_eq!(
+            Location::parse("gs:///nobucket", base).unwrap_err(),
+            "`gs:///nobucket` names no bucket or container"
+        );
+        assert_eq!(
+            Location::parse("/local/s3:/x", base).unwrap(),
+            Location::Local(PathBuf::from("/local/s3:/x"))
+        );
+    }
+}

@@ -1,0 +1,238 @@
+//! Finding the input files (a file, a directory searched recursively, a
+//! glob; locally or under an object store prefix) and reading their footers.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use object_store::path::Path as Key;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use rayon::prelude::*;
+
+use crate::error::{contain, Error, Result};
+use crate::plan::SourcePlan;
+use crate::store::Remote;
+
+use super::{Opened, RemoteFile};
+
+/// Characters that make a source path a glob; the path components before
+/// the first one holding any of them are the root (local) or the listed
+/// prefix (object stores).
+const GLOB_CHARS: [char; 3] = ['*', '?', '['];
+
+/// A footer that could not be read, or whose reader panicked (`contain`).
+pub(super) fn unreadable(p: &Path, m: impl std::fmt::Display) -> Error {
+    Error::input(p, format!("not a readable Parquet file: {m}"))
+}
+
+pub(super) fn reader_failed(p: &Path, m: String) -> Error {
+    Error::input(
+        p,
+        format!("not a readable Parquet file (the reader failed: {m})"),
+    )
+}
+
+/// Lists a local source (directory, file or glob) and reads every footer.
+pub(super) fn open_local(path: &Path) -> Result<(Vec<Result<Opened>>, PathBuf)> {
+    let (paths, root) = discover(path)?;
+    let opened = paths
+        .par_iter()
+        .map(|p| {
+            let file = File::open(p)
+                .map_err(|e| Error::input(p, format!("cannot open input file: {e}")))?;
+            let bytes = file.metadata().map_err(|e| Error::io(p, e))?.len();
+            let meta = contain(
+                || {
+                    ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
+                        .map_err(|e| unreadable(p, e))
+                },
+                |m| reader_failed(p, m),
+            )?;
+            Ok((p.clone(), bytes, meta, None))
+        })
+        .collect();
+    Ok((opened, root))
+}
+
+/// Lists an object store source (a prefix, one object, or a glob over keys)
+/// and reads every footer with range requests.
+pub(super) fn open_remote(plan: &SourcePlan, url: &str) -> Result<(Vec<Result<Opened>>, PathBuf)> {
+    let remote =
+        Remote::open(url, &plan.storage_options).map_err(|e| Error::source_store(url, e))?;
+    let listing = |prefix: &Key| {
+        remote.list(prefix).map_err(|e| {
+            Error::input(
+                url,
+                format!("cannot list the source: {}", crate::store::describe(&e)),
+            )
+        })
+    };
+    let key_text = remote.prefix.as_ref().to_string();
+    let mut found: Vec<(Key, u64)> = Vec::new();
+    let root: PathBuf;
+    if key_text.contains(GLOB_CHARS) {
+        let literal: Vec<&str> = key_text
+            .split('/')
+            .take_while(|c| !c.contains(GLOB_CHARS))
+            .collect();
+        let pattern = glob::Pattern::new(&key_text)
+            .map_err(|e| Error::input(url, format!("invalid glob pattern: {e}")))?;
+        let options = glob::MatchOptions {
+            require_literal_separator: true,
+            require_literal_leading_dot: true,
+            ..glob::MatchOptions::new()
+        };
+        let prefix = Key::from_iter(literal.iter().copied());
+        root = remote.display(&prefix);
+        for m in listing(&prefix)? {
+            if pattern.matches_with(m.location.as_ref(), options) {
+                found.push((m.location, m.size));
+            }
+        }
+        if found.is_empty() {
+            return Err(Error::input(url, "no Parquet files match this glob"));
+        }
+    } else {
+        let single = remote.head(&remote.prefix).ok().flatten();
+        match single {
+            Some(m) if !key_text.is_empty() => {
+                let parent: Key = remote
+                    .prefix
+                    .parts()
+                    .take(remote.prefix.parts().count().saturating_sub(1))
+                    .collect();
+                root = remote.display(&parent);
+                found.push((m.location, m.size));
+            }
+            _ => {
+                root = PathBuf::from(url);
+                let depth = remote.prefix.parts().count();
+                for m in listing(&remote.prefix)? {
+                    let rel: Vec<_> = m.location.parts().skip(depth).collect();
+                    let hidden = rel.iter().any(|p| {
+                        let p = p.as_ref();
+                        p.starts_with('_') || p.starts_with('.')
+                    });
+                    let parquet = rel
+                        .last()
+                        .is_some_and(|p| p.as_ref().to_ascii_lowercase().ends_with(".parquet"));
+                    if parquet && !hidden {
+                        found.push((m.location, m.size));
+                    }
+                }
+                if found.is_empty() {
+                    return Err(Error::input(
+                        url,
+                        "no Parquet files found (searched recursively for *.parquet under this prefix)",
+                    ));
+                }
+            }
+        }
+    }
+    let opened = found
+        .par_iter()
+        .map(|(key, size)| {
+            let p = remote.display(key);
+            let md = contain(
+                || {
+                    crate::store::read_footer(remote.store.as_ref(), key, *size)
+                        .map_err(|e| Error::source_store(&p, e))
+                },
+                |m| reader_failed(&p, m),
+            )?;
+            let meta = ArrowReaderMetadata::try_new(Arc::new(md), ArrowReaderOptions::new())
+                .map_err(|e| unreadable(&p, e))?;
+            Ok((
+                p,
+                *size,
+                meta,
+                Some(RemoteFile {
+                    store: Arc::clone(&remote.store),
+                    key: key.clone(),
+                }),
+            ))
+        })
+        .collect();
+    Ok((opened, root))
+}
+
+/// Lists the files of a source path, sorted, with the root that hive
+/// directories are read relative to.
+pub(super) fn discover(path: &Path) -> Result<(Vec<PathBuf>, PathBuf)> {
+    let text = path.to_string_lossy();
+    if text.contains(GLOB_CHARS) {
+        let root: PathBuf = path
+            .components()
+            .take_while(|c| !c.as_os_str().to_string_lossy().contains(GLOB_CHARS))
+            .collect();
+        let options = glob::MatchOptions {
+            require_literal_leading_dot: true,
+            ..glob::MatchOptions::new()
+        };
+        let entries = glob::glob_with(&text, options)
+            .map_err(|e| Error::input(path, format!("invalid glob pattern: {e}")))?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let p =
+                entry.map_err(|e| Error::input(e.path(), format!("cannot read: {}", e.error())))?;
+            if p.is_file() {
+                files.push(p);
+            }
+        }
+        files.sort();
+        if files.is_empty() {
+            return Err(Error::input(path, "no Parquet files match this glob"));
+        }
+        return Ok((files, root));
+    }
+    let meta = std::fs::metadata(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::input(path, "source path does not exist")
+        } else {
+            Error::input(path, format!("cannot read source path: {e}"))
+        }
+    })?;
+    if meta.is_file() {
+        let root = path.parent().unwrap_or(Path::new("")).to_path_buf();
+        return Ok((vec![path.to_path_buf()], root));
+    }
+    let mut files = Vec::new();
+    let walker = walkdir::WalkDir::new(path)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            e.depth() == 0 || {
+                let name = e.file_name().to_string_lossy();
+                !name.starts_with('_') && !name.starts_with('.')
+            }
+        });
+    for entry in walker {
+        let entry = entry.map_err(|e| {
+            Error::input(
+                e.path().unwrap_or(path),
+                format!(
+                    "cannot read directory: {}",
+                    e.io_error().map_or("loop".to_string(), |i| i.to_string())
+                ),
+            )
+        })?;
+        if entry.file_type().is_file()
+            && entry
+                .file_name()
+                .to_string_lossy()
+                .to_ascii_lowercase()
+                .ends_with(".parquet")
+        {
+            files.push(entry.into_path());
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::input(
+            path,
+            "no Parquet files found (searched recursively for *.parquet)",
+        ));
+    }
+    Ok((files, path.to_path_buf()))
+}

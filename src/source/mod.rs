@@ -1,0 +1,207 @@
+//! The input side: file discovery, schema checks, and reading the corpus one
+//! row group ("unit") at a time, so that memory never grows with its size.
+//!
+//! A source is a Parquet file, a directory (searched recursively for
+//! `*.parquet`, sorted by path, skipping names that start with `_` or `.`), or
+//! a glob. Hive-style `key=value` directories below the root become string
+//! columns that can be carried or used as ids.
+
+mod discover;
+mod read;
+mod schema;
+
+use discover::{open_local, open_remote};
+pub(crate) use schema::project;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use object_store::path::Path as Key;
+use object_store::ObjectStore;
+use parquet::arrow::arrow_reader::ArrowReaderMetadata;
+
+use crate::error::{Error, Result};
+use crate::location::Location;
+use crate::plan::SourcePlan;
+
+/// One input file with its footer.
+#[derive(Debug, Clone)]
+pub struct InputFile {
+    /// Path as resolved.
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Hive partition values from the directories, in key order of the first file.
+    pub hive: Vec<(String, String)>,
+    meta: ArrowReaderMetadata,
+    /// Indices of the projected root columns, in `[tokens, id?, carry…]` order (None for hive columns).
+    roots: Vec<Option<usize>>,
+    /// Where the file lives when it is in an object store.
+    remote: Option<RemoteFile>,
+}
+
+/// An input file in an object store.
+#[derive(Debug, Clone)]
+pub(super) struct RemoteFile {
+    store: Arc<dyn ObjectStore>,
+    key: Key,
+}
+
+/// A file found by discovery: path (or URL), size, footer, store location.
+pub(super) type Opened = (PathBuf, u64, ArrowReaderMetadata, Option<RemoteFile>);
+
+/// One row group of one file: the unit of parallel reading.
+#[derive(Debug, Clone, Copy)]
+pub struct Unit {
+    /// Index into [`Source::files`].
+    pub file: usize,
+    /// Row group within the file.
+    pub row_group: usize,
+    /// Rows in the row group.
+    pub rows: usize,
+    /// Row of the row group's first row within its file.
+    pub first_row: u64,
+    /// Ordinal of the row group's first row in the whole source.
+    pub first_ordinal: u64,
+    /// Estimated tokens (from the footer).
+    pub tokens_estimate: u64,
+}
+
+/// An opened, checked source.
+#[derive(Debug)]
+pub struct Source {
+    /// The source plan.
+    pub plan: SourcePlan,
+    /// Files in read order.
+    pub files: Vec<InputFile>,
+    /// Row groups in read order.
+    pub units: Vec<Unit>,
+    /// Schema of the batches [`Source::read_unit`] returns: tokens, id?, carry….
+    pub schema: SchemaRef,
+    /// Whether the token column is a flat integer column (one token per row).
+    pub flat: bool,
+}
+
+impl Source {
+    /// Finds the files, reads their footers and checks their schemas.
+    ///
+    /// # Errors
+    /// [`Error::Input`] for a missing path, no Parquet files, a file that is
+    /// not Parquet or is corrupted, a missing column (listing the available
+    /// ones) or a column of the wrong type.
+    pub fn open(plan: &SourcePlan) -> Result<Source> {
+        let (opened, root) = match &plan.path {
+            Location::Local(path) => open_local(path)?,
+            Location::Remote(url) => open_remote(plan, url.as_str())?,
+        };
+        let mut files = Vec::with_capacity(opened.len());
+        let mut units = Vec::new();
+        let mut ordinal = 0u64;
+        let mut schema: Option<SchemaRef> = None;
+        let mut hive_keys: Option<Vec<String>> = None;
+        let mut flat = false;
+        for item in opened {
+            let (path, bytes, meta, remote) = item?;
+            let hive = crate::hive::directory_values(&root, &path);
+            let keys: Vec<String> = hive.iter().map(|(k, _)| k.clone()).collect();
+            match &hive_keys {
+                None => hive_keys = Some(keys),
+                Some(k) if *k != keys => {
+                    return Err(Error::input(
+                        &path,
+                        format!(
+                            "hive partition directories differ from the first file's: expected keys [{}], found [{}]",
+                            k.join(", "),
+                            keys.join(", ")
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
+            let (file_schema, roots, is_flat) = project(plan, &path, meta.schema(), &hive)?;
+            match &schema {
+                None => {
+                    schema = Some(file_schema);
+                    flat = is_flat;
+                }
+                Some(s) => {
+                    for (a, b) in s.fields().iter().zip(file_schema.fields()).skip(1) {
+                        if a.data_type() != b.data_type() {
+                            return Err(Error::input(
+                                &path,
+                                format!(
+                                    "column `{}` is {} here but {} in {}",
+                                    b.name(),
+                                    b.data_type(),
+                                    a.data_type(),
+                                    files
+                                        .first()
+                                        .map(|f: &InputFile| f.path.display().to_string())
+                                        .unwrap_or_default()
+                                ),
+                            ));
+                        }
+                    }
+                    if is_flat != flat {
+                        return Err(Error::input(
+                            &path,
+                            format!("token column `{}` is a list in some files and a plain column in others", plan.tokens),
+                        ));
+                    }
+                }
+            }
+            let md = meta.metadata();
+            let token_leaf = md
+                .file_metadata()
+                .schema_descr()
+                .columns()
+                .iter()
+                .position(|c| {
+                    c.path().parts().first().map(String::as_str) == Some(plan.tokens.as_str())
+                });
+            let mut first_row = 0u64;
+            let file_index = files.len();
+            for (rg, g) in md.row_groups().iter().enumerate() {
+                let rows = g.num_rows().max(0) as u64;
+                if rows > 0 {
+                    let tokens_estimate =
+                        token_leaf.map_or(rows, |c| g.column(c).num_values().max(0) as u64);
+                    units.push(Unit {
+                        file: file_index,
+                        row_group: rg,
+                        rows: rows as usize,
+                        first_row,
+                        first_ordinal: ordinal,
+                        tokens_estimate,
+                    });
+                }
+                first_row += rows;
+                ordinal += rows;
+            }
+            files.push(InputFile {
+                path,
+                bytes,
+                rows: first_row,
+                hive,
+                meta,
+                roots,
+                remote,
+            });
+        }
+        Ok(Source {
+            plan: plan.clone(),
+            files,
+            units,
+            schema: schema.expect("at least one file"),
+            flat,
+        })
+    }
+
+    /// Total rows over all files.
+    pub fn total_rows(&self) -> u64 {
+        self.files.iter().map(|f| f.rows).sum()
+    }
+}

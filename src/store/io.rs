@@ -1,0 +1,222 @@
+//! Reading and writing objects: Parquet footers by suffix range, row
+//! groups by fetched column-chunk ranges, data files by multipart upload.
+
+use std::io::Write;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use object_store::path::Path as Key;
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use parquet::file::reader::{ChunkReader, Length};
+
+use super::{block_on, io_error, runtime, StoreError, CHUNK_BYTES, PARTS_IN_FLIGHT};
+
+/// Deletes objects with the store's bulk requests (S3 `DeleteObjects`, up to
+/// 1000 keys a request); missing ones are not an error.
+///
+/// # Errors
+/// The first error of the store other than "not found".
+pub async fn delete_all(
+    store: &dyn ObjectStore,
+    keys: Vec<Key>,
+) -> std::result::Result<(), object_store::Error> {
+    let mut results = store.delete_stream(Box::pin(futures_util::stream::iter(
+        keys.into_iter().map(Ok),
+    )));
+    while let Some(r) = results.next().await {
+        match r {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads a Parquet footer with range requests: a 64 KiB suffix first, then
+/// exactly the bytes the footer says it needs.
+///
+/// # Errors
+/// A message naming what failed (request or decoding).
+pub fn read_footer(
+    store: &dyn ObjectStore,
+    key: &Key,
+    size: u64,
+) -> std::result::Result<parquet::file::metadata::ParquetMetaData, StoreError> {
+    use parquet::errors::ParquetError;
+    use parquet::file::metadata::ParquetMetaDataReader;
+    let fetch = |n: u64| -> std::result::Result<Bytes, StoreError> {
+        let n = n.min(size);
+        block_on(store.get_range(key, size - n..size)).map_err(StoreError::Request)
+    };
+    let mut bytes = fetch(64 << 10)?;
+    let mut reader = ParquetMetaDataReader::new();
+    loop {
+        match reader.try_parse_sized(&bytes, size) {
+            Ok(()) => break,
+            Err(ParquetError::NeedMoreData(needed)) if (needed as u64) > bytes.len() as u64 => {
+                bytes = fetch(needed as u64)?;
+            }
+            Err(e) => return Err(StoreError::Footer(e)),
+        }
+    }
+    reader.finish().map_err(StoreError::Footer)
+}
+
+/// Byte ranges of one object fetched ahead of decoding, served to the
+/// Parquet reader as if they were the file (any read outside them is an error).
+#[derive(Debug, Clone)]
+pub struct Ranges {
+    size: u64,
+    /// `(offset, bytes)`, sorted and non-overlapping.
+    parts: Vec<(u64, Bytes)>,
+}
+
+impl Ranges {
+    /// Fetches `ranges` of `key` (adjacent ones are coalesced by the store).
+    ///
+    /// # Errors
+    /// The store's error.
+    pub fn fetch(
+        store: &dyn ObjectStore,
+        key: &Key,
+        size: u64,
+        mut ranges: Vec<std::ops::Range<u64>>,
+    ) -> std::result::Result<Ranges, object_store::Error> {
+        ranges.sort_by_key(|r| r.start);
+        // Merge overlapping ranges so that every read falls inside one part.
+        let mut merged: Vec<std::ops::Range<u64>> = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            match merged.last_mut() {
+                Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+                _ => merged.push(r),
+            }
+        }
+        let data = block_on(store.get_ranges(key, &merged))?;
+        Ok(Ranges {
+            size,
+            parts: merged.iter().map(|r| r.start).zip(data).collect(),
+        })
+    }
+
+    fn slice(&self, start: u64, len: Option<usize>) -> parquet::errors::Result<Bytes> {
+        let i = self.parts.partition_point(|(off, _)| *off <= start);
+        if i > 0 {
+            let (off, bytes) = &self.parts[i - 1];
+            let from = (start - off) as usize;
+            let to = len.map_or(bytes.len(), |l| from + l);
+            if to <= bytes.len() {
+                return Ok(bytes.slice(from..to));
+            }
+        }
+        Err(parquet::errors::ParquetError::General(format!(
+            "read at offset {start} outside the fetched column chunks"
+        )))
+    }
+}
+
+impl Length for Ranges {
+    fn len(&self) -> u64 {
+        self.size
+    }
+}
+
+impl ChunkReader for Ranges {
+    type T = bytes::buf::Reader<Bytes>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        use bytes::Buf;
+        Ok(self.slice(start, None)?.reader())
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        self.slice(start, Some(length))
+    }
+}
+
+/// A `Write` that streams into a multipart upload: parts of [`CHUNK_BYTES`]
+/// go out as they fill, at most [`PARTS_IN_FLIGHT`] at a time. Dropped
+/// without [`Upload::finish`], the upload is aborted.
+pub struct Upload {
+    inner: Option<WriteMultipart>,
+}
+
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload").finish_non_exhaustive()
+    }
+}
+
+impl Upload {
+    /// Starts a multipart upload to `key`.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub fn start(store: &dyn ObjectStore, key: &Key) -> std::io::Result<Upload> {
+        let upload = block_on(store.put_multipart(key)).map_err(io_error)?;
+        Ok(Upload {
+            inner: Some(WriteMultipart::new_with_chunk_size(upload, CHUNK_BYTES)),
+        })
+    }
+
+    /// Uploads the last part and completes the upload.
+    ///
+    /// # Errors
+    /// The store's error (the upload is aborted).
+    pub fn finish(&mut self) -> std::io::Result<()> {
+        match self.inner.take() {
+            Some(w) => block_on(w.finish()).map(|_| ()).map_err(io_error),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Write for Upload {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let w = self
+            .inner
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("upload already finished"))?;
+        block_on(w.wait_for_capacity(PARTS_IN_FLIGHT)).map_err(io_error)?;
+        // `write` spawns part uploads onto the runtime.
+        let _guard = runtime().enter();
+        w.write(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if let Some(w) = self.inner.take() {
+            let _ = block_on(w.abort());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_serve_only_what_was_fetched() {
+        let r = Ranges {
+            size: 100,
+            parts: vec![
+                (10, Bytes::from_static(b"0123456789")),
+                (40, Bytes::from_static(b"abcdef")),
+            ],
+        };
+        assert_eq!(&r.get_bytes(12, 3).unwrap()[..], b"234");
+        assert_eq!(&r.get_bytes(40, 6).unwrap()[..], b"abcdef");
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut r.get_read(43).unwrap(), &mut rest).unwrap();
+        assert_eq!(rest, b"def");
+        assert!(r.get_bytes(18, 5).is_err()); // runs past the first range
+        assert!(r.get_bytes(5, 2).is_err()); // before any range
+        assert!(r.get_bytes(30, 1).is_err()); // between ranges
+        assert_eq!(r.len(), 100);
+    }
+}
