@@ -22,13 +22,16 @@ use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{
-    PipelineConfig, SinkConfig, SinkMode, SourceConfig, SplitConfig, WindowsConfig,
-};
+use crate::config::{SplitConfig, WindowsConfig};
 use crate::error::{Error, Result};
-use crate::pipeline::{output_layout, prepare_batch, BatchCtx, Event, Router};
-use crate::plan::Plan;
-use crate::window::{DocRef, OutputLayout, Starts, Token, TokenDtype, WindowRef, Windower};
+use crate::pipeline::{output_layout, partition_columns, prepare_batch, BatchCtx, Event, Router};
+use crate::plan::{
+    compile_columns, compile_split, compile_windows, default_row_group_rows, Problems,
+    SourceColumns, SplitSpec,
+};
+use crate::window::{
+    DocRef, OutputLayout, Starts, Token, TokenDtype, WindowRef, WindowSpec, Windower,
+};
 
 /// What to window: the `source` column names, `windows:` and `split:` of a pipeline.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -52,35 +55,39 @@ pub struct StreamConfig {
 /// Name used for the arguments in messages.
 const ORIGIN: &str = "seqwin.windows";
 
+/// The sections of a pipeline that in-memory windowing has, compiled by the
+/// same section compilers as a pipeline file.
+#[derive(Debug, Clone)]
+struct StreamPlan {
+    columns: SourceColumns,
+    window: WindowSpec,
+    split: Option<SplitSpec>,
+    /// `[split]` when there is a split (each split is its own stream), else empty.
+    partition_by: Vec<String>,
+    /// Windows per output batch (the default row group size).
+    batch_rows: usize,
+}
+
 impl StreamConfig {
-    fn plan(&self) -> Result<Plan> {
-        let config = PipelineConfig {
-            source: SourceConfig {
-                path: "<arrow stream>".into(),
-                tokens: self.tokens.clone(),
-                id: self.id.clone(),
-                carry: self.carry.clone(),
-                storage_options: Default::default(),
-            },
-            windows: self.windows.clone(),
-            split: self.split.clone(),
-            shuffle: None,
-            tbptt: None,
-            sink: SinkConfig {
-                path: "<memory>".into(),
-                partition_by: if self.split.is_some() {
-                    vec!["split".into()]
-                } else {
-                    Vec::new()
-                },
-                compression: crate::config::DEFAULT_COMPRESSION.into(),
-                max_rows_per_file: None,
-                row_group_rows: None,
-                mode: SinkMode::Error,
-                storage_options: Default::default(),
-            },
-        };
-        Plan::try_new(config, Path::new(ORIGIN))
+    fn plan(&self) -> Result<StreamPlan> {
+        let mut problems = Problems::new();
+        let p = &mut problems;
+        let columns = compile_columns(&self.tokens, self.id.as_deref(), &self.carry, p);
+        let window = compile_windows(&self.windows, false, p);
+        let split = self.split.as_ref().map(|s| compile_split(s, p));
+        if !problems.is_empty() {
+            return Err(Error::ConfigInvalid {
+                path: origin().to_path_buf(),
+                problems,
+            });
+        }
+        Ok(StreamPlan {
+            columns,
+            partition_by: split.iter().map(|_| "split".to_string()).collect(),
+            batch_rows: default_row_group_rows(&window),
+            window,
+            split,
+        })
     }
 }
 
@@ -163,7 +170,7 @@ impl StreamWindower {
 }
 
 struct Typed<T: Token> {
-    plan: Plan,
+    plan: StreamPlan,
     input: SchemaRef,
     /// Input column of each `[tokens, id?, carry…]` column.
     roots: Vec<usize>,
@@ -182,13 +189,19 @@ fn origin() -> &'static Path {
 }
 
 impl<T: Token> Typed<T> {
-    fn new(plan: Plan, input: &Schema) -> Result<Self> {
-        let (batch_schema, roots, _) = crate::source::project(&plan.source, origin(), input, &[])?;
+    fn new(plan: StreamPlan, input: &Schema) -> Result<Self> {
+        let (batch_schema, roots, _) = crate::source::project(&plan.columns, origin(), input, &[])?;
         let roots = roots
             .into_iter()
             .map(|r| r.ok_or_else(|| Error::Internal("no hive columns in a stream".into())))
             .collect::<Result<Vec<usize>>>()?;
-        let layout = output_layout(&plan, &batch_schema);
+        let layout = output_layout(
+            &plan.window,
+            &plan.columns,
+            &plan.partition_by,
+            false,
+            &batch_schema,
+        );
         let mut fields: Vec<Arc<Field>> = layout.schema.fields().iter().cloned().collect();
         if plan.split.is_some() {
             fields.push(Arc::new(Field::new("split", DataType::Utf8, false)));
@@ -197,13 +210,8 @@ impl<T: Token> Typed<T> {
             fields,
             layout.schema.metadata().clone(),
         ));
-        let carry_columns = (0..plan.source.carry.len()).collect();
-        let partition_columns = plan
-            .sink
-            .partition_by
-            .iter()
-            .map(|p| (p.clone(), None))
-            .collect();
+        let carry_columns = (0..plan.columns.carry.len()).collect();
+        let partition_columns = partition_columns(&plan.partition_by, &plan.columns);
         Ok(Typed {
             plan,
             input: Arc::new(input.clone()),
@@ -234,7 +242,7 @@ impl<T: Token> Typed<T> {
         windows: &[WindowRef<T>],
         out: &mut Vec<RecordBatch>,
     ) -> Result<()> {
-        for chunk in windows.chunks(self.plan.sink.row_group_rows.max(1)) {
+        for chunk in windows.chunks(self.plan.batch_rows) {
             let n = chunk.len();
             let batch = crate::window::materialize(chunk, &self.layout, &self.carry_columns)?;
             let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
@@ -293,7 +301,9 @@ impl<T: Token> Stream for Typed<T> {
         let projected = RecordBatch::try_new(Arc::clone(&self.batch_schema), columns)
             .map_err(|e| Error::input(origin(), e.to_string()))?;
         let ctx = BatchCtx {
-            plan: &self.plan,
+            window: &self.plan.window,
+            split: self.plan.split.as_ref(),
+            columns: &self.plan.columns,
             partition_columns: &self.partition_columns,
             cut_windows: true,
         };
@@ -345,16 +355,15 @@ impl<T: Token> Stream for Typed<T> {
 ///
 /// # Errors
 /// [`Error::ConfigInvalid`] naming the `split.*` key.
-pub fn split_spec(split: &SplitConfig) -> Result<crate::plan::SplitSpec> {
-    let config = StreamConfig {
-        tokens: "tokens".into(),
-        id: None,
-        carry: Vec::new(),
-        windows: serde_json::from_value(serde_json::json!({ "seq_len": 1 }))
-            .map_err(|e| Error::Internal(e.to_string()))?,
-        split: Some(split.clone()),
-    };
-    let plan = config.plan()?;
-    plan.split
-        .ok_or_else(|| Error::Internal("a split section makes a split".into()))
+pub fn split_spec(split: &SplitConfig) -> Result<SplitSpec> {
+    let mut problems = Problems::new();
+    let spec = compile_split(split, &mut problems);
+    if problems.is_empty() {
+        Ok(spec)
+    } else {
+        Err(Error::ConfigInvalid {
+            path: origin().to_path_buf(),
+            problems,
+        })
+    }
 }

@@ -22,7 +22,7 @@ mod route;
 mod run;
 
 use prepare::Context;
-pub(crate) use prepare::{prepare_batch, BatchCtx};
+pub(crate) use prepare::{partition_columns, prepare_batch, BatchCtx};
 use route::for_each_wave;
 pub(crate) use route::{Event, Router};
 use run::Run;
@@ -33,10 +33,11 @@ use std::path::{Path, PathBuf};
 use arrow::datatypes::{DataType, Field, SchemaRef};
 
 use crate::error::{Error, Result};
-use crate::plan::{Plan, RowOrder};
+use crate::plan::{Plan, RowOrder, SourceColumns};
 use crate::sink::Manifest;
 use crate::source::Source;
 use crate::window::geometry::{self, Geometry, Lanes};
+use crate::window::WindowSpec;
 use crate::window::{OutputLayout, TokenDtype};
 
 /// A pipeline: a validated plan plus the operations on it.
@@ -157,10 +158,10 @@ impl Pipeline {
     /// Any input error of [`Source::open`].
     pub fn check(&self) -> Result<CheckReport> {
         let source = Source::open(&self.plan.source)?;
-        let layout = output_layout(&self.plan, &source.schema);
+        let layout = run_layout(&self.plan, &source.schema);
         let w = &self.plan.window;
         let tokens: u64 = source.units.iter().map(|u| u.tokens_estimate).sum();
-        let docs = if source.flat && self.plan.source.id.is_none() {
+        let docs = if source.flat && self.plan.source.columns.id.is_none() {
             1
         } else {
             source.total_rows()
@@ -268,26 +269,38 @@ impl DocumentLengths {
     }
 }
 
-/// The output layout for source batches of `schema` (`[tokens, id?, carry…]`).
-pub(crate) fn output_layout(plan: &Plan, schema: &arrow::datatypes::Schema) -> OutputLayout {
-    let id_type = if plan.source.id.is_some() {
+/// The output layout of a run for source batches of `schema`.
+pub(crate) fn run_layout(plan: &Plan, schema: &arrow::datatypes::Schema) -> OutputLayout {
+    output_layout(
+        &plan.window,
+        &plan.source.columns,
+        &plan.sink.partition_by,
+        matches!(plan.order, RowOrder::Tbptt { .. }),
+        schema,
+    )
+}
+
+/// The output layout for batches of `schema` (`[tokens, id?, carry…]`):
+/// carried columns that are partition columns live in directory names.
+pub(crate) fn output_layout(
+    window: &WindowSpec,
+    columns: &SourceColumns,
+    partition_by: &[String],
+    tbptt: bool,
+    schema: &arrow::datatypes::Schema,
+) -> OutputLayout {
+    let id_type = if columns.id.is_some() {
         schema.field(1).data_type().clone()
     } else {
         DataType::Int64
     };
-    let first_carry = 1 + plan.source.id.is_some() as usize;
-    let carry: Vec<Field> = plan
-        .source
+    let first_carry = 1 + columns.id.is_some() as usize;
+    let carry: Vec<Field> = columns
         .carry
         .iter()
         .enumerate()
-        .filter(|(_, c)| !plan.sink.partition_by.contains(c))
+        .filter(|(_, c)| !partition_by.contains(c))
         .map(|(i, _)| schema.field(first_carry + i).clone())
         .collect();
-    OutputLayout::new(
-        &plan.window,
-        &id_type,
-        &carry,
-        matches!(plan.order, RowOrder::Tbptt { .. }),
-    )
+    OutputLayout::new(window, &id_type, &carry, tbptt)
 }

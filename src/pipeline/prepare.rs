@@ -12,9 +12,10 @@ use arrow::datatypes::{DataType, UInt64Type};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use crate::error::{Error, Result};
-use crate::plan::Plan;
+use crate::plan::{Plan, SourceColumns, SplitSpec};
 use crate::source::Source;
 use crate::split::DocKey;
+use crate::window::WindowSpec;
 use crate::window::{
     decode_tokens, document_windows, DocBatch, DocRef, Token, TokenAccount, WholeDoc, WindowRef,
 };
@@ -33,26 +34,16 @@ pub(super) struct Context<'a> {
 impl<'a> Context<'a> {
     pub(super) fn batch_ctx(&self) -> BatchCtx<'_> {
         BatchCtx {
-            plan: self.plan,
+            window: &self.plan.window,
+            split: self.plan.split.as_ref(),
+            columns: &self.plan.source.columns,
             partition_columns: &self.partition_columns,
             cut_windows: self.cut_windows,
         }
     }
 
     pub(super) fn new(plan: &'a Plan, source: &'a Source) -> Self {
-        let partition_columns = plan
-            .sink
-            .partition_by
-            .iter()
-            .map(|p| {
-                let idx = if p == "split" {
-                    None
-                } else {
-                    plan.source.carry.iter().position(|c| c == p)
-                };
-                (p.clone(), idx)
-            })
-            .collect();
+        let partition_columns = partition_columns(&plan.sink.partition_by, &plan.source.columns);
         Context {
             plan,
             source,
@@ -171,9 +162,34 @@ pub(super) fn prepare<T: Token>(ctx: &Context<'_>, unit_index: usize) -> Result<
     )
 }
 
-/// What decoding a batch needs to know (a [`Context`] without the source).
+/// For each `partition_by` entry: its name and `None` for split, or the
+/// index of the column in `columns.carry`.
+pub(crate) fn partition_columns(
+    partition_by: &[String],
+    columns: &SourceColumns,
+) -> Vec<(String, Option<usize>)> {
+    partition_by
+        .iter()
+        .map(|p| {
+            let idx = if p == "split" {
+                None
+            } else {
+                columns.carry.iter().position(|c| c == p)
+            };
+            (p.clone(), idx)
+        })
+        .collect()
+}
+
+/// What decoding a batch needs to know: the window spec, the split, the
+/// columns and the partitioning (no files, no sink).
 pub(crate) struct BatchCtx<'a> {
-    pub(crate) plan: &'a Plan,
+    /// The window spec.
+    pub(crate) window: &'a WindowSpec,
+    /// The split, if any.
+    pub(crate) split: Option<&'a SplitSpec>,
+    /// The source columns (for messages).
+    pub(crate) columns: &'a SourceColumns,
     /// For each `partition_by` entry: `None` for split, or the index in carry.
     pub(crate) partition_columns: &'a [(String, Option<usize>)],
     pub(crate) cut_windows: bool,
@@ -190,12 +206,11 @@ pub(crate) fn prepare_batch<T: Token>(
     first_ordinal: u64,
     path: &Path,
 ) -> Result<Prepared<T>> {
-    let plan = ctx.plan;
     let rows = batch.num_rows();
     let decoded = decode_tokens::<T>(
         batch.column(0).as_ref(),
-        plan.window.dtype,
-        plan.window.vocab_size,
+        ctx.window.dtype,
+        ctx.window.vocab_size,
     )
     .map_err(|e| {
         Error::input(
@@ -203,12 +218,12 @@ pub(crate) fn prepare_batch<T: Token>(
             format!(
                 "row {} (column `{}`): {}",
                 first_row + e.row() as u64,
-                plan.source.tokens,
+                ctx.columns.tokens,
                 e.describe()
             ),
         )
     })?;
-    let has_id = plan.source.id.is_some();
+    let has_id = ctx.columns.id.is_some();
     let id_column = has_id.then(|| Arc::clone(batch.column(1)));
     if let Some(c) = &id_column {
         if c.null_count() > 0 {
@@ -218,7 +233,7 @@ pub(crate) fn prepare_batch<T: Token>(
                 format!(
                     "row {} (column `{}`): the document id is null",
                     first_row + row as u64,
-                    plan.source.id.as_deref().unwrap_or_default()
+                    ctx.columns.id.as_deref().unwrap_or_default()
                 ),
             ));
         }
@@ -267,7 +282,7 @@ pub(crate) fn prepare_batch<T: Token>(
 
     // Partition of each piece.
     let mut partitions: Vec<PartKey> = Vec::new();
-    if !ctx.partition_columns.is_empty() || plan.split.is_some() {
+    if !ctx.partition_columns.is_empty() || ctx.split.is_some() {
         let formatters: Vec<Option<ArrayFormatter<'_>>> = ctx
             .partition_columns
             .iter()
@@ -280,10 +295,7 @@ pub(crate) fn prepare_batch<T: Token>(
         let mut local: HashMap<String, usize> = HashMap::new();
         for piece in &mut pieces {
             let r = piece.row;
-            let split = plan
-                .split
-                .as_ref()
-                .map(|s| s.names[s.assign(keys.key(r))].clone());
+            let split = ctx.split.map(|s| s.names[s.assign(keys.key(r))].clone());
             let mut values = Vec::with_capacity(ctx.partition_columns.len());
             for ((name, idx), f) in ctx.partition_columns.iter().zip(&formatters) {
                 let v = match (idx, f) {
@@ -312,7 +324,7 @@ pub(crate) fn prepare_batch<T: Token>(
     let doc_batch = Arc::new(DocBatch { ids, carry });
     let token_count = decoded.values.len() as u64;
     let mut tokens = decoded.values;
-    let whole = if ctx.cut_windows && !decoded.flat && !plan.window.pack {
+    let whole = if ctx.cut_windows && !decoded.flat && !ctx.window.pack {
         let docs: Vec<WholeDoc> = pieces
             .iter()
             .map(|p| WholeDoc {
@@ -329,7 +341,7 @@ pub(crate) fn prepare_batch<T: Token>(
             std::mem::replace(&mut tokens, ScalarBuffer::from(Vec::new())),
             &docs,
             slots,
-            &plan.window,
+            ctx.window,
         ))
     } else {
         None

@@ -16,7 +16,7 @@ use parquet::arrow::arrow_writer::ArrowRowGroupWriterFactory;
 use super::ordered::{buckets_for, scatter_job, ScatteredPart};
 use super::prepare::{prepare, Context, Prepared};
 use super::route::{Event, Router};
-use super::{output_layout, Pipeline, RunOptions, RunReport};
+use super::{run_layout, Pipeline, RunOptions, RunReport};
 use crate::error::{Error, Result};
 use crate::order::{Keying, Spill};
 use crate::plan::{Plan, RowOrder};
@@ -96,9 +96,10 @@ impl<'a, T: Token> Run<'a, T> {
         let started = Instant::now();
         let source = pool.install(|| Source::open(&plan.source))?;
         let staging = Target::prepare(&plan.sink)?;
-        let layout = output_layout(plan, &source.schema);
+        let layout = run_layout(plan, &source.schema);
         let carry_columns: Vec<usize> = plan
             .source
+            .columns
             .carry
             .iter()
             .enumerate()

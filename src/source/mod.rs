@@ -121,7 +121,8 @@ impl Source {
                 }
                 Some(_) => {}
             }
-            let (file_schema, roots, is_flat) = project(plan, &path, meta.schema(), &hive)?;
+            let (file_schema, roots, is_flat) =
+                project(&plan.columns, &path, meta.schema(), &hive)?;
             match &schema {
                 None => {
                     schema = Some(file_schema);
@@ -148,7 +149,7 @@ impl Source {
                     if is_flat != flat {
                         return Err(Error::input(
                             &path,
-                            format!("token column `{}` is a list in some files and a plain column in others", plan.tokens),
+                            format!("token column `{}` is a list in some files and a plain column in others", plan.columns.tokens),
                         ));
                     }
                 }
@@ -160,7 +161,8 @@ impl Source {
                 .columns()
                 .iter()
                 .position(|c| {
-                    c.path().parts().first().map(String::as_str) == Some(plan.tokens.as_str())
+                    c.path().parts().first().map(String::as_str)
+                        == Some(plan.columns.tokens.as_str())
                 });
             let mut first_row = 0u64;
             let file_index = files.len();

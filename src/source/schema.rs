@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use crate::error::{Error, Result};
-use crate::plan::SourcePlan;
+use crate::plan::SourceColumns;
 use crate::window::is_token_column;
 
 type Projection = (SchemaRef, Vec<Option<usize>>, bool);
@@ -16,7 +16,7 @@ type Projection = (SchemaRef, Vec<Option<usize>>, bool);
 /// column index of each output column (None for hive columns) and whether the
 /// token column is flat.
 pub(crate) fn project(
-    plan: &SourcePlan,
+    plan: &SourceColumns,
     path: &Path,
     schema: &Schema,
     hive: &[(String, String)],
