@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! # seqwin
 //!
 //! Turns tokenized corpora stored in Parquet into next-token-prediction
@@ -33,18 +34,23 @@ pub mod error;
 pub mod hive;
 pub mod inspect;
 pub mod location;
-pub mod order;
+mod order;
 pub mod pipeline;
 pub mod plan;
 #[cfg(feature = "polars")]
 pub mod polars;
-pub mod sink;
-pub mod source;
+mod sink;
+mod source;
 pub mod split;
 pub mod stats;
-pub mod store;
+mod store;
 pub mod stream;
 pub mod window;
+
+/// The `_seqwin.json` manifest of a dataset.
+pub mod manifest {
+    pub use crate::sink::manifest::*;
+}
 
 pub use error::{Error, Result};
 pub use pipeline::{Pipeline, RunOptions, RunReport};

@@ -17,10 +17,8 @@ pub mod rolling;
 
 pub use encode::{encode_row_group, writer_properties};
 pub use local::Staging;
-pub use manifest::{
-    FieldEntry, FileEntry, InputEntry, Manifest, PartitionEntry, MANIFEST, SUCCESS,
-};
-pub use rolling::{EncodedRowGroup, PartFile, PartFiles, RowGroupJob, WriteSettings};
+pub use manifest::{FieldEntry, InputEntry, Manifest, PartitionEntry, MANIFEST, SUCCESS};
+pub use rolling::{EncodedRowGroup, PartFiles, RowGroupJob, WriteSettings};
 
 use remote::{RemoteDest, RemoteStaging};
 

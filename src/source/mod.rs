@@ -73,8 +73,6 @@ pub struct Unit {
 /// An opened, checked source.
 #[derive(Debug)]
 pub struct Source {
-    /// The source plan.
-    pub plan: SourcePlan,
     /// Files in read order.
     pub files: Vec<InputFile>,
     /// Row groups in read order.
@@ -194,7 +192,6 @@ impl Source {
             });
         }
         Ok(Source {
-            plan: plan.clone(),
             files,
             units,
             schema: schema.expect("at least one file"),

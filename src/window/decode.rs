@@ -40,21 +40,38 @@ pub enum TokenError {
     /// The column is not an integer list or integer column.
     NotInteger(String),
     /// A null document.
-    NullDocument { row: usize },
+    NullDocument {
+        /// The document's row.
+        row: usize,
+    },
     /// A null token.
-    NullToken { row: usize },
+    NullToken {
+        /// The row holding it.
+        row: usize,
+    },
     /// A token below zero.
-    Negative { row: usize, value: i128 },
+    Negative {
+        /// The row holding it.
+        row: usize,
+        /// The token.
+        value: i128,
+    },
     /// A token `>= vocab_size`.
     OutOfVocab {
+        /// The row holding it.
         row: usize,
+        /// The token.
         value: i128,
+        /// `windows.vocab_size`.
         vocab_size: u64,
     },
     /// A token that does not fit the output dtype.
     TooLarge {
+        /// The row holding it.
         row: usize,
+        /// The token.
         value: i128,
+        /// `windows.dtype`.
         dtype: &'static str,
     },
 }

@@ -296,13 +296,7 @@ mod tests {
         let mut spec = WindowSpec::new(4);
         assert_eq!(window_bytes(&spec), 32);
         assert_eq!(row_bytes(&spec), 32);
-        spec.columns = vec![
-            ExtraColumn::DocId,
-            ExtraColumn::Start,
-            ExtraColumn::LossMask,
-            ExtraColumn::PositionIds,
-            ExtraColumn::SegmentIds,
-        ];
+        spec.columns = ExtraColumn::ALL.to_vec();
         assert_eq!(row_bytes(&spec), 32 + 8 + 8 + 4 + 16 + 16);
     }
 }

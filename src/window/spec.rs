@@ -93,6 +93,15 @@ pub enum ExtraColumn {
 }
 
 impl ExtraColumn {
+    /// Every extra column, in output order.
+    pub const ALL: [ExtraColumn; 5] = [
+        ExtraColumn::DocId,
+        ExtraColumn::Start,
+        ExtraColumn::LossMask,
+        ExtraColumn::PositionIds,
+        ExtraColumn::SegmentIds,
+    ];
+
     /// The column name in the output.
     pub fn name(self) -> &'static str {
         match self {

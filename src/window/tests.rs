@@ -145,13 +145,7 @@ fn spec_for(
     spec.separator = if pack { separator } else { None };
     spec.remainder = if pad { Remainder::Pad } else { Remainder::Drop };
     spec.dtype = TokenDtype::Int64;
-    spec.columns = vec![
-        ExtraColumn::DocId,
-        ExtraColumn::Start,
-        ExtraColumn::LossMask,
-        ExtraColumn::PositionIds,
-        ExtraColumn::SegmentIds,
-    ];
+    spec.columns = ExtraColumn::ALL.to_vec();
     spec
 }
 
