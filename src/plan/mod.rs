@@ -23,6 +23,9 @@ mod source;
 mod split;
 mod windows;
 
+#[cfg(test)]
+mod tests;
+
 pub use order::compile_order;
 pub use sink::{compile_sink, default_row_group_rows, parse_compression};
 pub use source::{compile_columns, compile_source};

@@ -1,7 +1,7 @@
 //! `sink:` → [`SinkPlan`]: partition columns, compression, row-group and
 //! file sizes (defaults sized in bytes), where the dataset goes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 
@@ -11,6 +11,7 @@ use super::{
     FILE_TARGET_BYTES, ROW_GROUP_TARGET_BYTES,
 };
 use crate::config::SinkConfig;
+use crate::location::Location;
 use crate::window::{geometry, WindowSpec};
 
 /// Compiles `sink:`; `split` says whether there is a `split:` section.
@@ -60,9 +61,14 @@ pub fn compile_sink(
         problems.push("`sink.path` must not be empty".into());
     }
     let path = locate(problems, "sink.path", base, &sk.path);
-    check_storage_options(problems, "sink.storage_options", &sk.storage_options, &path);
+    check_storage_options(
+        problems,
+        "sink.storage_options",
+        &sk.storage_options,
+        path.as_ref(),
+    );
     SinkPlan {
-        path,
+        path: path.unwrap_or_else(|| Location::Local(PathBuf::new())),
         partition_by: sk.partition_by.clone(),
         compression,
         max_rows_per_file,

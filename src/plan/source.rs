@@ -19,10 +19,10 @@ pub fn compile_source(src: &SourceConfig, base: &Path, problems: &mut Problems) 
         problems,
         "source.storage_options",
         &src.storage_options,
-        &path,
+        path.as_ref(),
     );
     SourcePlan {
-        path,
+        path: path.unwrap_or_else(|| Location::Local(PathBuf::new())),
         columns,
         storage_options: text_options(&src.storage_options),
     }
@@ -62,23 +62,28 @@ pub fn compile_columns(
     }
 }
 
-/// Classifies a path key; a problem is recorded (and a placeholder
-/// returned) when it cannot be read.
-pub(super) fn locate(problems: &mut Problems, key: &str, base: &Path, path: &str) -> Location {
-    Location::parse(path, base).unwrap_or_else(|message| {
-        problems.push(format!("`{key}`: {message}"));
-        Location::Local(PathBuf::new())
-    })
+/// Classifies a path key; a problem is recorded (and `None` returned) when
+/// it cannot be read.
+pub(super) fn locate(
+    problems: &mut Problems,
+    key: &str,
+    base: &Path,
+    path: &str,
+) -> Option<Location> {
+    Location::parse(path, base)
+        .map_err(|message| problems.push(format!("`{key}`: {message}")))
+        .ok()
 }
 
-/// `storage_options` only make sense with an object store path.
+/// `storage_options` only make sense with an object store path (not
+/// checked when the path itself is broken).
 pub(super) fn check_storage_options(
     problems: &mut Problems,
     key: &str,
     options: &BTreeMap<String, OptionValue>,
-    path: &Location,
+    path: Option<&Location>,
 ) {
-    if !options.is_empty() && !path.is_remote() {
+    if !options.is_empty() && path.is_some_and(|p| !p.is_remote()) {
         problems.push(format!(
             "`{key}` is only used with an object store path (s3://, gs://, az://)"
         ));

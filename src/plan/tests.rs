@@ -1,0 +1,254 @@
+//! The rules of the pipeline file, one per test, checked by parsing strings:
+//! each broken rule gives exactly the expected problems, naming the key.
+
+use std::path::Path;
+
+use super::*;
+use crate::window::{ExtraColumn, Remainder};
+
+const SOURCE: &str = "source: {path: data, tokens: tokens, id: doc_id, carry: [source]}\n";
+const SINK: &str = "sink: {path: out}\n";
+
+fn config(yaml: &str) -> PipelineConfig {
+    PipelineConfig::parse_str(yaml, Path::new("/p/p.yaml")).expect("valid YAML")
+}
+
+/// The problems of a pipeline whose `windows:` and extra sections are given.
+fn problems_of(yaml: &str) -> Vec<String> {
+    match Plan::try_new(config(yaml), Path::new("/p/p.yaml")) {
+        Ok(_) => Vec::new(),
+        Err(Error::ConfigInvalid { path, problems }) => {
+            assert_eq!(path, Path::new("/p/p.yaml"));
+            problems
+        }
+        Err(other) => panic!("expected ConfigInvalid, got {other}"),
+    }
+}
+
+fn with_windows(windows: &str, rest: &str) -> Vec<String> {
+    problems_of(&format!("{SOURCE}windows: {{{windows}}}\n{rest}{SINK}"))
+}
+
+#[test]
+fn a_valid_pipeline_keeps_what_the_user_wrote() {
+    let plan = Plan::try_new(
+        config(&format!(
+            "{SOURCE}windows: {{seq_len: 8, remainder: pad}}\n{SINK}"
+        )),
+        Path::new("/p/p.yaml"),
+    )
+    .unwrap();
+    assert_eq!(plan.window.stride, 8);
+    assert!(!plan.window.stride_given);
+    assert_eq!(plan.window.remainder, Remainder::Pad);
+    // Padding always writes the loss mask.
+    assert_eq!(plan.window.columns, vec![ExtraColumn::LossMask]);
+    assert_eq!(plan.source.path, Location::Local("/p/data".into()));
+    assert_eq!(plan.sink.path, Location::Local("/p/out".into()));
+    assert_eq!(plan.order, RowOrder::Source);
+    // 8192 rows capped at 4 MiB of window data: 2 × 8 × 4 bytes per row.
+    assert_eq!(plan.sink.row_group_rows, 8192);
+    let given = Plan::try_new(
+        config(&format!(
+            "{SOURCE}windows: {{seq_len: 8, stride: 8}}\n{SINK}"
+        )),
+        Path::new("/p/p.yaml"),
+    )
+    .unwrap();
+    assert!(given.window.stride_given);
+}
+
+#[test]
+fn seq_len_and_stride_ranges() {
+    assert_eq!(
+        with_windows("seq_len: 0, stride: -2", ""),
+        [
+            "`windows.seq_len` must be at least 1, got 0",
+            "`windows.stride` must be at least 1, got -2",
+        ]
+    );
+    assert_eq!(
+        with_windows("seq_len: 1000000000", ""),
+        ["`windows.seq_len` must be at most 16777216, got 1000000000"]
+    );
+}
+
+#[test]
+fn values_must_fit_the_output_type() {
+    assert_eq!(
+        with_windows(
+            "seq_len: 4, dtype: uint16, remainder: pad, pad_id: 70000, ignore_index: 0",
+            ""
+        ),
+        ["`windows.pad_id` 70000 does not fit dtype uint16 (0..=65535)"]
+    );
+    assert_eq!(
+        with_windows("seq_len: 4, dtype: uint32, remainder: pad", ""),
+        ["`windows.ignore_index` -100 does not fit dtype uint32 (0..=4294967295); set an ignore_index the dtype holds or use int32/int64"]
+    );
+    assert_eq!(
+        with_windows(
+            "seq_len: 4, dtype: uint16, pack: true, separator: 65536",
+            ""
+        ),
+        ["`windows.separator` 65536 must be a token id that fits dtype uint16 (0..=65535)"]
+    );
+    assert_eq!(
+        with_windows("seq_len: 4, dtype: uint16, vocab_size: 70000", ""),
+        ["`windows.vocab_size` 70000 does not fit dtype uint16 (largest id 65535); use a wider dtype"]
+    );
+}
+
+#[test]
+fn a_separator_needs_packing_and_the_vocabulary() {
+    assert_eq!(
+        with_windows("seq_len: 4, separator: 5, vocab_size: 5", ""),
+        [
+            "`windows.separator` 5 must be below `windows.vocab_size` 5",
+            "`windows.separator` is only used when packing: set `windows.pack: true` or remove it",
+        ]
+    );
+    // tbptt packs, so a separator is fine there.
+    assert_eq!(
+        with_windows("seq_len: 4, separator: 5", "tbptt: {batch_size: 2}\n"),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn columns_listed_twice() {
+    assert_eq!(
+        with_windows("seq_len: 4, columns: [start, doc_id, start]", ""),
+        ["`windows.columns` lists `start` twice"]
+    );
+}
+
+#[test]
+fn split_fractions() {
+    assert_eq!(
+        with_windows("seq_len: 4", "split: {fractions: {train: 0.7, val: 0.2}}\n"),
+        ["`split.fractions` must sum to 1, got 0.9"]
+    );
+    assert_eq!(
+        with_windows(
+            "seq_len: 4",
+            "split: {fractions: {train: 1.5, val: -0.5}}\n"
+        ),
+        [
+            "`split.fractions.train` must be in (0, 1], got 1.5",
+            "`split.fractions.val` must be in (0, 1], got -0.5",
+        ]
+    );
+    assert_eq!(
+        with_windows("seq_len: 4", "split: {fractions: {}}\n"),
+        ["`split.fractions` must name at least one split"]
+    );
+}
+
+#[test]
+fn row_orders() {
+    assert_eq!(
+        with_windows("seq_len: 4", "shuffle: {seed: 1}\ntbptt: {batch_size: 2}\n"),
+        ["`shuffle` and `tbptt` exclude each other: tbptt fixes the row order"]
+    );
+    assert_eq!(
+        with_windows(
+            "seq_len: 4, stride: 2, remainder: pad",
+            "tbptt: {batch_size: 0}\n"
+        ),
+        [
+            "`tbptt.batch_size` must be at least 1, got 0",
+            "`tbptt` requires `windows.stride` equal to `windows.seq_len` (4), got 2",
+            "`tbptt` requires `windows.remainder: drop`",
+        ]
+    );
+    assert_eq!(
+        with_windows("seq_len: 4", "shuffle: {memory_mb: 0}\n"),
+        ["`shuffle.memory_mb` must be between 1 and 4194304, got 0"]
+    );
+}
+
+#[test]
+fn carried_and_partition_columns() {
+    assert_eq!(
+        problems_of(
+            "source: {path: data, tokens: tokens, carry: [input, tokens, a, a]}\nwindows: {seq_len: 4}\nsink: {path: out, partition_by: [split, lang, split]}\n"
+        ),
+        [
+            "`source.carry` column `input` clashes with a column seqwin writes (input, target, doc_id, start, loss_mask, position_ids, segment_ids, lane, step, split)",
+            "`source.carry` cannot carry the token column `tokens`",
+            "`source.carry` lists `a` twice",
+            "`sink.partition_by` names `split` but there is no `split` section",
+            "`sink.partition_by` column `lang` is neither `split` nor a carried column (source.carry: [input, tokens, a, a])",
+            "`sink.partition_by` lists `split` twice",
+            "`sink.partition_by` names `split` but there is no `split` section",
+        ]
+    );
+}
+
+#[test]
+fn paths_schemes_and_storage_options() {
+    assert_eq!(
+        problems_of(
+            "source: {path: 'hdfs://cluster/corpus', tokens: tokens, storage_options: {region: x}}\nwindows: {seq_len: 4}\nsink: {path: out, storage_options: {max_retries: 2}}\n"
+        ),
+        [
+            "`source.path`: unsupported URL scheme `hdfs://` (supported: file, s3, s3a, gs, az, azure, abfs, abfss)",
+            "`sink.storage_options` is only used with an object store path (s3://, gs://, az://)",
+        ]
+    );
+    assert_eq!(
+        problems_of("source: {path: '', tokens: ''}\nwindows: {seq_len: 4}\nsink: {path: ''}\n"),
+        [
+            "`source.tokens` must name a column",
+            "`source.path` must not be empty",
+            "`sink.path` must not be empty",
+        ]
+    );
+}
+
+#[test]
+fn compression_names_and_levels() {
+    assert_eq!(
+        with_windows("seq_len: 4", "").len(),
+        0,
+        "the default compression is valid"
+    );
+    let bad = problems_of(&format!(
+        "{SOURCE}windows: {{seq_len: 4}}\nsink: {{path: out, compression: 'zstd(30)'}}\n"
+    ));
+    assert_eq!(
+        bad,
+        ["`sink.compression`: `zstd(30)` is not supported; expected zstd, zstd(1..22), snappy, lz4, gzip, gzip(0..9) or none"]
+    );
+    assert_eq!(parse_compression("LZ4").unwrap(), Compression::LZ4_RAW);
+    assert_eq!(
+        parse_compression("zstd(x)").unwrap_err(),
+        "cannot read a level in `zstd(x)`"
+    );
+}
+
+#[test]
+fn syntax_errors_name_line_and_column() {
+    let e = PipelineConfig::parse_str(
+        "source:\n  path: [data\nwindows: {seq_len: 4}\n",
+        Path::new("/p/p.yaml"),
+    )
+    .unwrap_err();
+    let text = e.to_string();
+    // `path:` wants a string; a flow sequence starts at line 2, column 9.
+    assert!(
+        text.starts_with("/p/p.yaml: line 2 column 9: expected string scalar"),
+        "{text}"
+    );
+    let e = PipelineConfig::parse_str(
+        &format!("{SOURCE}windows:\n  seq_len: 4\n  seqlen: 8\n{SINK}"),
+        Path::new("/p/p.yaml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("/p/p.yaml: line 4 column 3: unknown field `seqlen`, expected one of seq_len, stride, pack, separator, remainder, pad_id, ignore_index, dtype, vocab_size, columns\n"),
+        "{e}"
+    );
+}
