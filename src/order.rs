@@ -1,4 +1,4 @@
-//! Row orders other than source order (SPEC §3.5): global shuffle and TBPTT.
+//! Row orders other than source order (docs/format.md §1.5): global shuffle and TBPTT.
 //!
 //! Both are an external permutation with a known sort key per row. Rows are
 //! scattered by key range into bucket files (Arrow IPC, inside the staging

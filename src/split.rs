@@ -1,4 +1,4 @@
-//! Document → split assignment (SPEC §3.4).
+//! Document → split assignment (docs/format.md §1.4).
 //!
 //! A document's split depends only on its key and the seed: SipHash-2-4 keyed
 //! with `(seed, SPLIT_KEY)` over the key's bytes, mapped to `[0, 1)` with 53

@@ -119,7 +119,7 @@ fn polars_frame_equals_the_stream_windower_and_the_plain_loop() {
     let got_keys: Vec<_> = got.iter().map(|r| (r.0.clone(), r.1, r.2)).collect();
     assert_eq!(got_keys, expected_keys);
 
-    // And the plain loop of SPEC §3.1 (splits as the stream assigned them).
+    // And the plain loop of docs/format.md §1.1 (splits as the stream assigned them).
     let mut plain = Vec::new();
     for (d, doc) in docs.iter().enumerate() {
         let mut s = 0;

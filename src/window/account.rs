@@ -1,7 +1,7 @@
 //! The token account: every token in is either the target of a window or
 //! counted as never targeted, and why.
 
-/// The token account of one partition (SPEC §3.6).
+/// The token account of one partition (docs/format.md §4).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TokenAccount {
     /// Documents (including empty ones).

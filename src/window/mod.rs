@@ -1,4 +1,4 @@
-//! The window kernel (SPEC §3.1–§3.3): token streams in, `input`/`target`
+//! The window kernel (docs/format.md §1): token streams in, `input`/`target`
 //! windows out. No I/O happens here.
 //!
 //! The pipeline feeds documents into one [`Windower`] per output partition;
@@ -48,11 +48,11 @@ use arrow::datatypes::DataType;
 
 use crate::error::{Error, Result};
 
-/// Windows of one array of documents: the library's pure kernel (SPEC §5).
+/// Windows of one array of documents: the library's pure kernel.
 ///
 /// `tokens` is a list array (one document per row, any integer width, `List`,
 /// `LargeList` or `FixedSizeList`) or a plain integer array (one document).
-/// The result has the columns of SPEC §3.6 for `spec`; `doc_id` is the row
+/// The result has the columns of docs/format.md §2.1 for `spec`; `doc_id` is the row
 /// index of the window's (first) document in `tokens`. With `spec.pack`, the
 /// documents are packed into one stream.
 ///

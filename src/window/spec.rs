@@ -137,12 +137,12 @@ pub struct WindowSpec {
     pub dtype: TokenDtype,
     /// Exclusive upper bound on token ids.
     pub vocab_size: Option<u64>,
-    /// Extra columns, in the output order of SPEC §3.6.
+    /// Extra columns, in the output order of docs/format.md §2.1.
     pub columns: Vec<ExtraColumn>,
 }
 
 impl WindowSpec {
-    /// A spec with the defaults of SPEC §2 for the given `seq_len`.
+    /// A spec with the defaults of the pipeline file for the given `seq_len`.
     pub fn new(seq_len: usize) -> Self {
         WindowSpec {
             seq_len,
@@ -164,7 +164,7 @@ impl WindowSpec {
         self.columns.contains(&column)
     }
 
-    /// Checks the rules of SPEC §2/§4 that concern windows; `problems` gets one
+    /// Checks the rules of the pipeline file that concern windows; `problems` gets one
     /// line per broken rule.
     pub fn validate(&self, problems: &mut Vec<String>) {
         let dtype = self.dtype;

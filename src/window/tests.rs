@@ -17,7 +17,7 @@ struct Row {
     seg: Vec<i32>,
 }
 
-/// The plain nested loop of SPEC §3.1–§3.3, written from the spec text.
+/// The plain nested loop of docs/format.md §1.1–1.3, written from its text.
 fn reference(docs: &[Vec<i64>], spec: &WindowSpec) -> Vec<Row> {
     // Streams of (token, doc, position in doc).
     let mut streams: Vec<Vec<(i64, i64, i32)>> = Vec::new();

@@ -224,7 +224,7 @@ pub fn manifest(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("_seqwin.json")).unwrap()).unwrap()
 }
 
-/// Plain within-document windows of SPEC §3.1/§3.2 (the oracle).
+/// Plain within-document windows of docs/format.md §1.1–1.2 (the oracle).
 pub fn reference_windows(
     doc: &[i64],
     l: usize,

@@ -1,4 +1,4 @@
-//! SPEC §3.5 (global shuffle, TBPTT order) and `seqwin stats`.
+//! docs/format.md §1.5 (global shuffle, TBPTT order) and `seqwin stats`.
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,4 @@
-//! SPEC §3.3: packed output equals "concatenate, then the plain loop",
+//! docs/format.md §1.3: packed output equals "concatenate, then the plain loop",
 //! including position_ids and segment_ids, per split partition.
 
 use seqwin::plan::SplitSpec;

@@ -51,7 +51,7 @@ def make_docs(count=240, seed=3):
 
 
 def reference_windows(doc, seq_len, stride):
-    """The plain loop of SPEC 3.1."""
+    """The plain loop of docs/format.md §1.1."""
     out = []
     s = 0
     while s + seq_len + 1 <= len(doc):

@@ -1,4 +1,4 @@
-"""Real consumers read seqwin output with their usual calls (SPEC 3.6)."""
+"""Real consumers read seqwin output with their usual calls (docs/format.md §2)."""
 import glob
 import json
 import os
