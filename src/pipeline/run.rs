@@ -22,7 +22,7 @@ use crate::order::{Keying, Spill};
 use crate::plan::{Plan, RowOrder};
 use crate::sink::{
     encode_row_group, writer_properties, EncodedRowGroup, FieldEntry, InputEntry, Manifest,
-    PartFiles, PartitionEntry, RowGroupJob, Target, WriteSettings,
+    OpenFiles, PartFiles, PartitionEntry, RowGroupJob, Target, WriteSettings, MAX_OPEN_FILES,
 };
 use crate::source::Source;
 use crate::window::geometry::Lanes;
@@ -42,7 +42,20 @@ pub(super) enum Payload<T: Token> {
 pub(super) type Job<T> = RowGroupJob<Payload<T>>;
 
 /// Row groups to encode and windows to spill, cut in one step.
-pub(super) type Jobs<T> = (Vec<Job<T>>, Vec<SpillJob<T>>);
+pub(super) type Jobs<T> = (Vec<Cut<T>>, Vec<SpillJob<T>>);
+
+/// What the main pass cuts, in the order results are appended.
+pub(super) enum Cut<T: Token> {
+    /// A row group to encode and append.
+    Encode(Job<T>),
+    /// Close a partition's part file (to keep [`MAX_OPEN_FILES`] open).
+    Close {
+        /// The partition.
+        part: usize,
+        /// The file.
+        file_seq: usize,
+    },
+}
 
 /// Spill work: windows to materialise and scatter into buckets.
 pub(super) struct SpillJob<T: Token> {
@@ -57,6 +70,7 @@ pub(super) struct SpillJob<T: Token> {
 /// What a pool task hands back to the coordinator.
 pub(super) enum Output {
     Encoded(EncodedRowGroup),
+    Close { part: usize, file_seq: usize },
     Scattered(ScatteredPart),
 }
 
@@ -82,6 +96,8 @@ pub(super) struct Run<'a, T: Token> {
     pub(super) spill_root: PathBuf,
     pub(super) router: Router,
     pub(super) parts: Vec<Part<T>>,
+    /// Part files open at once, over all partitions.
+    pub(super) open_files: OpenFiles,
     pub(super) stream_totals: HashMap<String, u64>,
     pub(super) spill_buckets: usize,
     pub(super) spill_flush_bytes: usize,
@@ -150,6 +166,7 @@ impl<'a, T: Token> Run<'a, T> {
             spill_root: staging.spill_root(),
             router: Router::default(),
             parts: Vec::new(),
+            open_files: OpenFiles::new(MAX_OPEN_FILES),
             stream_totals,
             spill_buckets,
             spill_flush_bytes,
@@ -321,10 +338,22 @@ impl<'a, T: Token> Run<'a, T> {
                     part.windows_spilled += n as u64;
                 }
             } else {
+                let available = part.queue.len();
+                for evicted in self.open_files.admit(&part.files, available, finish) {
+                    if let Some(file_seq) = self.parts[evicted].files.end_current() {
+                        jobs.push(Cut::Close {
+                            part: evicted,
+                            file_seq,
+                        });
+                    }
+                }
+                let part = &mut self.parts[i];
                 let queue = &mut part.queue;
-                let available = queue.len();
                 let mut take = |n: usize| Ok(Payload::Windows(queue.drain(..n).collect()));
-                part.files.cut(available, finish, &mut take, &mut jobs)?;
+                let mut cut = Vec::new();
+                part.files.cut(available, finish, &mut take, &mut cut)?;
+                self.open_files.record(&part.files);
+                jobs.extend(cut.into_iter().map(Cut::Encode));
             }
         }
         Ok((jobs, spills))
@@ -369,8 +398,16 @@ impl<'a, T: Token> Run<'a, T> {
             let spawn_outputs =
                 |jobs: Jobs<T>, outputs: &mut VecDeque<Receiver<Result<Output>>>| {
                     let (jobs, spills) = jobs;
-                    for job in jobs {
+                    for cut in jobs {
                         let (tx, rx) = sync_channel(1);
+                        let job = match cut {
+                            Cut::Encode(job) => job,
+                            Cut::Close { part, file_seq } => {
+                                let _ = tx.send(Ok(Output::Close { part, file_seq }));
+                                outputs.push_back(rx);
+                                continue;
+                            }
+                        };
                         scope.spawn(move |_| {
                             let _ = tx
                                 .send(encode_job(job, factory, layout, carry).map(Output::Encoded));
@@ -462,6 +499,7 @@ impl<'a, T: Token> Run<'a, T> {
     /// Appends an encoded row group, or buffers scattered rows.
     fn consume(&mut self, output: Output) -> Result<()> {
         match output {
+            Output::Close { part, file_seq } => self.parts[part].files.close_file(file_seq),
             Output::Encoded(e) => {
                 let part = e.part;
                 self.parts[part].files.append(e)

@@ -18,7 +18,9 @@ pub mod rolling;
 pub use encode::{encode_row_group, writer_properties};
 pub use local::Staging;
 pub use manifest::{FieldEntry, InputEntry, Manifest, PartitionEntry, MANIFEST, SUCCESS};
-pub use rolling::{EncodedRowGroup, PartFiles, RowGroupJob, WriteSettings};
+pub use rolling::{
+    EncodedRowGroup, OpenFiles, PartFiles, RowGroupJob, WriteSettings, MAX_OPEN_FILES,
+};
 
 use remote::{RemoteDest, RemoteStaging};
 

@@ -163,6 +163,67 @@ fn write_error(path: &Path, e: parquet::errors::ParquetError) -> Error {
     }
 }
 
+/// The most part files a run keeps open at once, over all partitions. A
+/// partition whose file is closed to make room continues in a new part file,
+/// so rows and their order within each partition never change; which file
+/// closes is decided in source order, so the files are the same whatever the
+/// thread count. (Each open file on an object store also holds up to
+/// `PARTS_IN_FLIGHT + 1` upload parts of 8 MiB.)
+pub const MAX_OPEN_FILES: usize = 16;
+
+/// The partitions whose current part file is open (from the cut of its first
+/// row group to the cut of its last), least recently used first: at most
+/// `limit` of them.
+#[derive(Debug)]
+pub struct OpenFiles {
+    limit: usize,
+    /// `(partition, tick of its last cut)`.
+    open: Vec<(usize, u64)>,
+    tick: u64,
+}
+
+impl OpenFiles {
+    /// At most `limit` (at least 1) files open at once.
+    pub fn new(limit: usize) -> OpenFiles {
+        OpenFiles {
+            limit: limit.max(1),
+            open: Vec::new(),
+            tick: 0,
+        }
+    }
+
+    /// Before `files` cuts `available` rows: when the cut starts a file and
+    /// `limit` files are open, the least recently used partitions to close
+    /// first (they are no longer counted as open).
+    pub fn admit(&mut self, files: &PartFiles, available: usize, finish: bool) -> Vec<usize> {
+        let mut evicted = Vec::new();
+        if files.current || !files.would_cut(available, finish) {
+            return evicted;
+        }
+        while self.open.len() >= self.limit {
+            let lru = (0..self.open.len())
+                .min_by_key(|&k| self.open[k].1)
+                .expect("open is not empty");
+            evicted.push(self.open.swap_remove(lru).0);
+        }
+        evicted
+    }
+
+    /// After a cut of `files`: its partition counts as open while its file is.
+    pub fn record(&mut self, files: &PartFiles) {
+        self.tick += 1;
+        let slot = self.open.iter().position(|(p, _)| *p == files.part);
+        match (slot, files.current) {
+            (Some(k), true) => self.open[k].1 = self.tick,
+            (None, true) => self.open.push((files.part, self.tick)),
+            (Some(k), false) => {
+                self.open.swap_remove(k);
+            }
+            (None, false) => {}
+        }
+    }
+}
+
 /// What every part file of a run shares: where files go, the schema and
 /// writer properties, the row-group encoder factory, and the sizes.
 pub struct WriteSettings {
@@ -275,6 +336,34 @@ impl PartFiles {
             row_groups: 0,
             current: false,
         }
+    }
+
+    /// Whether [`PartFiles::cut`] would cut a row group from `available` rows.
+    fn would_cut(&self, available: usize, finish: bool) -> bool {
+        let planned = if self.current { self.planned } else { 0 };
+        let size =
+            (self.settings.row_group_rows as u64).min(self.settings.max_rows_per_file - planned);
+        available > 0 && (available as u64 >= size || finish)
+    }
+
+    /// Ends the file being cut (the next row group starts a new file);
+    /// returns its sequence number, to close it with
+    /// [`PartFiles::close_file`] after its last row group is appended.
+    pub fn end_current(&mut self) -> Option<usize> {
+        std::mem::take(&mut self.current).then(|| self.started - 1)
+    }
+
+    /// Closes file `file_seq` if it is open (it was ended by
+    /// [`PartFiles::end_current`]).
+    ///
+    /// # Errors
+    /// [`Error::Io`] / [`Error::Write`].
+    pub fn close_file(&mut self, file_seq: usize) -> Result<()> {
+        if self.open.as_ref().is_some_and(|(seq, _)| *seq == file_seq) {
+            let (_, file) = self.open.take().expect("checked");
+            self.done.push(file.close()?);
+        }
+        Ok(())
     }
 
     /// Cuts row groups while enough rows are available (all of them when

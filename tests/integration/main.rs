@@ -12,5 +12,6 @@ mod faults;
 mod ordering;
 mod packing;
 mod pipelines;
+mod resources;
 mod sources;
 mod stream;
