@@ -1,0 +1,354 @@
+"""The trainer-side loader: shuffled, sharded, resumable batches of a seqwin split.
+
+How an epoch is ordered (everything is a function of ``(seed, epoch)`` and
+the dataset, never of timing, ranks or workers)::
+
+    row groups  g0 g1 g2 g3 g4 g5 g6 g7 g8 ...     (manifest order)
+    permuted    g5 g1 g8 | g0 g3 g7 | g2 g6 g4     (seed, epoch)
+    blocks      [  B0   ] [   B1   ] [   B2   ]    k = block_row_groups
+    S           windows of B0 shuffled, then B1's, then B2's ...
+
+``S`` is the epoch's global sequence of windows. The remaining part of an
+epoch is a list of intervals of positions in ``S`` (all of it at the start);
+its concatenation ``R`` is cut into ``world_size`` equal contiguous shares of
+``n`` windows, ``n`` a multiple of ``batch_size``: rounded down
+(``drop_last=True``: the last ``len(R) mod (world_size * batch_size)``
+windows are skipped this epoch) or up (default: ``R`` is padded by repeating
+its first windows, as ``DistributedSampler`` does). Every rank therefore has
+``n / batch_size`` full batches. A rank's batches are numbered in its share's
+order; DataLoader worker ``w`` of ``W`` yields batches ``w, w + W, ...``, so
+the DataLoader's round-robin hands them to the training loop in exactly the
+rank's order, whatever the number of workers.
+
+Resuming is arithmetic: after every rank has taken ``c`` batches, the rest of
+the epoch is each share minus its first ``c * batch_size`` windows, a few
+intervals of ``S`` (``state_dict``). Loading it on any number of ranks and
+workers cuts the rest into new shares the same way: each window not yet
+consumed is yielded exactly once (plus padding).
+
+Memory: a reader holds at most two decoded blocks (a batch may straddle two)
+plus ``prefetch`` blocks being decoded ahead by a Rust thread, each block at
+most ``block_row_groups`` row groups of the selected columns.
+"""
+import os
+import sys
+
+import numpy as np
+
+from ._files import DatasetFiles, to_numpy
+
+DEFAULT_BLOCK_ROW_GROUPS = 4
+DEFAULT_PREFETCH = 1
+STATE_FORMAT = 1
+
+
+def _torch_register(cls):
+    """Makes ``cls`` an ``IterableDataset`` for ``DataLoader`` when torch is
+    loaded (``isinstance`` only: no torch import here)."""
+    data = sys.modules.get("torch.utils.data")
+    if data is not None and not issubclass(cls, data.IterableDataset):
+        data.IterableDataset.register(cls)
+
+
+def _dist_rank_world():
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    if "WORLD_SIZE" in os.environ:
+        return int(os.environ.get("RANK", "0")), int(os.environ["WORLD_SIZE"])
+    return 0, 1
+
+
+def _worker():
+    data = sys.modules.get("torch.utils.data")
+    info = data.get_worker_info() if data is not None else None
+    return (0, 1) if info is None else (info.id, info.num_workers)
+
+
+def _in_worker():
+    data = sys.modules.get("torch.utils.data")
+    return data is not None and data.get_worker_info() is not None
+
+
+def _rng(*key):
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(k) for k in key])))
+
+
+class _Epoch:
+    """The global sequence ``S`` of one epoch: blocks of row groups and the
+    shuffle of the windows inside each block."""
+
+    def __init__(self, files, seed, epoch, shuffle, k):
+        self.files, self.seed, self.epoch, self.shuffle = files, seed, epoch, shuffle
+        groups = len(files.rg_rows)
+        order = _rng(seed, epoch, 0).permutation(groups) if shuffle else np.arange(groups)
+        self.blocks = [order[i : i + k] for i in range(0, groups, k)]
+        sizes = np.array([files.rg_rows[b].sum() for b in self.blocks], dtype=np.int64)
+        self.block_start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+    def rows(self, b):
+        """Window ids (manifest order) of block ``b``'s rows, and its shuffle:
+        position ``o`` of the block in ``S`` is row ``perm[o]``."""
+        f = self.files
+        ids = np.concatenate([np.arange(f.rg_start[g], f.rg_start[g + 1]) for g in self.blocks[b]])
+        n = len(ids)
+        perm = _rng(self.seed, self.epoch, 1, b).permutation(n) if self.shuffle else np.arange(n)
+        return ids, perm
+
+    def locate(self, positions):
+        """Block and offset in the block of positions of ``S``."""
+        b = np.searchsorted(self.block_start, positions, side="right") - 1
+        return b, positions - self.block_start[b]
+
+
+def _share(remaining, world, batch_size, drop_last):
+    """Per-rank share size ``n`` and the real length of ``R``."""
+    total = sum(b - a for a, b in remaining)
+    per = world * batch_size
+    n = (total // per if drop_last else -(-total // per)) * batch_size
+    return n, total
+
+
+def _positions(remaining, padding, lo, hi):
+    """Positions in ``S`` of ``R[lo:hi]`` and whether each is padding: past
+    its real windows ``R`` continues with ``padding`` (the padding a resumed
+    epoch had left), then repeats itself from the start."""
+    comb = list(remaining) + list(padding)
+    starts = np.array([a for a, _ in comb], dtype=np.int64)
+    cum = np.concatenate([[0], np.cumsum([b - a for a, b in comb])]).astype(np.int64)
+    real = sum(b - a for a, b in remaining)
+    e = np.arange(lo, hi, dtype=np.int64)
+    if real == 0:
+        return e[:0], e[:0].astype(bool)
+    pad = e >= real
+    e = np.where(e >= cum[-1], (e - cum[-1]) % real, e)
+    i = np.searchsorted(cum, e, side="right") - 1
+    return starts[i] + (e - cum[i]), pad
+
+
+def _runs(positions):
+    """Positions as ``[start, end)`` runs, in order."""
+    out = []
+    for p in positions.tolist():
+        if out and out[-1][1] == p:
+            out[-1][1] += 1
+        else:
+            out.append([p, p + 1])
+    return out
+
+
+def _intervals(remaining, lo, hi):
+    """``R[lo:hi]`` (within its real length) as intervals of ``S``."""
+    out = []
+    offset = 0
+    for a, b in remaining:
+        n = b - a
+        x, y = max(lo, offset), min(hi, offset + n)
+        if x < y:
+            out.append([a + x - offset, a + y - offset])
+        offset += n
+    return out
+
+
+def _merge(intervals):
+    out = []
+    for a, b in sorted(intervals):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        elif a < b:
+            out.append([a, b])
+    return out
+
+
+class Loader:
+    """Shuffled, sharded, resumable batches of one split of a seqwin dataset.
+
+    ``iter(loader)`` yields dicts of batch-first C-contiguous numpy arrays:
+    ``input`` and ``target`` of shape ``(batch_size, seq_len)``, plus the
+    selected ``columns`` (``loss_mask``, ``position_ids``, ``doc_id`` …) and,
+    with ``with_index=True``, ``index``: each window's number in the split
+    (manifest order). It is a PyTorch ``IterableDataset`` when torch is
+    loaded (``DataLoader(loader, batch_size=None, num_workers=...)``;
+    ``torch.as_tensor`` / the DataLoader's conversion shares the buffers),
+    and a plain iterator of numpy batches without torch.
+
+    Arguments:
+
+    - ``path``: a seqwin output directory or an ``s3://``/``gs://``/``az://``
+      URL (``storage_options`` as in the pipeline's ``storage_options``).
+    - ``split``: required when the dataset has splits.
+    - ``seed``, ``shuffle``: the epoch's order is a function of
+      ``(seed, epoch)`` (call :meth:`set_epoch` before each epoch).
+    - ``block_row_groups`` (k): windows are shuffled within blocks of k row
+      groups; memory holds at most ``(2 + prefetch) * k`` row groups.
+    - ``drop_last``: ``False`` pads every rank's share by repeating windows
+      (as ``DistributedSampler``), ``True`` drops the tail; either way every
+      rank gets the same number of full batches.
+    - ``rank``, ``world_size``: default to ``torch.distributed`` when it is
+      initialized, else ``RANK``/``WORLD_SIZE``, else a single process.
+    """
+
+    def __init__(self, path, *, batch_size, split=None, columns=(), seed=0, shuffle=True,
+                 block_row_groups=DEFAULT_BLOCK_ROW_GROUPS, drop_last=False, rank=None,
+                 world_size=None, prefetch=DEFAULT_PREFETCH, with_index=False, storage_options=None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if block_row_groups < 1:
+            raise ValueError(f"block_row_groups must be at least 1, got {block_row_groups}")
+        if prefetch < 1:
+            raise ValueError(f"prefetch must be at least 1, got {prefetch}")
+        self.files = DatasetFiles(path, split, storage_options)
+        self.batch_size = int(batch_size)
+        self.columns = ["input", "target"] + [c for c in columns if c not in ("input", "target")]
+        self.seed = int(seed)
+        self.shuffle = bool(shuffle)
+        self.block_row_groups = int(block_row_groups)
+        self.drop_last = bool(drop_last)
+        self.prefetch = int(prefetch)
+        self.with_index = bool(with_index)
+        self._rank, self._world = rank, world_size
+        self._resolve()
+        self.epoch = 0
+        self._remaining = [[0, self.files.windows]]
+        self._padding = []
+        self._consumed = 0
+        _torch_register(type(self))
+
+    def _resolve(self):
+        rank, world = _dist_rank_world()
+        self.rank = rank if self._rank is None else int(self._rank)
+        self.world_size = world if self._world is None else int(self._world)
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank must be in [0, world_size={self.world_size}), got {self.rank}")
+
+    @property
+    def windows(self):
+        """Windows in the split."""
+        return self.files.windows
+
+    def set_epoch(self, epoch):
+        """Starts epoch ``epoch`` from its beginning (its own order)."""
+        self._resolve()
+        self.epoch = int(epoch)
+        self._remaining = [[0, self.files.windows]]
+        self._padding = []
+        self._consumed = 0
+
+    def __len__(self):
+        """Batches this rank yields in this epoch (from the resume point)."""
+        n, _ = _share(self._remaining, self.world_size, self.batch_size, self.drop_last)
+        return n // self.batch_size
+
+    def _plan(self):
+        """This rank's share: positions in ``S`` and the padding mask."""
+        n, _ = _share(self._remaining, self.world_size, self.batch_size, self.drop_last)
+        return _positions(self._remaining, self._padding, self.rank * n, (self.rank + 1) * n)
+
+    def __iter__(self):
+        worker, workers = _worker()
+        if not _in_worker():
+            self._resolve()
+        epoch = _Epoch(self.files, self.seed, self.epoch, self.shuffle, self.block_row_groups)
+        positions, _ = self._plan()
+        batches = len(positions) // self.batch_size
+        mine = list(range(worker, batches, workers))
+        b_of, o_of = epoch.locate(positions)
+        # The blocks each of this worker's batches needs, and the order the
+        # reader first needs them in (simulating the two-block cache below).
+        needs = [np.unique(b_of[j * self.batch_size : (j + 1) * self.batch_size]) for j in mine]
+        sequence, held = [], set()
+        for t, need in enumerate(needs):
+            for b in need:
+                if b not in held:
+                    sequence.append(int(b))
+                    held.add(int(b))
+            nxt = set(needs[t + 1].tolist()) if t + 1 < len(needs) else set()
+            held &= nxt
+        if not sequence:
+            return
+        stream = self.files.prefetch([epoch.blocks[b] for b in sequence], self.columns, self.prefetch)
+        cache, pulled, B = {}, 0, self.batch_size
+        for t, j in enumerate(mine):
+            for b in needs[t]:
+                while int(b) not in cache:
+                    arrays = to_numpy(stream.next())
+                    cache[sequence[pulled]] = (arrays, *epoch.rows(sequence[pulled]))
+                    pulled += 1
+            batch = self._gather(cache, b_of[j * B : (j + 1) * B], o_of[j * B : (j + 1) * B])
+            if workers == 1:
+                self._consumed += 1  # before the yield: a loop may stop right after this batch
+            yield batch
+            nxt = set(needs[t + 1].tolist()) if t + 1 < len(needs) else set()
+            for b in [b for b in cache if b not in nxt]:
+                del cache[b]
+
+    def _gather(self, cache, blocks, offsets):
+        """One batch: C-contiguous ``(batch, ...)`` arrays gathered from decoded blocks."""
+        first = int(blocks[0])
+        if (blocks == first).all():
+            arrays, ids, perm = cache[first]
+            rows = perm[offsets]
+            out = {name: np.take(a, rows, axis=0) for name, a in arrays.items()}
+            if self.with_index:
+                out["index"] = ids[rows]
+            return out
+        out = {}
+        for b in np.unique(blocks):
+            arrays, ids, perm = cache[int(b)]
+            where = np.flatnonzero(blocks == b)
+            rows = perm[offsets[where]]
+            for name, a in arrays.items():
+                if name not in out:
+                    out[name] = np.empty((len(blocks),) + a.shape[1:], dtype=a.dtype)
+                out[name][where] = a[rows]
+            if self.with_index:
+                out.setdefault("index", np.empty(len(blocks), dtype=np.int64))[where] = ids[rows]
+        return out
+
+    def state_dict(self, batches=None):
+        """The rest of the epoch after this rank took ``batches`` batches since
+        :meth:`set_epoch` or :meth:`load_state_dict` (default: the batches
+        iterated in this process — pass the count when a DataLoader with
+        workers does the iterating). Every rank takes the same number of
+        batches, so any rank's state describes all of them: save rank 0's.
+        """
+        c = self._consumed if batches is None else int(batches)
+        n, total = _share(self._remaining, self.world_size, self.batch_size, self.drop_last)
+        if not 0 <= c * self.batch_size <= n:
+            raise ValueError(f"batches must be in [0, {n // self.batch_size}], got {c}")
+        rest, padding = [], []
+        for r in range(self.world_size):
+            lo, hi = r * n + c * self.batch_size, (r + 1) * n
+            rest.extend(_intervals(self._remaining, lo, min(hi, total)))
+            positions, pad = _positions(self._remaining, self._padding, max(lo, total), max(hi, total))
+            padding.extend(_runs(positions[pad]))
+        return {
+            "format": STATE_FORMAT,
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "shuffle": self.shuffle,
+            "block_row_groups": self.block_row_groups,
+            "windows": self.files.windows,
+            "remaining": _merge(rest),
+            "padding": padding,
+        }
+
+    def load_state_dict(self, state):
+        """Continues an epoch from :meth:`state_dict`, on any number of ranks
+        and workers: the next iteration yields exactly the windows not yet
+        consumed (plus padding up to equal full batches per rank)."""
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(f"unknown loader state format {state.get('format')!r} (expected {STATE_FORMAT})")
+        for key, mine in (("windows", self.files.windows), ("seed", self.seed), ("shuffle", self.shuffle),
+                          ("block_row_groups", self.block_row_groups)):
+            if state[key] != mine:
+                raise ValueError(f"the state was saved with {key}={state[key]!r}, this loader has {key}={mine!r}")
+        self._resolve()
+        self.epoch = int(state["epoch"])
+        self._remaining = [[int(a), int(b)] for a, b in state["remaining"]]
+        self._padding = [[int(a), int(b)] for a, b in state.get("padding", [])]
+        self._consumed = 0
+
+    def __getstate__(self):
+        self._resolve()  # in the parent: workers cannot see torch.distributed
+        return dict(self.__dict__)
