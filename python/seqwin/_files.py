@@ -80,13 +80,14 @@ class DatasetFiles:
         """(file, row group in file) pairs of global row-group ids."""
         return [(int(self.rg_file[g]), int(self.rg_index[g])) for g in row_groups]
 
-    def read(self, row_groups, columns):
+    def read(self, row_groups, columns, threads=1):
         """Decodes ``columns`` of the row groups (global ids), concatenated: a dict of numpy arrays."""
-        return to_numpy(self.reader().read(self.pairs(row_groups), list(columns)))
+        return to_numpy(self.reader().read(self.pairs(row_groups), list(columns), threads))
 
-    def prefetch(self, blocks, columns, ahead):
-        """Decodes blocks (lists of global row-group ids) in order on a Rust thread."""
-        return self.reader().prefetch([self.pairs(b) for b in blocks], list(columns), ahead)
+    def prefetch(self, blocks, columns, ahead, threads=1):
+        """Decodes blocks (lists of global row-group ids) in order on a Rust thread
+        (each block's column chunks on up to ``threads`` threads)."""
+        return self.reader().prefetch([self.pairs(b) for b in blocks], list(columns), ahead, threads)
 
 
 def to_numpy(stream):

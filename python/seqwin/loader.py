@@ -39,6 +39,7 @@ from ._files import DatasetFiles, to_numpy
 
 DEFAULT_BLOCK_ROW_GROUPS = 4
 DEFAULT_PREFETCH = 1
+DEFAULT_DECODE_THREADS = 2
 STATE_FORMAT = 1
 
 
@@ -184,13 +185,16 @@ class Loader:
     - ``drop_last``: ``False`` pads every rank's share by repeating windows
       (as ``DistributedSampler``), ``True`` drops the tail; either way every
       rank gets the same number of full batches.
+    - ``prefetch``: blocks decoded ahead by a Rust thread (GIL released);
+      ``decode_threads``: threads decoding one block's column chunks.
     - ``rank``, ``world_size``: default to ``torch.distributed`` when it is
       initialized, else ``RANK``/``WORLD_SIZE``, else a single process.
     """
 
     def __init__(self, path, *, batch_size, split=None, columns=(), seed=0, shuffle=True,
                  block_row_groups=DEFAULT_BLOCK_ROW_GROUPS, drop_last=False, rank=None,
-                 world_size=None, prefetch=DEFAULT_PREFETCH, with_index=False, storage_options=None):
+                 world_size=None, prefetch=DEFAULT_PREFETCH, decode_threads=DEFAULT_DECODE_THREADS,
+                 with_index=False, storage_options=None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if block_row_groups < 1:
@@ -205,6 +209,7 @@ class Loader:
         self.block_row_groups = int(block_row_groups)
         self.drop_last = bool(drop_last)
         self.prefetch = int(prefetch)
+        self.decode_threads = max(1, int(decode_threads))
         self.with_index = bool(with_index)
         self._rank, self._world = rank, world_size
         self._resolve()
@@ -266,7 +271,8 @@ class Loader:
             held &= nxt
         if not sequence:
             return
-        stream = self.files.prefetch([epoch.blocks[b] for b in sequence], self.columns, self.prefetch)
+        stream = self.files.prefetch([epoch.blocks[b] for b in sequence], self.columns, self.prefetch,
+                                     self.decode_threads)
         cache, pulled, B = {}, 0, self.batch_size
         for t, j in enumerate(mine):
             for b in needs[t]:

@@ -172,29 +172,80 @@ struct Files {
 }
 
 impl Files {
-    /// Decodes `columns` of the row groups `blocks` (file index, row group
-    /// index), in that order, into one batch with contiguous buffers.
+    /// Decodes `columns` of `row_groups` ((file index, row group index)
+    /// pairs), in that order, into one batch with contiguous buffers. Each
+    /// (row group, column) chunk is decoded on its own, on up to `threads`
+    /// threads; each column is then concatenated once.
     fn read(
         &self,
         row_groups: &[(usize, usize)],
         columns: &[String],
+        threads: usize,
     ) -> Result<RecordBatch, String> {
-        let mut batches = Vec::new();
+        if row_groups.is_empty() || columns.is_empty() {
+            return Err("nothing to read".into());
+        }
+        let mut tasks = Vec::with_capacity(row_groups.len() * columns.len());
         for &(fi, rg) in row_groups {
             let f = self
                 .files
                 .get(fi)
                 .ok_or_else(|| format!("no file {fi} (the reader has {})", self.files.len()))?;
-            batches.extend(self.read_one(f, rg, columns)?);
+            for c in columns {
+                tasks.push((f, rg, std::slice::from_ref(c)));
+            }
         }
-        let schema = match batches.first() {
-            Some(b) => b.schema(),
-            None => return Err("no row group to read".into()),
-        };
-        if batches.len() == 1 {
-            return Ok(batches.pop().expect("one batch"));
+        let mut decoded: Vec<Option<Result<Vec<RecordBatch>, String>>> = Vec::new();
+        decoded.resize_with(tasks.len(), || None);
+        let threads = threads.clamp(1, tasks.len());
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let slots: Vec<Mutex<&mut Option<_>>> = decoded.iter_mut().map(Mutex::new).collect();
+        std::thread::scope(|scope| {
+            let work = || loop {
+                let t = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&(f, rg, cols)) = tasks.get(t) else {
+                    return;
+                };
+                let result = self.read_one(f, rg, cols);
+                if let Ok(mut slot) = slots[t].lock() {
+                    **slot = Some(result);
+                }
+            };
+            for _ in 1..threads {
+                scope.spawn(work);
+            }
+            work();
+        });
+        drop(slots);
+        // decoded[rg * columns + c]: the batches of one column chunk.
+        let mut per_column: Vec<Vec<arrow::array::ArrayRef>> = vec![Vec::new(); columns.len()];
+        let mut fields = Vec::with_capacity(columns.len());
+        for (t, d) in decoded.into_iter().enumerate() {
+            let batches = d.ok_or("a decoding thread failed")??;
+            let c = t % columns.len();
+            for b in batches {
+                if fields.len() == c {
+                    fields.push(b.schema().field(0).clone());
+                }
+                per_column[c].push(std::sync::Arc::clone(b.column(0)));
+            }
         }
-        arrow::compute::concat_batches(&schema, &batches).map_err(|e| e.to_string())
+        if fields.len() != columns.len() {
+            return Err("the row groups hold no rows".into());
+        }
+        let mut arrays = Vec::with_capacity(columns.len());
+        for parts in per_column {
+            let refs: Vec<&dyn arrow::array::Array> = parts.iter().map(|a| a.as_ref()).collect();
+            arrays.push(match refs.as_slice() {
+                [one] => {
+                    let _ = one;
+                    std::sync::Arc::clone(&parts[0])
+                }
+                _ => arrow::compute::concat(&refs).map_err(|e| e.to_string())?,
+            });
+        }
+        let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
+        RecordBatch::try_new(schema, arrays).map_err(|e| e.to_string())
     }
 
     fn read_one(
@@ -421,27 +472,32 @@ impl RowGroupReader {
     }
 
     /// Decodes `columns` of `row_groups` ((file, row group) pairs) into one
-    /// batch, with the GIL released; returns an Arrow C stream of it.
+    /// batch on up to `threads` threads, with the GIL released; returns an
+    /// Arrow C stream of it.
+    #[pyo3(signature = (row_groups, columns, threads=1))]
     fn read(
         &self,
         py: Python<'_>,
         row_groups: Vec<(usize, usize)>,
         columns: Vec<String>,
+        threads: usize,
     ) -> PyResult<ArrowStream> {
         let batch = py
-            .detach(|| self.files.read(&row_groups, &columns))
+            .detach(|| self.files.read(&row_groups, &columns, threads))
             .map_err(PyIOError::new_err)?;
         Ok(to_stream(batch))
     }
 
     /// Starts decoding `blocks` (each a list of (file, row group) pairs) in
     /// order on a background thread, at most `ahead` blocks ahead of the
-    /// consumer.
+    /// consumer, each on up to `threads` threads.
+    #[pyo3(signature = (blocks, columns, ahead, threads=1))]
     fn prefetch(
         &self,
         blocks: Vec<Vec<(usize, usize)>>,
         columns: Vec<String>,
         ahead: usize,
+        threads: usize,
     ) -> PyResult<Prefetch> {
         if ahead == 0 {
             return Err(PyValueError::new_err("prefetch needs ahead >= 1"));
@@ -453,7 +509,7 @@ impl RowGroupReader {
             .name("seqwin-prefetch".into())
             .spawn(move || {
                 for block in blocks {
-                    let result = files.read(&block, &columns);
+                    let result = files.read(&block, &columns, threads);
                     let failed = result.is_err();
                     // The consumer went away: stop.
                     if tx.send(result).is_err() || failed {
