@@ -10,7 +10,9 @@ after imports:
 
 - numpy memmap, nanoGPT-style slicing (``data[i:i+L]``, ``data[i+1:i+1+L]``)
   at the window starts in a random permutation, batches of 32;
-- ``seqwin.Loader``, shuffled, rank 0 of 1 and rank 1 of 8, batches of 32;
+- ``seqwin.Loader``, shuffled, rank 0 of 1 and rank 1 of 8, batches of 32,
+  blocks of 1 and 4 row groups, and from its local cache (exact shuffle;
+  the cache is built in the warm-up epoch); the second epoch is timed;
 - ``seqwin.WindowDataset``, ``ds[i]`` in a random permutation;
 - HF ``datasets`` (Parquet, numpy format), ``ds[list of 32]`` in a random
   permutation (the batched random access of a map-style DataLoader).
@@ -103,10 +105,15 @@ def run_case(case, d, seq_len):
             y = np.stack([data[i + 1 : i + 1 + seq_len] for i in starts])
             samples += len(x) + 0 * len(y)
     elif case.startswith("loader"):
-        # loader_k{k}[_rank1_of_8]: blocks of k row groups, one process or rank 1 of 8.
-        k = int(case.split("_")[1][1:])
+        # loader_k{k}[_rank1_of_8]: blocks of k row groups; loader_cache: the
+        # local cache's exact shuffle; one process or rank 1 of 8.
         rank, world = (1, 8) if case.endswith("of_8") else (0, 1)
-        ld = seqwin.Loader(out, batch_size=BATCH, seed=0, rank=rank, world_size=world, block_row_groups=k)
+        kind = case.split("_")[1]
+        if kind == "cache":
+            opts = {"cache_dir": d / "loader-cache"}
+        else:
+            opts = {"block_row_groups": int(kind[1:])}
+        ld = seqwin.Loader(out, batch_size=BATCH, seed=0, rank=rank, world_size=world, **opts)
         for batch in ld:  # epoch 0 warms up (allocator, threads); epoch 1 is timed
             pass
         ld.set_epoch(1)
@@ -152,7 +159,7 @@ def main():
             f.read_bytes()
     rows = []
     for case in ["memmap", "loader_k1", "loader_k4", "loader_k1_rank1_of_8", "loader_k4_rank1_of_8",
-                 "window_dataset", "hf_datasets"]:
+                 "loader_cache", "loader_cache_rank1_of_8", "window_dataset", "hf_datasets"]:
         res = subprocess.run([sys.executable, __file__, "--dir", str(d), "--seq-len", str(a.seq_len), "--case", case],
                              capture_output=True, text=True)
         if res.returncode:

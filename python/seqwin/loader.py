@@ -30,7 +30,11 @@ Memory: a reader holds at most two decoded blocks (a batch may straddle two)
 plus ``prefetch`` blocks being decoded ahead by a Rust thread, each block at
 most ``block_row_groups`` row groups of the selected columns.
 """
+import hashlib
+import json
 import os
+import pathlib
+import shutil
 import sys
 
 import numpy as np
@@ -82,8 +86,11 @@ class _Epoch:
     def __init__(self, files, seed, epoch, shuffle, k):
         self.files, self.seed, self.epoch, self.shuffle = files, seed, epoch, shuffle
         groups = len(files.rg_rows)
-        order = _rng(seed, epoch, 0).permutation(groups) if shuffle else np.arange(groups)
-        self.blocks = [order[i : i + k] for i in range(0, groups, k)]
+        if k == 0:  # one block, the whole split: an exact global shuffle
+            self.blocks = [np.arange(groups)] if groups else []
+        else:
+            order = _rng(seed, epoch, 0).permutation(groups) if shuffle else np.arange(groups)
+            self.blocks = [order[i : i + k] for i in range(0, groups, k)]
         sizes = np.array([files.rg_rows[b].sum() for b in self.blocks], dtype=np.int64)
         self.block_start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
@@ -161,6 +168,42 @@ def _merge(intervals):
     return out
 
 
+def local_cache(files, columns, cache_dir, threads=1):
+    """The split's ``columns`` decoded into ``cache_dir`` (once; an atomic
+    rename publishes it), as read-only memory maps: ``{column: array}``.
+    Keyed by the dataset, the split, the manifest and the columns."""
+    key = hashlib.sha256(json.dumps(
+        [files.root, files.split, files.manifest, sorted(columns)], sort_keys=True, default=str
+    ).encode()).hexdigest()[:20]
+    final = pathlib.Path(cache_dir) / f"seqwin-{key}"
+    if not (final / "_DONE").exists():
+        tmp = pathlib.Path(cache_dir) / f".seqwin-{key}.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        out = {}
+        for g in range(len(files.rg_rows)):
+            arrays = files.read([g], columns, threads)
+            lo, hi = int(files.rg_start[g]), int(files.rg_start[g + 1])
+            for name, a in arrays.items():
+                if a.dtype == object:
+                    raise ValueError(f"cache_dir holds numeric columns only; `{name}` is {a.dtype}")
+                if name not in out:
+                    out[name] = np.lib.format.open_memmap(
+                        tmp / f"{name}.npy", mode="w+", dtype=a.dtype, shape=(files.windows,) + a.shape[1:]
+                    )
+                out[name][lo:hi] = a
+        for a in out.values():
+            a.flush()
+        del out
+        (tmp / "_DONE").write_text("")
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process published it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    # Plain ndarray views of the maps (batches gathered from them are ndarrays).
+    return {c: np.asarray(np.load(final / f"{c}.npy", mmap_mode="r")) for c in columns}
+
+
 class Loader:
     """Shuffled, sharded, resumable batches of one split of a seqwin dataset.
 
@@ -187,6 +230,10 @@ class Loader:
       rank gets the same number of full batches.
     - ``prefetch``: blocks decoded ahead by a Rust thread (GIL released);
       ``decode_threads``: threads decoding one block's column chunks.
+    - ``cache_dir``: decode the split once into flat local files there
+      (one ``.npy`` per column, shared by the ranks and workers of a
+      machine) and serve batches from them by memory map, with an exact
+      global shuffle of the windows (``block_row_groups`` is then unused).
     - ``rank``, ``world_size``: default to ``torch.distributed`` when it is
       initialized, else ``RANK``/``WORLD_SIZE``, else a single process.
     """
@@ -194,7 +241,7 @@ class Loader:
     def __init__(self, path, *, batch_size, split=None, columns=(), seed=0, shuffle=True,
                  block_row_groups=DEFAULT_BLOCK_ROW_GROUPS, drop_last=False, rank=None,
                  world_size=None, prefetch=DEFAULT_PREFETCH, decode_threads=DEFAULT_DECODE_THREADS,
-                 with_index=False, storage_options=None):
+                 with_index=False, cache_dir=None, storage_options=None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if block_row_groups < 1:
@@ -211,6 +258,7 @@ class Loader:
         self.prefetch = int(prefetch)
         self.decode_threads = max(1, int(decode_threads))
         self.with_index = bool(with_index)
+        self.cache_dir = None if cache_dir is None else str(cache_dir)
         self._rank, self._world = rank, world_size
         self._resolve()
         self.epoch = 0
@@ -218,6 +266,10 @@ class Loader:
         self._padding = []
         self._consumed = 0
         _torch_register(type(self))
+
+    def _k(self):
+        """Row groups per block; 0: one block (the local cache's exact shuffle)."""
+        return 0 if self.cache_dir is not None else self.block_row_groups
 
     def _resolve(self):
         rank, world = _dist_rank_world()
@@ -253,7 +305,7 @@ class Loader:
         worker, workers = _worker()
         if not _in_worker():
             self._resolve()
-        epoch = _Epoch(self.files, self.seed, self.epoch, self.shuffle, self.block_row_groups)
+        epoch = _Epoch(self.files, self.seed, self.epoch, self.shuffle, self._k())
         positions, _ = self._plan()
         batches = len(positions) // self.batch_size
         mine = list(range(worker, batches, workers))
@@ -270,6 +322,16 @@ class Loader:
             nxt = set(needs[t + 1].tolist()) if t + 1 < len(needs) else set()
             held &= nxt
         if not sequence:
+            return
+        if self.cache_dir is not None:
+            memmaps = local_cache(self.files, self.columns, self.cache_dir, self.decode_threads)
+            cache = {0: (memmaps, *epoch.rows(0))}
+            B = self.batch_size
+            for t, j in enumerate(mine):
+                batch = self._gather(cache, b_of[j * B : (j + 1) * B], o_of[j * B : (j + 1) * B])
+                if workers == 1:
+                    self._consumed += 1
+                yield batch
             return
         stream = self.files.prefetch([epoch.blocks[b] for b in sequence], self.columns, self.prefetch,
                                      self.decode_threads)
@@ -304,6 +366,8 @@ class Loader:
             where = np.flatnonzero(blocks == b)
             rows = perm[offsets[where]]
             for name, a in arrays.items():
+                if a.dtype == object:
+                    raise ValueError(f"cache_dir holds numeric columns only; `{name}` is {a.dtype}")
                 if name not in out:
                     out[name] = np.empty((len(blocks),) + a.shape[1:], dtype=a.dtype)
                 out[name][where] = a[rows]
@@ -333,7 +397,7 @@ class Loader:
             "seed": self.seed,
             "epoch": self.epoch,
             "shuffle": self.shuffle,
-            "block_row_groups": self.block_row_groups,
+            "block_row_groups": self._k(),
             "windows": self.files.windows,
             "remaining": _merge(rest),
             "padding": padding,
@@ -346,7 +410,7 @@ class Loader:
         if state.get("format") != STATE_FORMAT:
             raise ValueError(f"unknown loader state format {state.get('format')!r} (expected {STATE_FORMAT})")
         for key, mine in (("windows", self.files.windows), ("seed", self.seed), ("shuffle", self.shuffle),
-                          ("block_row_groups", self.block_row_groups)):
+                          ("block_row_groups", self._k())):
             if state[key] != mine:
                 raise ValueError(f"the state was saved with {key}={state[key]!r}, this loader has {key}={mine!r}")
         self._resolve()

@@ -180,6 +180,35 @@ def test_unsplit_dataset_needs_no_split(tmp_path):
     assert got == list(range(len(truth["input"]) // 4 * 4))
 
 
+def test_local_cache_exact_global_shuffle_and_resume(out, truth, tmp_path):
+    n = len(truth["input"])
+    cache = tmp_path / "cache"
+    ld = loader(out, cache_dir=cache, seed=4, columns=["doc_id"])
+    batches = list(ld)
+    got = [i for b in batches for i in check_batch(b, truth, B)]
+    for b in batches:
+        assert np.array_equal(b["doc_id"], truth["doc_id"][b["index"]])
+    expect_cover(got, n, len(got) - n)
+    # exact global shuffle: the first batch alone spans many row groups
+    groups = np.searchsorted(ld.files.rg_start, got[: 4 * B], side="right") - 1
+    assert len(set(groups.tolist())) > 12
+    (built,) = [p for p in cache.iterdir()]
+    assert sorted(p.name for p in built.iterdir()) == ["_DONE", "doc_id.npy", "input.npy", "target.npy"]
+    stamp = (built / "input.npy").stat().st_mtime_ns
+    again = loader(out, cache_dir=cache, seed=4, columns=["doc_id"])
+    assert [i for b in again for i in b["index"].tolist()] == got  # the same order, from the same files
+    assert (built / "input.npy").stat().st_mtime_ns == stamp  # not rebuilt
+    # resume and elastic resume work the same way
+    full = [got for _, got in run_ranks(out, truth, 4, cache_dir=cache)]
+    head = run_ranks(out, truth, 4, batches=2, cache_dir=cache)
+    state = head[0][0].state_dict()
+    assert state["block_row_groups"] == 0
+    rest = run_ranks(out, truth, 4, state=state, cache_dir=cache)
+    assert all(head[r][1] + rest[r][1] == full[r] for r in range(4))
+    with pytest.raises(ValueError, match="block_row_groups=0, this loader has block_row_groups=4"):
+        loader(out, seed=9).load_state_dict(state)
+
+
 torch = pytest.importorskip("torch")
 
 
@@ -203,6 +232,13 @@ def test_dataloader_yields_the_rank_order_whatever_the_workers(out, truth, worke
     dl2 = torch.utils.data.DataLoader(ld2, batch_size=None, num_workers=2 - workers)
     rest = [i for batch in dl2 for i in check_batch({k: v.numpy() for k, v in batch.items()}, truth, B)]
     assert rest == expected[c * B :]
+
+
+def test_local_cache_with_dataloader_workers(out, truth, tmp_path):
+    ld = loader(out, cache_dir=tmp_path, seed=8)
+    expected = epoch_indices(ld, truth)
+    dl = torch.utils.data.DataLoader(ld, batch_size=None, num_workers=2)
+    assert [i for b in dl for i in check_batch({k: v.numpy() for k, v in b.items()}, truth, B)] == expected
 
 
 def test_batches_share_memory_with_tensors(out):
