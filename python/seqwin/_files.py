@@ -33,6 +33,13 @@ class DatasetFiles:
             local = pathlib.Path(root)
             if not (local / "_SUCCESS").exists() or not (local / "_seqwin.json").exists():
                 raise FileNotFoundError(f"{root} is not a complete seqwin dataset (no _SUCCESS or _seqwin.json)")
+        else:
+            try:
+                _seqwin.read_dataset_file(self.root, "_SUCCESS", self.storage_options)
+            except OSError as e:
+                if "does not exist" not in str(e):
+                    raise
+                raise FileNotFoundError(f"{root} is not a complete seqwin dataset (no _SUCCESS)") from None
         self.manifest = json.loads(bytes(_seqwin.read_dataset_file(self.root, "_seqwin.json", self.storage_options)))
         parts = self.manifest["partitions"]
         splits = sorted({p["values"][SPLIT_KEY] for p in parts if p["values"].get(SPLIT_KEY) is not None})

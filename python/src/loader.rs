@@ -363,6 +363,9 @@ pub fn read_dataset_file(
                 .objects
                 .get(name)
                 .ok_or_else(|| format!("{root}/{name} does not exist"))?;
+            if size == 0 {
+                return Ok(Vec::new());
+            }
             let data = (dir.ranges)(name, size)(std::iter::once(0..size).collect())?;
             data.get_bytes(0, size as usize)
                 .map(|b| b.to_vec())
