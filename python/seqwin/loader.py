@@ -30,6 +30,7 @@ Memory: a reader holds at most two decoded blocks (a batch may straddle two)
 plus ``prefetch`` blocks being decoded ahead by a Rust thread, each block at
 most ``block_row_groups`` row groups of the selected columns.
 """
+import collections
 import hashlib
 import json
 import os
@@ -204,7 +205,174 @@ def local_cache(files, columns, cache_dir, threads=1):
     return {c: np.asarray(np.load(final / f"{c}.npy", mmap_mode="r")) for c in columns}
 
 
-class Loader:
+def _batches(mine, batch_size, key_of, offset_of, block, sources, with_index, source_of=None, on_batch=None):
+    """The generic read loop: yields the batches ``mine`` (numbers in the
+    rank's share) from decoded blocks.
+
+    ``key_of``/``offset_of``: block key and offset in the block of every
+    position of the share; ``block(key)`` → ``(source, row_groups, rows)``
+    with ``rows()`` → ``(window ids, shuffle)``; ``sources[s]`` → ``(files,
+    columns, prefetch, threads, memmaps or None)``. Each source's blocks are
+    decoded ahead on its own Rust prefetch thread, in the order they are
+    first needed; a block is dropped once the next batch does not need it.
+    """
+    B = batch_size
+    needs = [np.unique(key_of[j * B : (j + 1) * B]) for j in mine]
+    # The blocks each source's reader must deliver, in order (simulating the cache below).
+    sequences, held = collections.defaultdict(list), set()
+    for t, need in enumerate(needs):
+        for k in need.tolist():
+            if k not in held:
+                sequences[block(k)[0]].append(k)
+                held.add(k)
+        held &= set(needs[t + 1].tolist()) if t + 1 < len(needs) else set()
+    streams, pulled = {}, collections.Counter()
+    for s, seq in sequences.items():
+        files, columns, ahead, threads, memmaps = sources[s]
+        if memmaps is None:
+            streams[s] = files.prefetch([block(k)[1] for k in seq], columns, ahead, threads)
+    cache = {}
+    for t, j in enumerate(mine):
+        for k in needs[t].tolist():
+            while k not in cache:
+                s = block(k)[0]
+                memmaps = sources[s][4]
+                if memmaps is not None:
+                    cache[k] = (memmaps, *block(k)[2]())
+                    continue
+                got = sequences[s][pulled[s]]
+                pulled[s] += 1
+                cache[got] = (to_numpy(streams[s].next()), *block(got)[2]())
+        keys, offsets = key_of[j * B : (j + 1) * B], offset_of[j * B : (j + 1) * B]
+        batch = _gather(cache, keys, offsets, with_index)
+        if with_index and source_of is not None:
+            batch["source"] = source_of[j * B : (j + 1) * B]
+        if on_batch is not None:
+            on_batch()  # before the yield: a loop may stop right after this batch
+        yield batch
+        nxt = set(needs[t + 1].tolist()) if t + 1 < len(needs) else set()
+        for k in [k for k in cache if k not in nxt]:
+            del cache[k]
+
+
+def _gather(cache, keys, offsets, with_index):
+    """One batch: C-contiguous ``(batch, ...)`` arrays gathered from decoded blocks."""
+    first = int(keys[0])
+    if (keys == first).all():
+        arrays, ids, perm = cache[first]
+        rows = perm[offsets]
+        out = {name: np.take(a, rows, axis=0) for name, a in arrays.items()}
+        if with_index:
+            out["index"] = ids[rows]
+        return out
+    out = {}
+    for k in np.unique(keys):
+        arrays, ids, perm = cache[int(k)]
+        where = np.flatnonzero(keys == k)
+        rows = perm[offsets[where]]
+        for name, a in arrays.items():
+            if name not in out:
+                out[name] = np.empty((len(keys),) + a.shape[1:], dtype=a.dtype)
+            out[name][where] = a[rows]
+        if with_index:
+            out.setdefault("index", np.empty(len(keys), dtype=np.int64))[where] = ids[rows]
+    return out
+
+
+class _Sharded:
+    """Sharding, padding and resume over an epoch's global sequence of
+    ``_total()`` positions (shared by :class:`Loader` and :class:`Mix`)."""
+
+    def _setup(self, batch_size, drop_last, rank, world_size):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.drop_last = bool(drop_last)
+        self._rank, self._world = rank, world_size
+        self._resolve()
+        self.epoch = 0
+        self._remaining = [[0, self._total()]]
+        self._padding = []
+        self._consumed = 0
+        _torch_register(type(self))
+
+    def _resolve(self):
+        rank, world = _dist_rank_world()
+        self.rank = rank if self._rank is None else int(self._rank)
+        self.world_size = world if self._world is None else int(self._world)
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank must be in [0, world_size={self.world_size}), got {self.rank}")
+
+    def set_epoch(self, epoch):
+        """Starts epoch ``epoch`` from its beginning (its own order)."""
+        self._resolve()
+        self.epoch = int(epoch)
+        self._remaining = [[0, self._total()]]
+        self._padding = []
+        self._consumed = 0
+
+    def __len__(self):
+        """Batches this rank yields in this epoch (from the resume point)."""
+        n, _ = _share(self._remaining, self.world_size, self.batch_size, self.drop_last)
+        return n // self.batch_size
+
+    def _mine(self):
+        """This rank's share (positions in the epoch's sequence) and this worker's batches in it."""
+        worker, workers = _worker()
+        if not _in_worker():
+            self._resolve()
+        n, _ = _share(self._remaining, self.world_size, self.batch_size, self.drop_last)
+        positions, _ = _positions(self._remaining, self._padding, self.rank * n, (self.rank + 1) * n)
+        mine = list(range(worker, len(positions) // self.batch_size, workers))
+        count = self._count if workers == 1 else None
+        return positions, mine, count
+
+    def _count(self):
+        self._consumed += 1
+
+    def state_dict(self, batches=None):
+        """The rest of the epoch after this rank took ``batches`` batches since
+        :meth:`set_epoch` or :meth:`load_state_dict` (default: the batches
+        iterated in this process — pass the count when a DataLoader with
+        workers does the iterating). Every rank takes the same number of
+        batches, so any rank's state describes all of them: save rank 0's.
+        """
+        c = self._consumed if batches is None else int(batches)
+        n, total = _share(self._remaining, self.world_size, self.batch_size, self.drop_last)
+        if not 0 <= c * self.batch_size <= n:
+            raise ValueError(f"batches must be in [0, {n // self.batch_size}], got {c}")
+        rest, padding = [], []
+        for r in range(self.world_size):
+            lo, hi = r * n + c * self.batch_size, (r + 1) * n
+            rest.extend(_intervals(self._remaining, lo, min(hi, total)))
+            positions, pad = _positions(self._remaining, self._padding, max(lo, total), max(hi, total))
+            padding.extend(_runs(positions[pad]))
+        state = {"format": STATE_FORMAT, "epoch": self.epoch}
+        state.update(self._config())
+        state.update({"remaining": _merge(rest), "padding": padding})
+        return state
+
+    def load_state_dict(self, state):
+        """Continues an epoch from :meth:`state_dict`, on any number of ranks
+        and workers: the next iteration yields exactly the windows not yet
+        consumed (plus padding up to equal full batches per rank)."""
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(f"unknown loader state format {state.get('format')!r} (expected {STATE_FORMAT})")
+        for key, mine in self._config().items():
+            if state.get(key) != mine:
+                raise ValueError(f"the state was saved with {key}={state.get(key)!r}, this loader has {key}={mine!r}")
+        self._resolve()
+        self.epoch = int(state["epoch"])
+        self._remaining = [[int(a), int(b)] for a, b in state["remaining"]]
+        self._padding = [[int(a), int(b)] for a, b in state.get("padding", [])]
+        self._consumed = 0
+
+    def __getstate__(self):
+        self._resolve()  # in the parent: workers cannot see torch.distributed
+        return dict(self.__dict__)
+
+
+class Loader(_Sharded):
     """Shuffled, sharded, resumable batches of one split of a seqwin dataset.
 
     ``iter(loader)`` yields dicts of batch-first C-contiguous numpy arrays:
@@ -238,187 +406,157 @@ class Loader:
       initialized, else ``RANK``/``WORLD_SIZE``, else a single process.
     """
 
+
     def __init__(self, path, *, batch_size, split=None, columns=(), seed=0, shuffle=True,
                  block_row_groups=DEFAULT_BLOCK_ROW_GROUPS, drop_last=False, rank=None,
                  world_size=None, prefetch=DEFAULT_PREFETCH, decode_threads=DEFAULT_DECODE_THREADS,
                  with_index=False, cache_dir=None, storage_options=None):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if block_row_groups < 1:
             raise ValueError(f"block_row_groups must be at least 1, got {block_row_groups}")
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
         self.files = DatasetFiles(path, split, storage_options)
-        self.batch_size = int(batch_size)
         self.columns = ["input", "target"] + [c for c in columns if c not in ("input", "target")]
         self.seed = int(seed)
         self.shuffle = bool(shuffle)
         self.block_row_groups = int(block_row_groups)
-        self.drop_last = bool(drop_last)
         self.prefetch = int(prefetch)
         self.decode_threads = max(1, int(decode_threads))
         self.with_index = bool(with_index)
         self.cache_dir = None if cache_dir is None else str(cache_dir)
-        self._rank, self._world = rank, world_size
-        self._resolve()
-        self.epoch = 0
-        self._remaining = [[0, self.files.windows]]
-        self._padding = []
-        self._consumed = 0
-        _torch_register(type(self))
-
-    def _k(self):
-        """Row groups per block; 0: one block (the local cache's exact shuffle)."""
-        return 0 if self.cache_dir is not None else self.block_row_groups
-
-    def _resolve(self):
-        rank, world = _dist_rank_world()
-        self.rank = rank if self._rank is None else int(self._rank)
-        self.world_size = world if self._world is None else int(self._world)
-        if not 0 <= self.rank < self.world_size:
-            raise ValueError(f"rank must be in [0, world_size={self.world_size}), got {self.rank}")
+        self._setup(batch_size, drop_last, rank, world_size)
 
     @property
     def windows(self):
         """Windows in the split."""
         return self.files.windows
 
-    def set_epoch(self, epoch):
-        """Starts epoch ``epoch`` from its beginning (its own order)."""
-        self._resolve()
-        self.epoch = int(epoch)
-        self._remaining = [[0, self.files.windows]]
-        self._padding = []
-        self._consumed = 0
+    def _total(self):
+        return self.files.windows
 
-    def __len__(self):
-        """Batches this rank yields in this epoch (from the resume point)."""
-        n, _ = _share(self._remaining, self.world_size, self.batch_size, self.drop_last)
-        return n // self.batch_size
+    def _k(self):
+        """Row groups per block; 0: one block (the local cache's exact shuffle)."""
+        return 0 if self.cache_dir is not None else self.block_row_groups
 
-    def _plan(self):
-        """This rank's share: positions in ``S`` and the padding mask."""
-        n, _ = _share(self._remaining, self.world_size, self.batch_size, self.drop_last)
-        return _positions(self._remaining, self._padding, self.rank * n, (self.rank + 1) * n)
+    def _config(self):
+        """What a saved state must agree with."""
+        return {"seed": self.seed, "shuffle": self.shuffle, "block_row_groups": self._k(),
+                "windows": self.files.windows}
 
-    def __iter__(self):
-        worker, workers = _worker()
-        if not _in_worker():
-            self._resolve()
-        epoch = _Epoch(self.files, self.seed, self.epoch, self.shuffle, self._k())
-        positions, _ = self._plan()
-        batches = len(positions) // self.batch_size
-        mine = list(range(worker, batches, workers))
-        b_of, o_of = epoch.locate(positions)
-        # The blocks each of this worker's batches needs, and the order the
-        # reader first needs them in (simulating the two-block cache below).
-        needs = [np.unique(b_of[j * self.batch_size : (j + 1) * self.batch_size]) for j in mine]
-        sequence, held = [], set()
-        for t, need in enumerate(needs):
-            for b in need:
-                if b not in held:
-                    sequence.append(int(b))
-                    held.add(int(b))
-            nxt = set(needs[t + 1].tolist()) if t + 1 < len(needs) else set()
-            held &= nxt
-        if not sequence:
-            return
+    def _epoch(self, epoch):
+        return _Epoch(self.files, self.seed, epoch, self.shuffle, self._k())
+
+    def _source(self):
+        memmaps = None
         if self.cache_dir is not None:
             memmaps = local_cache(self.files, self.columns, self.cache_dir, self.decode_threads)
-            cache = {0: (memmaps, *epoch.rows(0))}
-            B = self.batch_size
-            for t, j in enumerate(mine):
-                batch = self._gather(cache, b_of[j * B : (j + 1) * B], o_of[j * B : (j + 1) * B])
-                if workers == 1:
-                    self._consumed += 1
-                yield batch
+        return (self.files, self.columns, self.prefetch, self.decode_threads, memmaps)
+
+    def __iter__(self):
+        positions, mine, count = self._mine()
+        if not mine:
             return
-        stream = self.files.prefetch([epoch.blocks[b] for b in sequence], self.columns, self.prefetch,
-                                     self.decode_threads)
-        cache, pulled, B = {}, 0, self.batch_size
-        for t, j in enumerate(mine):
-            for b in needs[t]:
-                while int(b) not in cache:
-                    arrays = to_numpy(stream.next())
-                    cache[sequence[pulled]] = (arrays, *epoch.rows(sequence[pulled]))
-                    pulled += 1
-            batch = self._gather(cache, b_of[j * B : (j + 1) * B], o_of[j * B : (j + 1) * B])
-            if workers == 1:
-                self._consumed += 1  # before the yield: a loop may stop right after this batch
-            yield batch
-            nxt = set(needs[t + 1].tolist()) if t + 1 < len(needs) else set()
-            for b in [b for b in cache if b not in nxt]:
-                del cache[b]
+        epoch = self._epoch(self.epoch)
+        b_of, o_of = epoch.locate(positions)
 
-    def _gather(self, cache, blocks, offsets):
-        """One batch: C-contiguous ``(batch, ...)`` arrays gathered from decoded blocks."""
-        first = int(blocks[0])
-        if (blocks == first).all():
-            arrays, ids, perm = cache[first]
-            rows = perm[offsets]
-            out = {name: np.take(a, rows, axis=0) for name, a in arrays.items()}
-            if self.with_index:
-                out["index"] = ids[rows]
-            return out
-        out = {}
-        for b in np.unique(blocks):
-            arrays, ids, perm = cache[int(b)]
-            where = np.flatnonzero(blocks == b)
-            rows = perm[offsets[where]]
-            for name, a in arrays.items():
-                if a.dtype == object:
-                    raise ValueError(f"cache_dir holds numeric columns only; `{name}` is {a.dtype}")
-                if name not in out:
-                    out[name] = np.empty((len(blocks),) + a.shape[1:], dtype=a.dtype)
-                out[name][where] = a[rows]
-            if self.with_index:
-                out.setdefault("index", np.empty(len(blocks), dtype=np.int64))[where] = ids[rows]
-        return out
+        def block(b):
+            return 0, epoch.blocks[b], lambda: epoch.rows(b)
 
-    def state_dict(self, batches=None):
-        """The rest of the epoch after this rank took ``batches`` batches since
-        :meth:`set_epoch` or :meth:`load_state_dict` (default: the batches
-        iterated in this process — pass the count when a DataLoader with
-        workers does the iterating). Every rank takes the same number of
-        batches, so any rank's state describes all of them: save rank 0's.
-        """
-        c = self._consumed if batches is None else int(batches)
-        n, total = _share(self._remaining, self.world_size, self.batch_size, self.drop_last)
-        if not 0 <= c * self.batch_size <= n:
-            raise ValueError(f"batches must be in [0, {n // self.batch_size}], got {c}")
-        rest, padding = [], []
-        for r in range(self.world_size):
-            lo, hi = r * n + c * self.batch_size, (r + 1) * n
-            rest.extend(_intervals(self._remaining, lo, min(hi, total)))
-            positions, pad = _positions(self._remaining, self._padding, max(lo, total), max(hi, total))
-            padding.extend(_runs(positions[pad]))
-        return {
-            "format": STATE_FORMAT,
-            "seed": self.seed,
-            "epoch": self.epoch,
-            "shuffle": self.shuffle,
-            "block_row_groups": self._k(),
-            "windows": self.files.windows,
-            "remaining": _merge(rest),
-            "padding": padding,
-        }
+        yield from _batches(mine, self.batch_size, b_of, o_of, block, [self._source()], self.with_index,
+                            on_batch=count)
 
-    def load_state_dict(self, state):
-        """Continues an epoch from :meth:`state_dict`, on any number of ranks
-        and workers: the next iteration yields exactly the windows not yet
-        consumed (plus padding up to equal full batches per rank)."""
-        if state.get("format") != STATE_FORMAT:
-            raise ValueError(f"unknown loader state format {state.get('format')!r} (expected {STATE_FORMAT})")
-        for key, mine in (("windows", self.files.windows), ("seed", self.seed), ("shuffle", self.shuffle),
-                          ("block_row_groups", self._k())):
-            if state[key] != mine:
-                raise ValueError(f"the state was saved with {key}={state[key]!r}, this loader has {key}={mine!r}")
-        self._resolve()
-        self.epoch = int(state["epoch"])
-        self._remaining = [[int(a), int(b)] for a, b in state["remaining"]]
-        self._padding = [[int(a), int(b)] for a, b in state.get("padding", [])]
-        self._consumed = 0
 
-    def __getstate__(self):
-        self._resolve()  # in the parent: workers cannot see torch.distributed
-        return dict(self.__dict__)
+def blend(weights, samples):
+    """Megatron's blending: for each of ``samples`` positions, the dataset
+    whose share is furthest behind its weight (``argmax(w * max(i, 1) -
+    taken)``). Every prefix of ``i`` positions takes ``w_d * i`` from dataset
+    ``d`` up to rounding."""
+    w = np.asarray(weights, dtype=np.float64)
+    out = np.empty(samples, dtype=np.int64)
+    taken = np.zeros(len(w), dtype=np.int64)
+    for i in range(samples):
+        d = int(np.argmax(w * max(i, 1) - taken))
+        out[i] = d
+        taken[d] += 1
+    return out
+
+
+class Mix(_Sharded):
+    """Several seqwin splits mixed with weights, as Megatron's blended
+    dataset does: an epoch is ``samples`` windows (default: all windows of
+    all loaders), dataset ``d`` supplying position ``i`` by :func:`blend`,
+    so every prefix holds each dataset in proportion to its weight (up to
+    one window). Each dataset is read in its own loader's order (its seed,
+    shuffle, blocks or cache), continuing into its next epoch when the mix
+    takes more windows than it has (upsampling). Sharding, padding, resume
+    and the batches are as in :class:`Loader`; ``with_index=True`` adds
+    ``index`` (the window's number in its split) and ``source`` (the
+    loader's position in ``loaders``).
+    """
+
+    def __init__(self, loaders, weights, *, batch_size, samples=None, drop_last=False, rank=None,
+                 world_size=None, with_index=False):
+        self.loaders = list(loaders)
+        if not self.loaders or len(self.loaders) != len(weights):
+            raise ValueError(f"expected one weight per loader, got {len(weights)} for {len(self.loaders)}")
+        w = np.asarray(weights, dtype=np.float64)
+        if (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"weights must be non-negative with a positive sum, got {list(weights)}")
+        columns = {tuple(ld.columns) for ld in self.loaders}
+        if len(columns) != 1:
+            raise ValueError(f"the loaders must select the same columns, got {sorted(columns)}")
+        if any(ld.windows == 0 for ld in self.loaders):
+            raise ValueError("a mixed split has no windows")
+        self.weights = (w / w.sum()).tolist()
+        self.samples = int(samples) if samples is not None else sum(ld.windows for ld in self.loaders)
+        self.with_index = bool(with_index)
+        self._source_of = blend(self.weights, self.samples)
+        # position i is the taken[i]-th window dataset source_of[i] gives this epoch
+        self._taken_before = np.zeros(self.samples, dtype=np.int64)
+        counts = np.zeros(len(self.loaders), dtype=np.int64)
+        for d in range(len(self.loaders)):
+            where = np.flatnonzero(self._source_of == d)
+            self._taken_before[where] = np.arange(len(where))
+            counts[d] = len(where)
+        self._per_epoch = counts
+        self._setup(batch_size, drop_last, rank, world_size)
+
+    def _total(self):
+        return self.samples
+
+    def _config(self):
+        return {"weights": self.weights, "samples": self.samples,
+                "datasets": [ld._config() for ld in self.loaders]}
+
+    def __iter__(self):
+        positions, mine, count = self._mine()
+        if not mine:
+            return
+        d_of = self._source_of[positions]
+        # The dataset's stream index: epochs of the mix continue each dataset's stream.
+        g = self.epoch * self._per_epoch[d_of] + self._taken_before[positions]
+        sizes = np.array([ld.windows for ld in self.loaders], dtype=np.int64)
+        ep_of, s_of = g // sizes[d_of], g % sizes[d_of]
+        epochs = {}
+        key_of = np.empty(len(positions), dtype=np.int64)
+        o_of = np.empty(len(positions), dtype=np.int64)
+        blocks = {}
+        for d, ld in enumerate(self.loaders):
+            for e in np.unique(ep_of[d_of == d]).tolist():
+                where = np.flatnonzero((d_of == d) & (ep_of == e))
+                epoch = epochs.setdefault((d, e), ld._epoch(e))
+                b, o = epoch.locate(s_of[where])
+                for bb in np.unique(b).tolist():
+                    blocks.setdefault((d, e, bb), len(blocks))
+                ids = np.array([blocks[(d, e, bb)] for bb in b.tolist()], dtype=np.int64)
+                key_of[where], o_of[where] = ids, o
+        table = {k: key for key, k in blocks.items()}
+
+        def block(k):
+            d, e, b = table[k]
+            epoch = epochs[(d, e)]
+            return d, epoch.blocks[b], lambda: epoch.rows(b)
+
+        sources = [ld._source() for ld in self.loaders]
+        yield from _batches(mine, self.batch_size, key_of, o_of, block, sources, self.with_index,
+                            source_of=d_of, on_batch=count)
