@@ -26,9 +26,14 @@ intervals of ``S`` (``state_dict``). Loading it on any number of ranks and
 workers cuts the rest into new shares the same way: each window not yet
 consumed is yielded exactly once (plus padding).
 
-Memory: a reader holds at most two decoded blocks (a batch may straddle two)
-plus ``prefetch`` blocks being decoded ahead by a Rust thread, each block at
-most ``block_row_groups`` row groups of the selected columns.
+Memory: a reader holds the decoded blocks one batch spans (two when a block
+holds at least a batch) plus ``prefetch`` blocks being decoded ahead by a
+Rust thread, each block at most ``block_row_groups`` row groups of the
+selected columns. With ``cache_dir`` the split is one block served from
+memory-mapped local files (an exact global shuffle).
+
+:class:`Mix` blends several loaders' sequences by Megatron's rule into one
+sequence of ``samples`` positions and shards and resumes it the same way.
 """
 import collections
 import hashlib
@@ -392,7 +397,8 @@ class Loader(_Sharded):
     - ``seed``, ``shuffle``: the epoch's order is a function of
       ``(seed, epoch)`` (call :meth:`set_epoch` before each epoch).
     - ``block_row_groups`` (k): windows are shuffled within blocks of k row
-      groups; memory holds at most ``(2 + prefetch) * k`` row groups.
+      groups; memory holds at most ``(2 + prefetch) * k`` row groups (when
+      a block holds at least a batch).
     - ``drop_last``: ``False`` pads every rank's share by repeating windows
       (as ``DistributedSampler``), ``True`` drops the tail; either way every
       rank gets the same number of full batches.
@@ -404,8 +410,10 @@ class Loader(_Sharded):
       global shuffle of the windows (``block_row_groups`` is then unused).
     - ``rank``, ``world_size``: default to ``torch.distributed`` when it is
       initialized, else ``RANK``/``WORLD_SIZE``, else a single process.
-    """
 
+    Import torch before building the loader for ``DataLoader`` to see an
+    ``IterableDataset``.
+    """
 
     def __init__(self, path, *, batch_size, split=None, columns=(), seed=0, shuffle=True,
                  block_row_groups=DEFAULT_BLOCK_ROW_GROUPS, drop_last=False, rank=None,

@@ -265,9 +265,7 @@ def test_window_dataset_random_access_and_batched_fetch(out, truth):
     dl = torch.utils.data.DataLoader(ds, batch_size=16, shuffle=True, num_workers=2,
                                      generator=torch.Generator().manual_seed(0))
     seen = collections.Counter()
-    for batch in dl:
+    for batch in dl:  # every window once, with its values, through the batched fetch in workers
         for row, d in zip(batch["target"].numpy(), batch["doc_id"].tolist()):
-            seen[d] += 1
-        idx = None  # values checked above; here the coverage
-    assert sum(seen.values()) == n
-    assert seen == collections.Counter(truth["doc_id"].tolist())
+            seen[(d, tuple(row.tolist()))] += 1
+    assert seen == collections.Counter(zip(truth["doc_id"].tolist(), map(tuple, truth["target"].tolist())))
