@@ -17,8 +17,9 @@ import pyarrow as pa
 from . import _seqwin
 from ._seqwin import SeqwinError, __version__
 from .dataset import WindowDataset
+from .loader import Loader, Mix
 
-__all__ = ["windows", "assign_split", "run", "WindowDataset", "SeqwinError", "__version__"]
+__all__ = ["windows", "assign_split", "run", "WindowDataset", "Loader", "Mix", "SeqwinError", "__version__"]
 
 
 def _split_config(split):

@@ -1,89 +1,100 @@
 """A map-style dataset over a seqwin output directory."""
-import bisect
-import json
-import pathlib
+import collections
+import warnings
 
 import numpy as np
-import pyarrow.parquet as pq
+
+from ._files import DatasetFiles
+
+DEFAULT_CACHE_BYTES = 1 << 30
 
 
 class WindowDataset:
     """Windows of a seqwin dataset, by index: ``ds[i]`` is a dict of numpy
     arrays (``input`` and ``target``, shape ``(seq_len,)``, plus any other
-    requested ``columns``).
+    requested ``columns``); ``ds.__getitems__(indices)`` (used by PyTorch's
+    batched fetch) reads a whole batch at once.
 
     Works as a PyTorch map-style dataset (``__len__`` / ``__getitem__``) in a
     ``DataLoader``, shuffled or not, with worker processes; seqwin never
     imports torch. Rows are ordered as the manifest lists them: partitions by
-    path, files in order, rows in file order. Row groups are read lazily, one
-    at a time (the last few are cached), so sequential and
-    ``DataLoader``-style access read each row group about once per epoch when
-    the sampler is sequential and the memory stays at a few row groups
-    otherwise.
+    path, files in order, rows in file order.
+
+    What random access costs: files stay open and their footers decoded
+    (once per process); a sample whose row group is cached costs a few
+    microseconds; a miss decodes that row group (in Rust, GIL released) into
+    an LRU cache of ``cache_bytes`` (1 GiB by default). A shuffled epoch over
+    a split that fits the cache decodes every row group once; over a larger
+    split the hit rate is about ``cache_bytes / split size`` — for those use
+    :class:`seqwin.Loader`, which reads each row group once per epoch.
+
+    ``split=None`` on a dataset with splits reads all of them (with a
+    warning: that mixes validation windows into training).
     """
 
-    def __init__(self, path, split=None, columns=("input", "target"), cache_row_groups=2):
-        self.root = pathlib.Path(path)
-        manifest_path = self.root / "_seqwin.json"
-        if not (self.root / "_SUCCESS").exists() or not manifest_path.exists():
-            raise FileNotFoundError(f"{self.root} is not a complete seqwin dataset (no _SUCCESS or _seqwin.json)")
-        self.manifest = json.loads(manifest_path.read_text())
-        parts = self.manifest["partitions"]
-        if split is not None:
-            names = sorted({p["values"].get("split") for p in parts if p["values"].get("split")})
-            parts = [p for p in parts if p["values"].get("split") == split]
-            if not parts:
-                raise ValueError(f"no split {split!r} in {self.root}; splits: {names}")
+    def __init__(self, path, split=None, columns=("input", "target"), cache_bytes=DEFAULT_CACHE_BYTES,
+                 storage_options=None):
+        self.files = DatasetFiles(path, split, storage_options, require_split=False)
+        if split is None and self.files.splits:
+            warnings.warn(
+                f"{path} has splits {self.files.splits} and split=None reads them all; "
+                "pass split= to train on one",
+                stacklevel=2,
+            )
         self.columns = list(columns)
-        self._row_groups = []  # (file path, row group index)
-        self._starts = []  # first global row of each row group
-        total = 0
-        for p in parts:
-            for f in p["files"]:
-                path_ = self.root / f["name"]
-                meta = pq.read_metadata(path_)
-                for rg in range(meta.num_row_groups):
-                    self._row_groups.append((path_, rg))
-                    self._starts.append(total)
-                    total += meta.row_group(rg).num_rows
-        self._len = total
-        self._cache = {}
-        self._cache_size = max(1, cache_row_groups)
+        self.cache_bytes = int(cache_bytes)
+        self._cache = collections.OrderedDict()
+        self._cached = 0
 
     def __len__(self):
-        return self._len
+        return self.files.windows
 
-    def _load(self, k):
-        hit = self._cache.get(k)
+    def _row_group(self, g):
+        hit = self._cache.get(g)
         if hit is not None:
+            self._cache.move_to_end(g)
             return hit
-        path, rg = self._row_groups[k]
-        table = pq.ParquetFile(path).read_row_group(rg, columns=self.columns)
-        arrays = {}
-        for name in self.columns:
-            col = table.column(name).combine_chunks()
-            if hasattr(col, "list_size"):  # fixed_size_list: one (rows, seq_len) view
-                arrays[name] = col.flatten().to_numpy().reshape(len(col), col.type.list_size)
-            else:
-                arrays[name] = col.to_numpy(zero_copy_only=False)
-        if len(self._cache) >= self._cache_size:
-            self._cache.pop(next(iter(self._cache)))
-        self._cache[k] = arrays
+        arrays = self.files.read([g], self.columns)
+        size = sum(a.nbytes for a in arrays.values())
+        while self._cache and self._cached + size > self.cache_bytes:
+            _, old = self._cache.popitem(last=False)
+            self._cached -= sum(a.nbytes for a in old.values())
+        self._cache[g] = arrays
+        self._cached += size
         return arrays
 
-    def __getitem__(self, index):
+    def _index(self, index):
         index = int(index)
+        n = self.files.windows
         if index < 0:
-            index += self._len
-        if not 0 <= index < self._len:
-            raise IndexError(f"index {index} out of range for {self._len} windows")
-        k = bisect.bisect_right(self._starts, index) - 1
-        arrays = self._load(k)
-        row = index - self._starts[k]
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(f"index {index} out of range for {n} windows")
+        return index
+
+    def __getitem__(self, index):
+        index = self._index(index)
+        g = int(np.searchsorted(self.files.rg_start, index, side="right")) - 1
+        arrays = self._row_group(g)
+        row = index - int(self.files.rg_start[g])
         return {name: a[row] for name, a in arrays.items()}
 
+    def __getitems__(self, indices):
+        """A list of samples (what PyTorch's fetcher hands ``collate_fn``),
+        grouped by row group so each row group is looked up once."""
+        idx = np.array([self._index(i) for i in indices], dtype=np.int64)
+        groups = np.searchsorted(self.files.rg_start, idx, side="right") - 1
+        out = [None] * len(idx)
+        for g in np.unique(groups):
+            arrays = self._row_group(int(g))
+            for k in np.flatnonzero(groups == g):
+                row = int(idx[k] - self.files.rg_start[g])
+                out[k] = {name: a[row] for name, a in arrays.items()}
+        return out
+
     def __getstate__(self):
-        # Worker processes start with an empty cache.
+        # Worker processes start with an empty cache and open their own files.
         state = dict(self.__dict__)
-        state["_cache"] = {}
+        state["_cache"] = collections.OrderedDict()
+        state["_cached"] = 0
         return state

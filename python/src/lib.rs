@@ -22,6 +22,8 @@ use seqwin::pipeline::{Pipeline, RunOptions};
 use seqwin::split::DocKey;
 use seqwin::stream::{StreamConfig, StreamWindower};
 
+mod loader;
+
 pyo3::create_exception!(
     _seqwin,
     SeqwinError,
@@ -210,5 +212,8 @@ fn _seqwin(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(windows, m)?)?;
     m.add_function(wrap_pyfunction!(assign_split, m)?)?;
     m.add_function(wrap_pyfunction!(run, m)?)?;
+    m.add_class::<loader::RowGroupReader>()?;
+    m.add_class::<loader::Prefetch>()?;
+    m.add_function(wrap_pyfunction!(loader::read_dataset_file, m)?)?;
     Ok(())
 }

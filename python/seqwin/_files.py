@@ -1,0 +1,114 @@
+"""The files and row groups of one split of a seqwin dataset (local or object store)."""
+import json
+import pathlib
+
+import numpy as np
+import pyarrow as pa
+
+from . import _seqwin
+
+SPLIT_KEY = "split"
+
+
+def is_remote(path):
+    return "://" in str(path) and not str(path).startswith("file://")
+
+
+class DatasetFiles:
+    """The manifest of a seqwin dataset, the files of the chosen split and
+    their row groups (footers read once, by the Rust reader).
+
+    ``rg_file``, ``rg_index``, ``rg_rows``, ``rg_start`` describe every row
+    group in manifest order (partitions by path, files in order): the
+    windows of the split are numbered ``0 .. windows - 1`` in that order.
+    """
+
+    def __init__(self, path, split=None, storage_options=None, require_split=True):
+        root = str(path)
+        if root.startswith("file://"):
+            root = root[len("file://"):]
+        self.root = root.rstrip("/") if is_remote(root) else root
+        self.storage_options = dict(storage_options or {})
+        if not is_remote(root):
+            local = pathlib.Path(root)
+            if not (local / "_SUCCESS").exists() or not (local / "_seqwin.json").exists():
+                raise FileNotFoundError(f"{root} is not a complete seqwin dataset (no _SUCCESS or _seqwin.json)")
+        else:
+            try:
+                _seqwin.read_dataset_file(self.root, "_SUCCESS", self.storage_options)
+            except OSError as e:
+                if "does not exist" not in str(e):
+                    raise
+                raise FileNotFoundError(f"{root} is not a complete seqwin dataset (no _SUCCESS)") from None
+        self.manifest = json.loads(bytes(_seqwin.read_dataset_file(self.root, "_seqwin.json", self.storage_options)))
+        parts = self.manifest["partitions"]
+        splits = sorted({p["values"][SPLIT_KEY] for p in parts if p["values"].get(SPLIT_KEY) is not None})
+        if split is None:
+            if splits and require_split:
+                raise ValueError(
+                    f"{root} has splits {splits}: choose one with split= (reading them all would mix "
+                    "validation windows into training)"
+                )
+        else:
+            parts = [p for p in parts if p["values"].get(SPLIT_KEY) == split]
+            if not parts:
+                raise ValueError(f"no split {split!r} in {root}; splits: {splits}")
+        self.split = split
+        self.splits = splits
+        self.names = [f["name"] for p in parts for f in p["files"]]
+        self._reader = None
+        rows = self.reader().row_group_rows() if self.names else []
+        file_of, index_of, rows_of = [], [], []
+        for fi, per_file in enumerate(rows):
+            for rg, n in enumerate(per_file):
+                file_of.append(fi)
+                index_of.append(rg)
+                rows_of.append(n)
+        self.rg_file = np.asarray(file_of, dtype=np.int64)
+        self.rg_index = np.asarray(index_of, dtype=np.int64)
+        self.rg_rows = np.asarray(rows_of, dtype=np.int64)
+        self.rg_start = np.concatenate([[0], np.cumsum(self.rg_rows)]).astype(np.int64)
+        self.windows = int(self.rg_start[-1])
+        self.seq_len = int(self.manifest.get("config", {}).get("windows", {}).get("seq_len", 0)) or None
+
+    def reader(self):
+        """The Rust reader of this split's files, opened once per process."""
+        if self._reader is None:
+            self._reader = _seqwin.RowGroupReader(self.root, self.names, self.storage_options)
+        return self._reader
+
+    def __getstate__(self):
+        # Each process (DataLoader worker) opens its own files.
+        state = dict(self.__dict__)
+        state["_reader"] = None
+        return state
+
+    def pairs(self, row_groups):
+        """(file, row group in file) pairs of global row-group ids."""
+        return [(int(self.rg_file[g]), int(self.rg_index[g])) for g in row_groups]
+
+    def read(self, row_groups, columns, threads=1):
+        """Decodes ``columns`` of the row groups (global ids), concatenated: a dict of numpy arrays."""
+        return to_numpy(self.reader().read(self.pairs(row_groups), list(columns), threads))
+
+    def prefetch(self, blocks, columns, ahead, threads=1):
+        """Decodes blocks (lists of global row-group ids) in order on a Rust thread
+        (each block's column chunks on up to ``threads`` threads)."""
+        return self.reader().prefetch([self.pairs(b) for b in blocks], list(columns), ahead, threads)
+
+
+def to_numpy(stream):
+    """One Arrow batch (a C stream from Rust) as numpy arrays: a
+    ``fixed_size_list`` column of ``rows`` lists of ``L`` becomes a
+    ``(rows, L)`` view of its values buffer (no copy)."""
+    batch = pa.RecordBatchReader.from_stream(stream).read_next_batch()
+    out = {}
+    for name, col in zip(batch.schema.names, batch.columns):
+        if pa.types.is_fixed_size_list(col.type):
+            values = col.flatten()
+            out[name] = values.to_numpy(zero_copy_only=values.null_count == 0 and pa.types.is_primitive(values.type)).reshape(
+                len(col), col.type.list_size
+            )
+        else:
+            out[name] = col.to_numpy(zero_copy_only=False)
+    return out

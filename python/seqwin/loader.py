@@ -1,0 +1,570 @@
+"""The trainer-side loader: shuffled, sharded, resumable batches of a seqwin split.
+
+How an epoch is ordered (everything is a function of ``(seed, epoch)`` and
+the dataset, never of timing, ranks or workers)::
+
+    row groups  g0 g1 g2 g3 g4 g5 g6 g7 g8 ...     (manifest order)
+    permuted    g5 g1 g8 | g0 g3 g7 | g2 g6 g4     (seed, epoch)
+    blocks      [  B0   ] [   B1   ] [   B2   ]    k = block_row_groups
+    S           windows of B0 shuffled, then B1's, then B2's ...
+
+``S`` is the epoch's global sequence of windows. The remaining part of an
+epoch is a list of intervals of positions in ``S`` (all of it at the start);
+its concatenation ``R`` is cut into ``world_size`` equal contiguous shares of
+``n`` windows, ``n`` a multiple of ``batch_size``: rounded down
+(``drop_last=True``: the last ``len(R) mod (world_size * batch_size)``
+windows are skipped this epoch) or up (default: ``R`` is padded by repeating
+its first windows, as ``DistributedSampler`` does). Every rank therefore has
+``n / batch_size`` full batches. A rank's batches are numbered in its share's
+order; DataLoader worker ``w`` of ``W`` yields batches ``w, w + W, ...``, so
+the DataLoader's round-robin hands them to the training loop in exactly the
+rank's order, whatever the number of workers.
+
+Resuming is arithmetic: after every rank has taken ``c`` batches, the rest of
+the epoch is each share minus its first ``c * batch_size`` windows, a few
+intervals of ``S`` (``state_dict``). Loading it on any number of ranks and
+workers cuts the rest into new shares the same way: each window not yet
+consumed is yielded exactly once (plus padding).
+
+Memory: a reader holds the decoded blocks one batch spans (two when a block
+holds at least a batch) plus ``prefetch`` blocks being decoded ahead by a
+Rust thread, each block at most ``block_row_groups`` row groups of the
+selected columns. With ``cache_dir`` the split is one block served from
+memory-mapped local files (an exact global shuffle).
+
+:class:`Mix` blends several loaders' sequences by Megatron's rule into one
+sequence of ``samples`` positions and shards and resumes it the same way.
+"""
+import collections
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import sys
+
+import numpy as np
+
+from ._files import DatasetFiles, to_numpy
+
+DEFAULT_BLOCK_ROW_GROUPS = 4
+DEFAULT_PREFETCH = 1
+DEFAULT_DECODE_THREADS = 2
+STATE_FORMAT = 1
+
+
+def _torch_register(cls):
+    """Makes ``cls`` an ``IterableDataset`` for ``DataLoader`` when torch is
+    loaded (``isinstance`` only: no torch import here)."""
+    data = sys.modules.get("torch.utils.data")
+    if data is not None and not issubclass(cls, data.IterableDataset):
+        data.IterableDataset.register(cls)
+
+
+def _dist_rank_world():
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    if "WORLD_SIZE" in os.environ:
+        return int(os.environ.get("RANK", "0")), int(os.environ["WORLD_SIZE"])
+    return 0, 1
+
+
+def _worker():
+    data = sys.modules.get("torch.utils.data")
+    info = data.get_worker_info() if data is not None else None
+    return (0, 1) if info is None else (info.id, info.num_workers)
+
+
+def _in_worker():
+    data = sys.modules.get("torch.utils.data")
+    return data is not None and data.get_worker_info() is not None
+
+
+def _rng(*key):
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(k) for k in key])))
+
+
+class _Epoch:
+    """The global sequence ``S`` of one epoch: blocks of row groups and the
+    shuffle of the windows inside each block."""
+
+    def __init__(self, files, seed, epoch, shuffle, k):
+        self.files, self.seed, self.epoch, self.shuffle = files, seed, epoch, shuffle
+        groups = len(files.rg_rows)
+        if k == 0:  # one block, the whole split: an exact global shuffle
+            self.blocks = [np.arange(groups)] if groups else []
+        else:
+            order = _rng(seed, epoch, 0).permutation(groups) if shuffle else np.arange(groups)
+            self.blocks = [order[i : i + k] for i in range(0, groups, k)]
+        sizes = np.array([files.rg_rows[b].sum() for b in self.blocks], dtype=np.int64)
+        self.block_start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+    def rows(self, b):
+        """Window ids (manifest order) of block ``b``'s rows, and its shuffle:
+        position ``o`` of the block in ``S`` is row ``perm[o]``."""
+        f = self.files
+        ids = np.concatenate([np.arange(f.rg_start[g], f.rg_start[g + 1]) for g in self.blocks[b]])
+        n = len(ids)
+        perm = _rng(self.seed, self.epoch, 1, b).permutation(n) if self.shuffle else np.arange(n)
+        return ids, perm
+
+    def locate(self, positions):
+        """Block and offset in the block of positions of ``S``."""
+        b = np.searchsorted(self.block_start, positions, side="right") - 1
+        return b, positions - self.block_start[b]
+
+
+def _share(remaining, world, batch_size, drop_last):
+    """Per-rank share size ``n`` and the real length of ``R``."""
+    total = sum(b - a for a, b in remaining)
+    per = world * batch_size
+    n = (total // per if drop_last else -(-total // per)) * batch_size
+    return n, total
+
+
+def _positions(remaining, padding, lo, hi):
+    """Positions in ``S`` of ``R[lo:hi]`` and whether each is padding: past
+    its real windows ``R`` continues with ``padding`` (the padding a resumed
+    epoch had left), then repeats itself from the start."""
+    comb = list(remaining) + list(padding)
+    starts = np.array([a for a, _ in comb], dtype=np.int64)
+    cum = np.concatenate([[0], np.cumsum([b - a for a, b in comb])]).astype(np.int64)
+    real = sum(b - a for a, b in remaining)
+    e = np.arange(lo, hi, dtype=np.int64)
+    if real == 0:
+        return e[:0], e[:0].astype(bool)
+    pad = e >= real
+    e = np.where(e >= cum[-1], (e - cum[-1]) % real, e)
+    i = np.searchsorted(cum, e, side="right") - 1
+    return starts[i] + (e - cum[i]), pad
+
+
+def _runs(positions):
+    """Positions as ``[start, end)`` runs, in order."""
+    out = []
+    for p in positions.tolist():
+        if out and out[-1][1] == p:
+            out[-1][1] += 1
+        else:
+            out.append([p, p + 1])
+    return out
+
+
+def _intervals(remaining, lo, hi):
+    """``R[lo:hi]`` (within its real length) as intervals of ``S``."""
+    out = []
+    offset = 0
+    for a, b in remaining:
+        n = b - a
+        x, y = max(lo, offset), min(hi, offset + n)
+        if x < y:
+            out.append([a + x - offset, a + y - offset])
+        offset += n
+    return out
+
+
+def _merge(intervals):
+    out = []
+    for a, b in sorted(intervals):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        elif a < b:
+            out.append([a, b])
+    return out
+
+
+def local_cache(files, columns, cache_dir, threads=1):
+    """The split's ``columns`` decoded into ``cache_dir`` (once; an atomic
+    rename publishes it), as read-only memory maps: ``{column: array}``.
+    Keyed by the dataset, the split, the manifest and the columns."""
+    key = hashlib.sha256(json.dumps(
+        [files.root, files.split, files.manifest, sorted(columns)], sort_keys=True, default=str
+    ).encode()).hexdigest()[:20]
+    final = pathlib.Path(cache_dir) / f"seqwin-{key}"
+    if not (final / "_DONE").exists():
+        tmp = pathlib.Path(cache_dir) / f".seqwin-{key}.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        out = {}
+        for g in range(len(files.rg_rows)):
+            arrays = files.read([g], columns, threads)
+            lo, hi = int(files.rg_start[g]), int(files.rg_start[g + 1])
+            for name, a in arrays.items():
+                if a.dtype == object:
+                    raise ValueError(f"cache_dir holds numeric columns only; `{name}` is {a.dtype}")
+                if name not in out:
+                    out[name] = np.lib.format.open_memmap(
+                        tmp / f"{name}.npy", mode="w+", dtype=a.dtype, shape=(files.windows,) + a.shape[1:]
+                    )
+                out[name][lo:hi] = a
+        for a in out.values():
+            a.flush()
+        del out
+        (tmp / "_DONE").write_text("")
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process published it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    # Plain ndarray views of the maps (batches gathered from them are ndarrays).
+    return {c: np.asarray(np.load(final / f"{c}.npy", mmap_mode="r")) for c in columns}
+
+
+def _batches(mine, batch_size, key_of, offset_of, block, sources, with_index, source_of=None, on_batch=None):
+    """The generic read loop: yields the batches ``mine`` (numbers in the
+    rank's share) from decoded blocks.
+
+    ``key_of``/``offset_of``: block key and offset in the block of every
+    position of the share; ``block(key)`` → ``(source, row_groups, rows)``
+    with ``rows()`` → ``(window ids, shuffle)``; ``sources[s]`` → ``(files,
+    columns, prefetch, threads, memmaps or None)``. Each source's blocks are
+    decoded ahead on its own Rust prefetch thread, in the order they are
+    first needed; a block is dropped once the next batch does not need it.
+    """
+    B = batch_size
+    needs = [np.unique(key_of[j * B : (j + 1) * B]) for j in mine]
+    # The blocks each source's reader must deliver, in order (simulating the cache below).
+    sequences, held = collections.defaultdict(list), set()
+    for t, need in enumerate(needs):
+        for k in need.tolist():
+            if k not in held:
+                sequences[block(k)[0]].append(k)
+                held.add(k)
+        held &= set(needs[t + 1].tolist()) if t + 1 < len(needs) else set()
+    streams, pulled = {}, collections.Counter()
+    for s, seq in sequences.items():
+        files, columns, ahead, threads, memmaps = sources[s]
+        if memmaps is None:
+            streams[s] = files.prefetch([block(k)[1] for k in seq], columns, ahead, threads)
+    cache = {}
+    for t, j in enumerate(mine):
+        for k in needs[t].tolist():
+            while k not in cache:
+                s = block(k)[0]
+                memmaps = sources[s][4]
+                if memmaps is not None:
+                    cache[k] = (memmaps, *block(k)[2]())
+                    continue
+                got = sequences[s][pulled[s]]
+                pulled[s] += 1
+                cache[got] = (to_numpy(streams[s].next()), *block(got)[2]())
+        keys, offsets = key_of[j * B : (j + 1) * B], offset_of[j * B : (j + 1) * B]
+        batch = _gather(cache, keys, offsets, with_index)
+        if with_index and source_of is not None:
+            batch["source"] = source_of[j * B : (j + 1) * B]
+        if on_batch is not None:
+            on_batch()  # before the yield: a loop may stop right after this batch
+        yield batch
+        nxt = set(needs[t + 1].tolist()) if t + 1 < len(needs) else set()
+        for k in [k for k in cache if k not in nxt]:
+            del cache[k]
+
+
+def _gather(cache, keys, offsets, with_index):
+    """One batch: C-contiguous ``(batch, ...)`` arrays gathered from decoded blocks."""
+    first = int(keys[0])
+    if (keys == first).all():
+        arrays, ids, perm = cache[first]
+        rows = perm[offsets]
+        out = {name: np.take(a, rows, axis=0) for name, a in arrays.items()}
+        if with_index:
+            out["index"] = ids[rows]
+        return out
+    out = {}
+    for k in np.unique(keys):
+        arrays, ids, perm = cache[int(k)]
+        where = np.flatnonzero(keys == k)
+        rows = perm[offsets[where]]
+        for name, a in arrays.items():
+            if name not in out:
+                out[name] = np.empty((len(keys),) + a.shape[1:], dtype=a.dtype)
+            out[name][where] = a[rows]
+        if with_index:
+            out.setdefault("index", np.empty(len(keys), dtype=np.int64))[where] = ids[rows]
+    return out
+
+
+class _Sharded:
+    """Sharding, padding and resume over an epoch's global sequence of
+    ``_total()`` positions (shared by :class:`Loader` and :class:`Mix`)."""
+
+    def _setup(self, batch_size, drop_last, rank, world_size):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.drop_last = bool(drop_last)
+        self._rank, self._world = rank, world_size
+        self._resolve()
+        self.epoch = 0
+        self._remaining = [[0, self._total()]]
+        self._padding = []
+        self._consumed = 0
+        _torch_register(type(self))
+
+    def _resolve(self):
+        rank, world = _dist_rank_world()
+        self.rank = rank if self._rank is None else int(self._rank)
+        self.world_size = world if self._world is None else int(self._world)
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank must be in [0, world_size={self.world_size}), got {self.rank}")
+
+    def set_epoch(self, epoch):
+        """Starts epoch ``epoch`` from its beginning (its own order)."""
+        self._resolve()
+        self.epoch = int(epoch)
+        self._remaining = [[0, self._total()]]
+        self._padding = []
+        self._consumed = 0
+
+    def __len__(self):
+        """Batches this rank yields in this epoch (from the resume point)."""
+        n, _ = _share(self._remaining, self.world_size, self.batch_size, self.drop_last)
+        return n // self.batch_size
+
+    def _mine(self):
+        """This rank's share (positions in the epoch's sequence) and this worker's batches in it."""
+        worker, workers = _worker()
+        if not _in_worker():
+            self._resolve()
+        n, _ = _share(self._remaining, self.world_size, self.batch_size, self.drop_last)
+        positions, _ = _positions(self._remaining, self._padding, self.rank * n, (self.rank + 1) * n)
+        mine = list(range(worker, len(positions) // self.batch_size, workers))
+        count = self._count if workers == 1 else None
+        return positions, mine, count
+
+    def _count(self):
+        self._consumed += 1
+
+    def state_dict(self, batches=None):
+        """The rest of the epoch after this rank took ``batches`` batches since
+        :meth:`set_epoch` or :meth:`load_state_dict` (default: the batches
+        iterated in this process — pass the count when a DataLoader with
+        workers does the iterating). Every rank takes the same number of
+        batches, so any rank's state describes all of them: save rank 0's.
+        """
+        c = self._consumed if batches is None else int(batches)
+        n, total = _share(self._remaining, self.world_size, self.batch_size, self.drop_last)
+        if not 0 <= c * self.batch_size <= n:
+            raise ValueError(f"batches must be in [0, {n // self.batch_size}], got {c}")
+        rest, padding = [], []
+        for r in range(self.world_size):
+            lo, hi = r * n + c * self.batch_size, (r + 1) * n
+            rest.extend(_intervals(self._remaining, lo, min(hi, total)))
+            positions, pad = _positions(self._remaining, self._padding, max(lo, total), max(hi, total))
+            padding.extend(_runs(positions[pad]))
+        state = {"format": STATE_FORMAT, "epoch": self.epoch}
+        state.update(self._config())
+        state.update({"remaining": _merge(rest), "padding": padding})
+        return state
+
+    def load_state_dict(self, state):
+        """Continues an epoch from :meth:`state_dict`, on any number of ranks
+        and workers: the next iteration yields exactly the windows not yet
+        consumed (plus padding up to equal full batches per rank)."""
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(f"unknown loader state format {state.get('format')!r} (expected {STATE_FORMAT})")
+        for key, mine in self._config().items():
+            if state.get(key) != mine:
+                raise ValueError(f"the state was saved with {key}={state.get(key)!r}, this loader has {key}={mine!r}")
+        self._resolve()
+        self.epoch = int(state["epoch"])
+        self._remaining = [[int(a), int(b)] for a, b in state["remaining"]]
+        self._padding = [[int(a), int(b)] for a, b in state.get("padding", [])]
+        self._consumed = 0
+
+    def __getstate__(self):
+        self._resolve()  # in the parent: workers cannot see torch.distributed
+        return dict(self.__dict__)
+
+
+class Loader(_Sharded):
+    """Shuffled, sharded, resumable batches of one split of a seqwin dataset.
+
+    ``iter(loader)`` yields dicts of batch-first C-contiguous numpy arrays:
+    ``input`` and ``target`` of shape ``(batch_size, seq_len)``, plus the
+    selected ``columns`` (``loss_mask``, ``position_ids``, ``doc_id`` …) and,
+    with ``with_index=True``, ``index``: each window's number in the split
+    (manifest order). It is a PyTorch ``IterableDataset`` when torch is
+    loaded (``DataLoader(loader, batch_size=None, num_workers=...)``;
+    ``torch.as_tensor`` / the DataLoader's conversion shares the buffers),
+    and a plain iterator of numpy batches without torch.
+
+    Arguments:
+
+    - ``path``: a seqwin output directory or an ``s3://``/``gs://``/``az://``
+      URL (``storage_options`` as in the pipeline's ``storage_options``).
+    - ``split``: required when the dataset has splits.
+    - ``seed``, ``shuffle``: the epoch's order is a function of
+      ``(seed, epoch)`` (call :meth:`set_epoch` before each epoch).
+    - ``block_row_groups`` (k): windows are shuffled within blocks of k row
+      groups; memory holds at most ``(2 + prefetch) * k`` row groups (when
+      a block holds at least a batch).
+    - ``drop_last``: ``False`` pads every rank's share by repeating windows
+      (as ``DistributedSampler``), ``True`` drops the tail; either way every
+      rank gets the same number of full batches.
+    - ``prefetch``: blocks decoded ahead by a Rust thread (GIL released);
+      ``decode_threads``: threads decoding one block's column chunks.
+    - ``cache_dir``: decode the split once into flat local files there
+      (one ``.npy`` per column, shared by the ranks and workers of a
+      machine) and serve batches from them by memory map, with an exact
+      global shuffle of the windows (``block_row_groups`` is then unused).
+    - ``rank``, ``world_size``: default to ``torch.distributed`` when it is
+      initialized, else ``RANK``/``WORLD_SIZE``, else a single process.
+
+    Import torch before building the loader for ``DataLoader`` to see an
+    ``IterableDataset``.
+    """
+
+    def __init__(self, path, *, batch_size, split=None, columns=(), seed=0, shuffle=True,
+                 block_row_groups=DEFAULT_BLOCK_ROW_GROUPS, drop_last=False, rank=None,
+                 world_size=None, prefetch=DEFAULT_PREFETCH, decode_threads=DEFAULT_DECODE_THREADS,
+                 with_index=False, cache_dir=None, storage_options=None):
+        if block_row_groups < 1:
+            raise ValueError(f"block_row_groups must be at least 1, got {block_row_groups}")
+        if prefetch < 1:
+            raise ValueError(f"prefetch must be at least 1, got {prefetch}")
+        self.files = DatasetFiles(path, split, storage_options)
+        self.columns = ["input", "target"] + [c for c in columns if c not in ("input", "target")]
+        self.seed = int(seed)
+        self.shuffle = bool(shuffle)
+        self.block_row_groups = int(block_row_groups)
+        self.prefetch = int(prefetch)
+        self.decode_threads = max(1, int(decode_threads))
+        self.with_index = bool(with_index)
+        self.cache_dir = None if cache_dir is None else str(cache_dir)
+        self._setup(batch_size, drop_last, rank, world_size)
+
+    @property
+    def windows(self):
+        """Windows in the split."""
+        return self.files.windows
+
+    def _total(self):
+        return self.files.windows
+
+    def _k(self):
+        """Row groups per block; 0: one block (the local cache's exact shuffle)."""
+        return 0 if self.cache_dir is not None else self.block_row_groups
+
+    def _config(self):
+        """What a saved state must agree with."""
+        return {"seed": self.seed, "shuffle": self.shuffle, "block_row_groups": self._k(),
+                "windows": self.files.windows}
+
+    def _epoch(self, epoch):
+        return _Epoch(self.files, self.seed, epoch, self.shuffle, self._k())
+
+    def _source(self):
+        memmaps = None
+        if self.cache_dir is not None:
+            memmaps = local_cache(self.files, self.columns, self.cache_dir, self.decode_threads)
+        return (self.files, self.columns, self.prefetch, self.decode_threads, memmaps)
+
+    def __iter__(self):
+        positions, mine, count = self._mine()
+        if not mine:
+            return
+        epoch = self._epoch(self.epoch)
+        b_of, o_of = epoch.locate(positions)
+
+        def block(b):
+            return 0, epoch.blocks[b], lambda: epoch.rows(b)
+
+        yield from _batches(mine, self.batch_size, b_of, o_of, block, [self._source()], self.with_index,
+                            on_batch=count)
+
+
+def blend(weights, samples):
+    """Megatron's blending: for each of ``samples`` positions, the dataset
+    whose share is furthest behind its weight (``argmax(w * max(i, 1) -
+    taken)``). Every prefix of ``i`` positions takes ``w_d * i`` from dataset
+    ``d`` up to rounding."""
+    w = np.asarray(weights, dtype=np.float64)
+    out = np.empty(samples, dtype=np.int64)
+    taken = np.zeros(len(w), dtype=np.int64)
+    for i in range(samples):
+        d = int(np.argmax(w * max(i, 1) - taken))
+        out[i] = d
+        taken[d] += 1
+    return out
+
+
+class Mix(_Sharded):
+    """Several seqwin splits mixed with weights, as Megatron's blended
+    dataset does: an epoch is ``samples`` windows (default: all windows of
+    all loaders), dataset ``d`` supplying position ``i`` by :func:`blend`,
+    so every prefix holds each dataset in proportion to its weight (up to
+    one window). Each dataset is read in its own loader's order (its seed,
+    shuffle, blocks or cache), continuing into its next epoch when the mix
+    takes more windows than it has (upsampling). Sharding, padding, resume
+    and the batches are as in :class:`Loader`; ``with_index=True`` adds
+    ``index`` (the window's number in its split) and ``source`` (the
+    loader's position in ``loaders``).
+    """
+
+    def __init__(self, loaders, weights, *, batch_size, samples=None, drop_last=False, rank=None,
+                 world_size=None, with_index=False):
+        self.loaders = list(loaders)
+        if not self.loaders or len(self.loaders) != len(weights):
+            raise ValueError(f"expected one weight per loader, got {len(weights)} for {len(self.loaders)}")
+        w = np.asarray(weights, dtype=np.float64)
+        if (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"weights must be non-negative with a positive sum, got {list(weights)}")
+        columns = {tuple(ld.columns) for ld in self.loaders}
+        if len(columns) != 1:
+            raise ValueError(f"the loaders must select the same columns, got {sorted(columns)}")
+        if any(ld.windows == 0 for ld in self.loaders):
+            raise ValueError("a mixed split has no windows")
+        self.weights = (w / w.sum()).tolist()
+        self.samples = int(samples) if samples is not None else sum(ld.windows for ld in self.loaders)
+        self.with_index = bool(with_index)
+        self._source_of = blend(self.weights, self.samples)
+        # position i is the taken[i]-th window dataset source_of[i] gives this epoch
+        self._taken_before = np.zeros(self.samples, dtype=np.int64)
+        counts = np.zeros(len(self.loaders), dtype=np.int64)
+        for d in range(len(self.loaders)):
+            where = np.flatnonzero(self._source_of == d)
+            self._taken_before[where] = np.arange(len(where))
+            counts[d] = len(where)
+        self._per_epoch = counts
+        self._setup(batch_size, drop_last, rank, world_size)
+
+    def _total(self):
+        return self.samples
+
+    def _config(self):
+        return {"weights": self.weights, "samples": self.samples,
+                "datasets": [ld._config() for ld in self.loaders]}
+
+    def __iter__(self):
+        positions, mine, count = self._mine()
+        if not mine:
+            return
+        d_of = self._source_of[positions]
+        # The dataset's stream index: epochs of the mix continue each dataset's stream.
+        g = self.epoch * self._per_epoch[d_of] + self._taken_before[positions]
+        sizes = np.array([ld.windows for ld in self.loaders], dtype=np.int64)
+        ep_of, s_of = g // sizes[d_of], g % sizes[d_of]
+        epochs = {}
+        key_of = np.empty(len(positions), dtype=np.int64)
+        o_of = np.empty(len(positions), dtype=np.int64)
+        blocks = {}
+        for d, ld in enumerate(self.loaders):
+            for e in np.unique(ep_of[d_of == d]).tolist():
+                where = np.flatnonzero((d_of == d) & (ep_of == e))
+                epoch = epochs.setdefault((d, e), ld._epoch(e))
+                b, o = epoch.locate(s_of[where])
+                for bb in np.unique(b).tolist():
+                    blocks.setdefault((d, e, bb), len(blocks))
+                ids = np.array([blocks[(d, e, bb)] for bb in b.tolist()], dtype=np.int64)
+                key_of[where], o_of[where] = ids, o
+        table = {k: key for key, k in blocks.items()}
+
+        def block(k):
+            d, e, b = table[k]
+            epoch = epochs[(d, e)]
+            return d, epoch.blocks[b], lambda: epoch.rows(b)
+
+        sources = [ld._source() for ld in self.loaders]
+        yield from _batches(mine, self.batch_size, key_of, o_of, block, sources, self.with_index,
+                            source_of=d_of, on_batch=count)
