@@ -43,7 +43,7 @@ mod sink;
 mod source;
 pub mod split;
 pub mod stats;
-mod store;
+pub mod store;
 pub mod stream;
 pub mod window;
 

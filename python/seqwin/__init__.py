@@ -67,7 +67,7 @@ def windows(data, *, tokens, seq_len, stride=None, pack=False, separator=None, r
             vocab_size=None, split=None, stream=False):
     """Cuts every document of ``data`` into ``input``/``target`` windows.
 
-    Same semantics and checks as the pipeline's ``windows:`` section (SPEC §3).
+    Same semantics and checks as the pipeline's ``windows:`` section (docs/format.md §1).
     ``tokens`` names a list-of-integers column (one document per row) or a
     plain integer column (a flat stream; with ``id``, runs of equal ids are
     documents). ``columns`` adds ``doc_id``, ``start``, ``loss_mask``,

@@ -63,7 +63,7 @@ struct RemoteDir {
 /// opens `url` with `options` (the pipeline's storage options), lists it,
 /// and returns closures that read a footer and fetch byte ranges.
 fn open_remote(url: &str, options: &BTreeMap<String, String>) -> Result<RemoteDir, String> {
-    let remote = seqwin::store::Remote::open(url, options)?;
+    let remote = seqwin::store::Remote::open(url, options).map_err(|e| e.to_string())?;
     let listed = remote
         .list(&remote.prefix)
         .map_err(|e| format!("cannot list {url}: {}", seqwin::store::describe(&e)))?;
@@ -84,10 +84,11 @@ fn open_remote(url: &str, options: &BTreeMap<String, String>) -> Result<RemoteDi
     Ok(RemoteDir {
         objects,
         footer: Box::new(move |rel, size| {
-            seqwin::store::read_footer(r1.store.as_ref(), &r1.child(rel)?, size)
+            let key = r1.child(rel).map_err(|e| e.to_string())?;
+            seqwin::store::read_footer(r1.store.as_ref(), &key, size).map_err(|e| e.to_string())
         }),
         ranges: Box::new(move |rel, size| {
-            let (r, key) = (r2.clone(), r2.child(rel));
+            let (r, key) = (r2.clone(), r2.child(rel).map_err(|e| e.to_string()));
             Arc::new(move |ranges| {
                 let key = key.clone()?;
                 seqwin::store::Ranges::fetch(r.store.as_ref(), &key, size, ranges)
@@ -380,7 +381,7 @@ pub fn read_dataset_file(
 
 fn is_remote(root: &str) -> bool {
     root.split_once("://")
-        .is_some_and(|(s, _)| seqwin::store::SCHEMES.contains(&s.to_ascii_lowercase().as_str()))
+        .is_some_and(|(s, _)| seqwin::location::SCHEMES.contains(&s.to_ascii_lowercase().as_str()))
 }
 
 fn open_files(
