@@ -44,6 +44,10 @@ pub enum Error {
         message: String,
     },
 
+    /// A command-line argument is out of range (exit code 2).
+    #[error("{0}")]
+    Usage(String),
+
     /// The input data is not what the pipeline expects.
     #[error("{path}: {message}")]
     Input {
@@ -125,6 +129,7 @@ impl Error {
             Error::ConfigSyntax { .. }
             | Error::ConfigInvalid { .. }
             | Error::Override { .. }
+            | Error::Usage(_)
             | Error::Input { .. }
             | Error::Sink { .. }
             | Error::SourceStore { .. }

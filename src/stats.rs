@@ -81,19 +81,23 @@ pub fn stats(
 ) -> Result<StatsReport> {
     let plan = pipeline.plan();
     let lengths = pipeline.document_lengths(threads)?;
-    let mut all: Vec<u64> = lengths.partitions.values().flatten().copied().collect();
-    all.sort_unstable();
-    let documents = all.len() as u64;
-    let tokens: u64 = all.iter().sum();
+    let counts = &lengths.counts;
+    let documents: u64 = counts.values().sum();
+    let tokens: u64 = counts.iter().map(|(n, c)| n * c).sum();
+    // The length at rank `round((documents - 1) · p)` in sorted order.
     let pct = |p: f64| -> u64 {
-        if all.is_empty() {
-            0
-        } else {
-            all[(((all.len() - 1) as f64) * p).round() as usize]
+        let rank = ((documents.saturating_sub(1)) as f64 * p).round() as u64;
+        let mut seen = 0;
+        for (&n, &c) in counts {
+            seen += c;
+            if seen > rank {
+                return n;
+            }
         }
+        0
     };
     let mut histogram: Vec<Bin> = Vec::new();
-    for &n in &all {
+    for (&n, &c) in counts {
         let (lo, hi) = if n == 0 {
             (0, 1)
         } else {
@@ -103,11 +107,11 @@ pub fn stats(
             )
         };
         match histogram.last_mut() {
-            Some(b) if b.lo == lo => b.documents += 1,
+            Some(b) if b.lo == lo => b.documents += c,
             _ => histogram.push(Bin {
                 lo,
                 hi,
-                documents: 1,
+                documents: c,
             }),
         }
     }
@@ -123,19 +127,20 @@ pub fn stats(
         let g = Geometry::of(&spec);
         let mut c = Counts::default();
         let mut stream_tokens = 0u64;
-        for docs in lengths.partitions.values() {
-            let total: u64 = docs.iter().map(|n| n + sep * w.pack as u64).sum();
+        for &(docs, tokens) in lengths.partitions.values() {
+            let total = tokens + docs * sep * w.pack as u64;
             stream_tokens += total;
             match plan.order {
                 RowOrder::Tbptt { batch_size } => {
                     c.add(Lanes::new(total, batch_size as u64, l as u64).counts())
                 }
                 _ if w.pack => c.add(g.stream(total)),
-                _ => {
-                    for &n in docs {
-                        c.add(g.stream(n));
-                    }
-                }
+                _ => {}
+            }
+        }
+        if !w.pack {
+            for (&n, &k) in counts {
+                c.add(g.stream(n).times(k));
             }
         }
         let row_bytes = geometry::row_bytes(&spec);
@@ -152,11 +157,11 @@ pub fn stats(
     Ok(StatsReport {
         documents,
         tokens,
-        min: all.first().copied().unwrap_or(0),
+        min: counts.keys().next().copied().unwrap_or(0),
         median: pct(0.5),
         p90: pct(0.9),
         p99: pct(0.99),
-        max: all.last().copied().unwrap_or(0),
+        max: counts.keys().next_back().copied().unwrap_or(0),
         histogram,
         candidates,
     })

@@ -191,13 +191,7 @@ impl Pipeline {
     /// when the sink may not be written, [`Error::Io`] / [`Error::Write`] for
     /// write failures (the staging directory is removed).
     pub fn run(&self, options: &RunOptions) -> Result<RunReport> {
-        let mut builder = rayon::ThreadPoolBuilder::new();
-        if let Some(n) = options.threads {
-            builder = builder.num_threads(n.max(1));
-        }
-        let pool = builder
-            .build()
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let pool = thread_pool(options.threads)?;
         match self.plan.window.dtype {
             TokenDtype::Int32 => Run::<i32>::execute(&self.plan, options, &pool),
             TokenDtype::Int64 => Run::<i64>::execute(&self.plan, options, &pool),
@@ -206,19 +200,15 @@ impl Pipeline {
         }
     }
 
-    /// Reads the source once and returns every document's length with its
-    /// partition (packed-stream lengths per partition when packing).
+    /// Reads the source once and returns the distribution of document
+    /// lengths: how many documents have each length, and each partition's
+    /// documents and tokens. Memory grows with the number of distinct lengths
+    /// and partitions, not with the number of documents.
     ///
     /// # Errors
     /// Input errors as in [`Pipeline::run`].
     pub fn document_lengths(&self, threads: Option<usize>) -> Result<DocumentLengths> {
-        let mut builder = rayon::ThreadPoolBuilder::new();
-        if let Some(n) = threads {
-            builder = builder.num_threads(n.max(1));
-        }
-        let pool = builder
-            .build()
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let pool = thread_pool(threads)?;
         pool.install(|| {
             let source = Source::open(&self.plan.source)?;
             let ctx = Context {
@@ -256,17 +246,50 @@ impl Pipeline {
     }
 }
 
-/// Document lengths per output partition, in source order.
+/// The distribution of document lengths of a source.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DocumentLengths {
-    /// Partition directory → lengths of its documents.
-    pub partitions: BTreeMap<String, Vec<u64>>,
+    /// Length → number of documents of that length, over all partitions.
+    pub counts: BTreeMap<u64, u64>,
+    /// Partition directory → `(documents, tokens)` (separators not included).
+    pub partitions: BTreeMap<String, (u64, u64)>,
 }
 
 impl DocumentLengths {
     fn push(&mut self, part: &str, n: u64) {
-        self.partitions.entry(part.to_string()).or_default().push(n);
+        *self.counts.entry(n).or_default() += 1;
+        match self.partitions.get_mut(part) {
+            Some((docs, tokens)) => {
+                *docs += 1;
+                *tokens += n;
+            }
+            None => {
+                self.partitions.insert(part.to_string(), (1, n));
+            }
+        }
     }
+}
+
+/// Most worker threads accepted (`--threads`): beyond it, the decode
+/// lookahead (two row groups per thread) alone would hold more memory than
+/// the run needs, and thread start-up would dominate small inputs.
+pub const MAX_THREADS: usize = 256;
+
+/// The worker pool of a run: `threads` workers (default: all cores).
+///
+/// # Errors
+/// [`Error::Usage`] for 0 or more than [`MAX_THREADS`] threads.
+fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
+    let mut builder = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = threads {
+        if n == 0 || n > MAX_THREADS {
+            return Err(Error::Usage(format!(
+                "--threads must be between 1 and {MAX_THREADS}, got {n}"
+            )));
+        }
+        builder = builder.num_threads(n);
+    }
+    builder.build().map_err(|e| Error::Internal(e.to_string()))
 }
 
 /// The output layout of a run for source batches of `schema`.

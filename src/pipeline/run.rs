@@ -134,9 +134,8 @@ impl<'a, T: Token> Run<'a, T> {
             }
             let lengths = Pipeline::new(plan.clone()).document_lengths(options.threads)?;
             let sep = plan.window.separator.is_some() as u64;
-            for (dir, docs) in lengths.partitions {
-                let total = docs.iter().map(|n| n + sep).sum();
-                stream_totals.insert(dir, total);
+            for (dir, (docs, tokens)) in lengths.partitions {
+                stream_totals.insert(dir, tokens + docs * sep);
             }
         }
         let (spill_buckets, spill_flush_bytes) = match plan.order {

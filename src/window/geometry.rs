@@ -27,6 +27,16 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// The counts of `k` streams like this one.
+    pub fn times(self, k: u64) -> Counts {
+        Counts {
+            windows: self.windows * k,
+            padded_windows: self.padded_windows * k,
+            padding_positions: self.padding_positions * k,
+            targeted: self.targeted * k,
+        }
+    }
+
     /// Adds another stream's counts.
     pub fn add(&mut self, o: Counts) {
         self.windows += o.windows;

@@ -188,3 +188,57 @@ fn more_partition_values_than_open_files() {
     }
     assert_eq!(got, expected);
 }
+
+#[test]
+fn absurd_thread_counts_are_refused_at_once() {
+    let env = Env::new();
+    long_document(&env, 2000);
+    let p = env.pipeline(
+        "p.yaml",
+        "source: {path: data, tokens: tokens}\nwindows: {seq_len: 4}\nsink: {path: out}\n",
+    );
+    for (command, threads) in [("run", "20000"), ("stats", "0")] {
+        let out = env.seqwin(&[command, p.to_str().unwrap(), "--threads", threads]);
+        assert_eq!(out.status.code(), Some(2), "{command} --threads {threads}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!("seqwin: error: --threads must be between 1 and 256, got {threads}\n")
+        );
+    }
+    assert!(!env.path("out").exists());
+}
+
+#[test]
+fn document_lengths_are_kept_as_a_distribution() {
+    // 60,000 documents of 4 distinct lengths: stats and the TBPTT first pass
+    // keep one count per length (and per partition), not one per document.
+    let env = Env::new();
+    let docs: Vec<Vec<i64>> = (0..60_000).map(|i| vec![1; [3, 5, 8, 13][i % 4]]).collect();
+    write_parquet(
+        &env.path("data/c.parquet"),
+        &corpus_batch(&docs, 0, &["a", "b", "c"]),
+        10_000,
+    );
+    let p = env.pipeline(
+        "p.yaml",
+        "source: {path: data, tokens: tokens, id: doc_id, carry: [source]}\nwindows: {seq_len: 4}\nsink: {path: out, partition_by: [source]}\n",
+    );
+    let lengths = seqwin::Pipeline::load(&p, &[])
+        .unwrap()
+        .document_lengths(Some(2))
+        .unwrap();
+    let counts: Vec<(u64, u64)> = lengths.counts.into_iter().collect();
+    assert_eq!(
+        counts,
+        [(3, 15_000), (5, 15_000), (8, 15_000), (13, 15_000)]
+    );
+    let partitions: Vec<(String, (u64, u64))> = lengths.partitions.into_iter().collect();
+    assert_eq!(
+        partitions,
+        [
+            ("source=a".to_string(), (20_000, 20_000 * 29 / 4)),
+            ("source=b".to_string(), (20_000, 20_000 * 29 / 4)),
+            ("source=c".to_string(), (20_000, 20_000 * 29 / 4)),
+        ]
+    );
+}
