@@ -90,22 +90,16 @@ pub struct Spill {
     schema: SchemaRef,
     buffers: Vec<Vec<RecordBatch>>,
     buffered_bytes: usize,
-    flush_bytes: usize,
 }
 
 impl Spill {
-    /// Bucket files under `dir` for rows of `schema`, flushing write buffers
-    /// when they exceed `flush_bytes`.
+    /// Bucket files under `dir` for rows of `schema`. Rows wait in write
+    /// buffers until [`Spill::flush`]; the run flushes every partition's
+    /// buffers when their total exceeds its share of `shuffle.memory_mb`.
     ///
     /// # Errors
     /// [`Error::Io`] if the directory cannot be created.
-    pub fn new(
-        dir: PathBuf,
-        keying: Keying,
-        buckets: usize,
-        schema: &SchemaRef,
-        flush_bytes: usize,
-    ) -> Result<Spill> {
+    pub fn new(dir: PathBuf, keying: Keying, buckets: usize, schema: &SchemaRef) -> Result<Spill> {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
         fields.push(Arc::new(Field::new(KEY, DataType::UInt64, false)));
@@ -117,7 +111,6 @@ impl Spill {
             schema: Arc::new(Schema::new(fields)),
             buffers: vec![Vec::new(); buckets.max(1)],
             buffered_bytes: 0,
-            flush_bytes,
         })
     }
 
@@ -179,19 +172,15 @@ impl Spill {
         self.dir.join(format!("bucket-{b:05}.arrows"))
     }
 
-    /// Adds scattered rows; flushes buffers to disk when they grow too large.
-    ///
-    /// # Errors
-    /// [`Error::Io`] / [`Error::Write`] when a bucket file cannot be written.
-    pub fn push(&mut self, parts: Vec<(usize, RecordBatch)>) -> Result<()> {
+    /// Adds scattered rows to the write buffers; returns the bytes added.
+    pub fn push(&mut self, parts: Vec<(usize, RecordBatch)>) -> usize {
+        let mut added = 0;
         for (b, batch) in parts {
-            self.buffered_bytes += batch.get_array_memory_size();
+            added += batch.get_array_memory_size();
             self.buffers[b].push(batch);
         }
-        if self.buffered_bytes > self.flush_bytes {
-            self.flush()?;
-        }
-        Ok(())
+        self.buffered_bytes += added;
+        added
     }
 
     /// Writes every buffered batch to its bucket file (appending one IPC stream).

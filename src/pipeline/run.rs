@@ -101,6 +101,8 @@ pub(super) struct Run<'a, T: Token> {
     pub(super) stream_totals: HashMap<String, u64>,
     pub(super) spill_buckets: usize,
     pub(super) spill_flush_bytes: usize,
+    /// Bytes in the write buffers of every partition's order buckets.
+    pub(super) spill_buffered: usize,
 }
 
 impl<'a, T: Token> Run<'a, T> {
@@ -169,6 +171,7 @@ impl<'a, T: Token> Run<'a, T> {
             stream_totals,
             spill_buckets,
             spill_flush_bytes,
+            spill_buffered: 0,
         };
         run.main_pass(&ctx, pool, progress.as_ref())?;
         if plan.order != RowOrder::Source {
@@ -257,7 +260,6 @@ impl<'a, T: Token> Run<'a, T> {
                     Keying::shuffle(seed, dir),
                     self.spill_buckets,
                     &self.layout.schema,
-                    self.spill_flush_bytes,
                 )?),
                 RowOrder::Tbptt { .. } => {
                     let Starts::Lanes(lanes) = starts else {
@@ -268,7 +270,6 @@ impl<'a, T: Token> Run<'a, T> {
                         Keying::Tbptt(lanes),
                         self.spill_buckets,
                         &self.layout.schema,
-                        self.spill_flush_bytes,
                     )?)
                 }
             };
@@ -504,7 +505,18 @@ impl<'a, T: Token> Run<'a, T> {
                 self.parts[part].files.append(e)
             }
             Output::Scattered((part, pieces)) => {
-                self.parts[part].spill.as_mut().expect("spill").push(pieces)
+                let spill = self.parts[part].spill.as_mut().expect("spill");
+                self.spill_buffered += spill.push(pieces);
+                // One budget for the run, whatever the number of partitions.
+                if self.spill_buffered > self.spill_flush_bytes {
+                    for p in &mut self.parts {
+                        if let Some(s) = p.spill.as_mut() {
+                            s.flush()?;
+                        }
+                    }
+                    self.spill_buffered = 0;
+                }
+                Ok(())
             }
         }
     }
