@@ -6,6 +6,40 @@ use std::path::Path;
 /// Hive's name for a null or empty partition value.
 pub const HIVE_DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 
+/// Whether values of a column can name partition directories that readers
+/// decode back to the same value: text, numbers, booleans, dates — not bytes.
+///
+/// # Errors
+/// A message saying why the type cannot partition.
+pub fn check_value_type(dt: &arrow::datatypes::DataType) -> Result<(), String> {
+    use arrow::datatypes::DataType::*;
+    match dt {
+        Binary | LargeBinary | BinaryView | FixedSizeBinary(_) => Err(format!(
+            "{dt} values cannot name partition directories (readers would decode text, not the bytes); carry it without partitioning on it"
+        )),
+        List(_) | LargeList(_) | FixedSizeList(..) | Struct(_) | Map(..) => Err(format!(
+            "{dt} values cannot name partition directories"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a (non-null) value names a directory that readers decode back to
+/// it: the empty string and the literal [`HIVE_DEFAULT_PARTITION`] both read
+/// back as null.
+///
+/// # Errors
+/// A message saying why the value cannot round-trip.
+pub fn check_value(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        Err(format!("an empty string would be written as {HIVE_DEFAULT_PARTITION} and read back as null; map it to a value first"))
+    } else if value == HIVE_DEFAULT_PARTITION {
+        Err(format!("the value {HIVE_DEFAULT_PARTITION} is how readers spell null; it cannot be a partition value"))
+    } else {
+        Ok(())
+    }
+}
+
 /// Escapes a partition value the way Hive and Spark do: `%XX` for control
 /// characters and `"#%'*/:=?\{[]^` and DEL; other characters as they are.
 pub fn escape_partition_value(value: Option<&str>) -> String {

@@ -283,6 +283,12 @@ pub(crate) fn prepare_batch<T: Token>(
     // Partition of each piece.
     let mut partitions: Vec<PartKey> = Vec::new();
     if !ctx.partition_columns.is_empty() || ctx.split.is_some() {
+        for (name, idx) in ctx.partition_columns {
+            if let Some(i) = idx {
+                crate::hive::check_value_type(carry[*i].data_type())
+                    .map_err(|m| Error::input(path, format!("partition column `{name}`: {m}")))?;
+            }
+        }
         let formatters: Vec<Option<ArrayFormatter<'_>>> = ctx
             .partition_columns
             .iter()
@@ -302,6 +308,17 @@ pub(crate) fn prepare_batch<T: Token>(
                     (Some(i), Some(f)) => (!carry[*i].is_null(r)).then(|| f.value(r).to_string()),
                     _ => split.clone(),
                 };
+                if let Some(v) = &v {
+                    crate::hive::check_value(v).map_err(|m| {
+                        Error::input(
+                            path,
+                            format!(
+                                "row {} (partition column `{name}`): {m}",
+                                first_row + r as u64
+                            ),
+                        )
+                    })?;
+                }
                 values.push((name.clone(), v));
             }
             let pairs: Vec<(&str, Option<&str>)> = values

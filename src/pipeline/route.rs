@@ -45,12 +45,18 @@ impl Router {
     }
 
     pub(crate) fn events<T: Token>(&mut self, p: &Prepared<T>) -> Vec<Event> {
-        let map: Vec<usize> = p.partitions.iter().map(|k| self.global(k)).collect();
+        // A partition is registered when a document begins in it: the piece
+        // that continues a flat-stream document from the previous row group
+        // stays in that document's partition, whatever its own row says.
+        let mut map: Vec<Option<usize>> = vec![None; p.partitions.len()];
+        let mut global = |router: &mut Router, local: usize| {
+            *map[local].get_or_insert_with(|| router.global(&p.partitions[local]))
+        };
         let mut events = Vec::with_capacity(p.pieces.len() * 3);
         for piece in &p.pieces {
-            let part = map[piece.part];
             match &piece.key {
                 None => {
+                    let part = global(self, piece.part);
                     events.push(Event::Begin {
                         part,
                         row: piece.row,
@@ -66,6 +72,7 @@ impl Router {
                     let part = if continues {
                         self.open_flat.as_ref().expect("open").0
                     } else {
+                        let part = global(self, piece.part);
                         if let Some((open, _)) = self.open_flat.take() {
                             events.push(Event::End { part: open });
                         }

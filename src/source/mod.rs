@@ -37,6 +37,10 @@ pub struct InputFile {
     /// Hive partition values from the directories, in key order of the first file.
     pub hive: Vec<(String, String)>,
     meta: ArrowReaderMetadata,
+    /// This file's `[tokens, id?, carry…]` schema: the token column's list
+    /// kind and integer width may differ from file to file (each is converted
+    /// to `windows.dtype` when read); the other columns may not.
+    schema: SchemaRef,
     /// Indices of the projected root columns, in `[tokens, id?, carry…]` order (None for hive columns).
     roots: Vec<Option<usize>>,
     /// Where the file lives when it is in an object store.
@@ -123,7 +127,7 @@ impl Source {
                 project(&plan.columns, &path, meta.schema(), &hive)?;
             match &schema {
                 None => {
-                    schema = Some(file_schema);
+                    schema = Some(Arc::clone(&file_schema));
                     flat = is_flat;
                 }
                 Some(s) => {
@@ -182,6 +186,7 @@ impl Source {
                 ordinal += rows;
             }
             files.push(InputFile {
+                schema: file_schema,
                 path,
                 bytes,
                 rows: first_row,

@@ -92,7 +92,7 @@ impl Source {
                         }
                     }
                 }
-                RecordBatch::try_new(Arc::clone(&self.schema), columns)
+                RecordBatch::try_new(Arc::clone(&f.schema), columns)
                     .map_err(|e| corrupt(e.to_string()))
             },
             |m| corrupt(format!("the Parquet reader failed ({m})")),

@@ -252,3 +252,203 @@ fn partition_values_are_escaped_and_stay_inside_the_dataset() {
     root.retain(|e| !e.starts_with('.'));
     assert_eq!(root, ["data", "out", "p.yaml"]);
 }
+
+#[test]
+fn item_12_mixed_token_widths_and_list_kinds_in_one_corpus() {
+    // Shards of one corpus written by different tools: int32 lists, int64
+    // lists, large lists of uint16, fixed-size lists. `check` and `run`
+    // accept them all and convert each to windows.dtype.
+    let env = Env::new();
+    let docs = [vec![1i64, 2, 3, 4, 5, 6, 7], vec![8, 9, 10, 11, 12, 13, 14]];
+    let shards: Vec<(&str, ArrayRef)> = vec![
+        ("a", docs_column_i32(&docs)),
+        ("b", docs_column(&docs)),
+        (
+            "c",
+            Arc::new(LargeListArray::from_iter_primitive::<UInt16Type, _, _>(
+                docs.iter().map(|d| Some(d.iter().map(|&t| Some(t as u16)))),
+            )),
+        ),
+        (
+            "d",
+            Arc::new(FixedSizeListArray::new(
+                Arc::new(Field::new("item", DataType::UInt16, true)),
+                7,
+                Arc::new(UInt16Array::from_iter_values(
+                    docs.iter().flatten().map(|&t| t as u16),
+                )),
+                None,
+            )),
+        ),
+    ];
+    for (name, col) in shards {
+        let b = RecordBatch::try_from_iter(vec![("t", col)]).unwrap();
+        write_parquet(&env.path(&format!("data/{name}.parquet")), &b, 1);
+    }
+    let p = env.pipeline(
+        "p.yaml",
+        "source: {path: data, tokens: t}\nwindows: {seq_len: 3, stride: 2}\nsink: {path: out}\n",
+    );
+    let check = env.seqwin(&["check", p.to_str().unwrap()]);
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    env.run_ok(&p, &[]);
+    let got: Vec<(Vec<i64>, Vec<i64>)> = read_windows(&env.path("out"))
+        .into_iter()
+        .map(|w| (w.input, w.target))
+        .collect();
+    let expected: Vec<(Vec<i64>, Vec<i64>)> = (0..4)
+        .flat_map(|_| docs.iter().flat_map(|d| reference_windows(d, 3, 2, None)))
+        .map(|(_, i, t)| (i, t))
+        .collect();
+    assert_eq!(got, expected);
+}
+
+/// Writes `data/c.parquet` with a `tokens` list column and a `tag` string
+/// column holding `tags` (one per document; `None` for null).
+fn tagged_corpus(env: &Env, tags: &[Option<&str>]) {
+    let docs: Vec<Vec<i64>> = (0..tags.len()).map(|i| vec![i as i64; 6]).collect();
+    let b = RecordBatch::try_from_iter(vec![
+        ("tokens", docs_column(&docs)),
+        (
+            "tag",
+            Arc::new(StringArray::from(tags.to_vec())) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    write_parquet(&env.path("data/c.parquet"), &b, 10);
+}
+
+#[test]
+fn item_07_partition_values_that_would_collide_are_refused() {
+    // null, "" and the literal __HIVE_DEFAULT_PARTITION__ would all be one
+    // directory that readers decode as null: only null may take it.
+    let yaml = "source: {path: data, tokens: tokens, carry: [tag]}\nwindows: {seq_len: 2}\nsink: {path: out, partition_by: [tag]}\n";
+    for (tags, row, message) in [
+        (
+            vec![Some("a"), Some("")],
+            1,
+            "an empty string would be written as __HIVE_DEFAULT_PARTITION__ and read back as null; map it to a value first",
+        ),
+        (
+            vec![Some("__HIVE_DEFAULT_PARTITION__")],
+            0,
+            "the value __HIVE_DEFAULT_PARTITION__ is how readers spell null; it cannot be a partition value",
+        ),
+    ] {
+        let env = Env::new();
+        tagged_corpus(&env, &tags);
+        let p = env.pipeline("p.yaml", yaml);
+        let out = env.seqwin(&["run", p.to_str().unwrap(), "--quiet"]);
+        assert_bad_input(&env, &out, &[]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!(
+                "seqwin: error: {}: row {row} (partition column `tag`): {message}\n",
+                env.path("data/c.parquet").display()
+            )
+        );
+    }
+    // A null value is the default partition, and reads back as null.
+    let env = Env::new();
+    tagged_corpus(&env, &[Some("a"), None]);
+    let p = env.pipeline("p.yaml", yaml);
+    env.run_ok(&p, &[]);
+    let m = manifest(&env.path("out"));
+    let values: Vec<(String, serde_json::Value)> = m["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["path"].as_str().unwrap().to_string(),
+                p["values"]["tag"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        values,
+        [
+            (
+                "tag=__HIVE_DEFAULT_PARTITION__".to_string(),
+                serde_json::Value::Null
+            ),
+            ("tag=a".to_string(), serde_json::json!("a")),
+        ]
+    );
+}
+
+#[test]
+fn item_07_binary_partition_columns_are_refused() {
+    let env = Env::new();
+    let b = RecordBatch::try_from_iter(vec![
+        ("tokens", docs_column(&[vec![1, 2, 3]])),
+        (
+            "tag",
+            Arc::new(arrow::array::BinaryArray::from(vec![&b"\xff\x00"[..]])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    write_parquet(&env.path("data/c.parquet"), &b, 10);
+    let p = env.pipeline(
+        "p.yaml",
+        "source: {path: data, tokens: tokens, carry: [tag]}\nwindows: {seq_len: 2}\nsink: {path: out, partition_by: [tag]}\n",
+    );
+    let out = env.seqwin(&["run", p.to_str().unwrap(), "--quiet"]);
+    assert_bad_input(&env, &out, &[]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "seqwin: error: {}: partition column `tag`: Binary values cannot name partition directories (readers would decode text, not the bytes); carry it without partitioning on it\n",
+            env.path("data/c.parquet").display()
+        )
+    );
+}
+
+#[test]
+fn item_08_a_flat_document_keeps_its_partition_across_row_groups() {
+    // Document 7's tokens span two row groups and its `lang` changes inside
+    // it: the document stays in the partition of its first row, and no
+    // partition without documents appears.
+    let env = Env::new();
+    let ids: Vec<i64> = [vec![7i64; 6], vec![8; 4]].concat();
+    let langs: Vec<&str> = ["en", "en", "en", "en", "fr", "fr", "de", "de", "de", "de"].to_vec();
+    let b = RecordBatch::try_from_iter(vec![
+        (
+            "tok",
+            Arc::new(Int64Array::from_iter_values(0..10)) as ArrayRef,
+        ),
+        ("id", Arc::new(Int64Array::from(ids)) as ArrayRef),
+        ("lang", Arc::new(StringArray::from(langs)) as ArrayRef),
+    ])
+    .unwrap();
+    write_parquet(&env.path("data/c.parquet"), &b, 4);
+    let p = env.pipeline(
+        "p.yaml",
+        "source: {path: data, tokens: tok, id: id, carry: [lang]}\nwindows: {seq_len: 2, columns: [doc_id, start]}\nsink: {path: out, partition_by: [lang]}\n",
+    );
+    env.run_ok(&p, &[]);
+    let m = manifest(&env.path("out"));
+    let parts: Vec<(String, u64, u64)> = m["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["path"].as_str().unwrap().to_string(),
+                p["account"]["documents"].as_u64().unwrap(),
+                p["account"]["windows"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // doc 7: tokens 0..6 → windows at 0 and 2 (the one at 4 needs token 6);
+    // doc 8: tokens 6..10 → window at 0.
+    assert_eq!(
+        parts,
+        [("lang=de".to_string(), 1, 1), ("lang=en".to_string(), 1, 2)]
+    );
+}
