@@ -203,15 +203,15 @@ fn hive_input_directories_glob_and_hidden_files() {
 fn partition_values_are_escaped_and_stay_inside_the_dataset() {
     let env = Env::new();
     let values = [
-        "a/b",
-        "../up",
-        "k=v",
-        "50%",
-        "two words",
-        "café",
-        "",
-        "..",
-        "back\\slash",
+        Some("a/b"),
+        Some("../up"),
+        Some("k=v"),
+        Some("50%"),
+        Some("two words"),
+        Some("café"),
+        None,
+        Some(".."),
+        Some("back\\slash"),
     ];
     let n = values.len();
     let b = RecordBatch::try_from_iter(vec![
