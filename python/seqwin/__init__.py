@@ -9,16 +9,25 @@ The functions here run the same Rust code as the ``seqwin`` command line:
 - :class:`WindowDataset` is a map-style dataset over a seqwin output
   directory for PyTorch's ``DataLoader`` (seqwin does not import torch);
 - :mod:`seqwin.spark` runs the kernel on Spark executors (``mapInArrow``).
+
+pyarrow and numpy are imported when first needed, so the ``seqwin`` command
+line (``python -m seqwin``, the wheel's console script) runs without them.
 """
 import json
 
-import pyarrow as pa
-
 from . import _seqwin
 from ._seqwin import SeqwinError, __version__
-from .dataset import WindowDataset
 
 __all__ = ["windows", "assign_split", "run", "WindowDataset", "SeqwinError", "__version__"]
+
+
+def __getattr__(name):
+    # WindowDataset imports numpy and pyarrow: only when asked for.
+    if name == "WindowDataset":
+        from .dataset import WindowDataset
+
+        return WindowDataset
+    raise AttributeError(f"module 'seqwin' has no attribute {name!r}")
 
 
 def _split_config(split):
@@ -81,6 +90,8 @@ def windows(data, *, tokens, seq_len, stride=None, pack=False, separator=None, r
     stream interface without a copy; each window's tokens are copied once,
     into the output's ``input``/``target`` buffers.
     """
+    import pyarrow as pa
+
     config = _config(
         tokens=tokens, seq_len=seq_len, stride=stride, pack=pack, separator=separator,
         remainder=remainder, pad_id=pad_id, ignore_index=ignore_index, dtype=dtype,

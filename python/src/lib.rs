@@ -202,6 +202,13 @@ fn run(
     serde_json::to_string(&report.manifest).map_err(|e| error(e.to_string(), 1))
 }
 
+/// `main(argv)`: the `seqwin` command line (the wheel's console script);
+/// `argv[0]` is the program name. Returns the exit code.
+#[pyfunction]
+fn main(py: Python<'_>, argv: Vec<std::ffi::OsString>) -> i32 {
+    py.detach(|| seqwin::cli::main_with_args(argv))
+}
+
 #[pymodule]
 fn _seqwin(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SeqwinError", m.py().get_type::<SeqwinError>())?;
@@ -210,5 +217,6 @@ fn _seqwin(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(windows, m)?)?;
     m.add_function(wrap_pyfunction!(assign_split, m)?)?;
     m.add_function(wrap_pyfunction!(run, m)?)?;
+    m.add_function(wrap_pyfunction!(main, m)?)?;
     Ok(())
 }
