@@ -9,13 +9,14 @@
 use std::collections::VecDeque;
 use std::ffi::CStr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::ffi_stream::{FFI_ArrowArrayStream, RecordBatchStreamReader};
 use arrow::record_batch::RecordBatchReader;
-use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyString};
 use seqwin::pipeline::{Pipeline, RunOptions};
@@ -25,20 +26,35 @@ use seqwin::stream::{StreamConfig, StreamWindower};
 pyo3::create_exception!(
     _seqwin,
     SeqwinError,
-    PyException,
-    "A seqwin error; `.exit_code` is the CLI's exit code (2: bad config or input, 1: I/O)."
+    PyValueError,
+    "Bad configuration, arguments or input data (`.exit_code` 2, as the CLI's)."
+);
+pyo3::create_exception!(
+    _seqwin,
+    SeqwinIOError,
+    PyOSError,
+    "An I/O or other failure that is not the input's fault: a file that cannot be written, a full disk, an object store gone (`.exit_code` 1, as the CLI's)."
 );
 
 const STREAM: &CStr = c"arrow_array_stream";
 
+/// A [`SeqwinError`] (exit code 2) or a [`SeqwinIOError`] (any other code).
 fn error(message: String, exit_code: i32) -> PyErr {
     Python::attach(|py| {
-        let err = SeqwinError::new_err(message);
+        let err = if exit_code == 2 {
+            SeqwinError::new_err(message)
+        } else {
+            SeqwinIOError::new_err(message)
+        };
         // Setting an attribute on a fresh exception object cannot fail in practice.
         let _ = err.value(py).setattr("exit_code", exit_code);
         err
     })
 }
+
+/// The seqwin error that ended a window stream (message, exit code): the
+/// Arrow C stream carries only a message, so Python asks for it here.
+type ErrorSlot = Arc<Mutex<Option<(String, i32)>>>;
 
 fn seqwin_err(e: seqwin::Error) -> PyErr {
     error(e.to_string(), e.exit_code())
@@ -69,9 +85,13 @@ struct WindowReader {
     schema: SchemaRef,
     pending: VecDeque<RecordBatch>,
     done: bool,
+    error: ErrorSlot,
 }
 
-fn external(e: seqwin::Error) -> ArrowError {
+fn external(e: seqwin::Error, slot: &ErrorSlot) -> ArrowError {
+    if let Ok(mut s) = slot.lock() {
+        *s = Some((e.to_string(), e.exit_code()));
+    }
     ArrowError::ExternalError(Box::new(e))
 }
 
@@ -86,12 +106,13 @@ impl Iterator for WindowReader {
             if self.done {
                 return None;
             }
+            let slot = &self.error;
             let step = match self.input.next() {
-                Some(Ok(batch)) => self.windower.push(&batch).map_err(external),
+                Some(Ok(batch)) => self.windower.push(&batch).map_err(|e| external(e, slot)),
                 Some(Err(e)) => Err(e),
                 None => {
                     self.done = true;
-                    self.windower.finish().map_err(external)
+                    self.windower.finish().map_err(|e| external(e, slot))
                 }
             };
             match step {
@@ -114,7 +135,8 @@ impl RecordBatchReader for WindowReader {
 /// An Arrow C stream handed to Python once (`__arrow_c_stream__`).
 #[pyclass(module = "seqwin._seqwin")]
 struct ArrowStream {
-    stream: std::sync::Mutex<Option<FFI_ArrowArrayStream>>,
+    stream: Mutex<Option<FFI_ArrowArrayStream>>,
+    error: ErrorSlot,
 }
 
 #[pymethods]
@@ -134,6 +156,13 @@ impl ArrowStream {
             .ok_or_else(|| PyValueError::new_err("this window stream was already consumed"))?;
         PyCapsule::new_with_value(py, stream, STREAM)
     }
+
+    /// The `SeqwinError` / `SeqwinIOError` that ended the stream, if seqwin
+    /// (not the input stream) failed.
+    fn error(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        let slot = self.error.lock().ok()?.clone();
+        slot.map(|(message, code)| error(message, code).into_value(py).into_any())
+    }
 }
 
 /// `windows(data, config_json)`: a lazy stream of windows over `data`.
@@ -149,9 +178,11 @@ fn windows(data: &Bound<'_, PyAny>, config_json: &str) -> PyResult<ArrowStream> 
         windower,
         pending: VecDeque::new(),
         done: false,
+        error: ErrorSlot::default(),
     };
     Ok(ArrowStream {
-        stream: std::sync::Mutex::new(Some(FFI_ArrowArrayStream::new(Box::new(reader)))),
+        error: Arc::clone(&reader.error),
+        stream: Mutex::new(Some(FFI_ArrowArrayStream::new(Box::new(reader)))),
     })
 }
 
@@ -212,6 +243,7 @@ fn main(py: Python<'_>, argv: Vec<std::ffi::OsString>) -> i32 {
 #[pymodule]
 fn _seqwin(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SeqwinError", m.py().get_type::<SeqwinError>())?;
+    m.add("SeqwinIOError", m.py().get_type::<SeqwinIOError>())?;
     m.add("__version__", seqwin::VERSION)?;
     m.add_class::<ArrowStream>()?;
     m.add_function(wrap_pyfunction!(windows, m)?)?;
