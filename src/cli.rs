@@ -104,6 +104,17 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    let code = run_program(args);
+    // The process may go on (Python): nothing may stay in stdout's buffer.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    code
+}
+
+fn run_program<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
     ignore_file_size_signal();
     tune_allocator();
     let cli = match Cli::try_parse_from(args) {
