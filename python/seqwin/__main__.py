@@ -10,15 +10,17 @@ from ._seqwin import main as _main
 
 
 def main() -> int:
-    """Runs ``seqwin`` with ``sys.argv`` and exits with its code."""
+    """Runs ``seqwin`` with ``sys.argv``; returns its exit code."""
     # Python turns SIGINT into KeyboardInterrupt, which it could only raise
-    # after the run; restore the default (Ctrl-C ends the process at once, as
-    # with the binary; a run's staging directory is cleaned by the next run).
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    sys.stdout.flush()
-    code = _main(["seqwin", *sys.argv[1:]])
-    sys.exit(code)
+    # after the run; the default disposition ends the process at once, as
+    # Ctrl-C ends the binary (the next run removes a staging directory left).
+    previous = signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        sys.stdout.flush()
+        return _main(["seqwin", *sys.argv[1:]])
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
