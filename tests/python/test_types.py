@@ -3,6 +3,7 @@ extension's stub ``_seqwin.pyi`` and ``py.typed``) and its exceptions:
 ``SeqwinError`` (a ValueError, exit code 2) for bad config or data,
 ``SeqwinIOError`` (an OSError, exit code 1) for I/O, on every path —
 streaming included."""
+import os
 import pathlib
 import subprocess
 import sys
@@ -18,8 +19,9 @@ PACKAGE = ROOT / "python"
 
 
 def _mypy(*args, cwd):
+    # No cache: nothing is written into the source tree.
     return subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental",
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--cache-dir", os.devnull,
          "--config-file", str(PACKAGE / "pyproject.toml"), *args],
         capture_output=True, text=True, cwd=cwd,
     )
@@ -43,8 +45,8 @@ def test_mypy_catches_wrong_calls(tmp_path):
         "code: int = seqwin.SeqwinError('x').exit_code\n"
     )
     out = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--follow-imports=silent",
-         str(user)],
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--cache-dir", os.devnull,
+         "--follow-imports=silent", str(user)],
         capture_output=True, text=True, cwd=tmp_path,
         env={"MYPYPATH": str(PACKAGE), "PATH": "/usr/bin:/bin"},
     )
