@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import venv
+import zipfile
 
 import pytest
 
@@ -37,6 +38,11 @@ def clean_env(tmp_path_factory):
     )
     (wheel,) = wheels.glob("seqwin-*.whl")
     assert "-abi3-" in wheel.name, wheel.name
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        assert {"seqwin/py.typed", "seqwin/_seqwin.pyi", "seqwin/__main__.py"} <= names
+        entry_points = z.read("seqwin-0.1.0.dist-info/entry_points.txt").decode()
+        assert "seqwin=seqwin.__main__:main" in entry_points.replace(" ", ""), entry_points
     env_dir = tmp / "venv"
     venv.EnvBuilder(with_pip=True, system_site_packages=False, clear=True).create(env_dir)
     python = env_dir / "bin" / "python"
