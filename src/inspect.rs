@@ -10,7 +10,10 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
 use crate::error::{contain, Error, Result};
-use crate::sink::{Manifest, MANIFEST, SUCCESS};
+use serde::Serialize;
+
+use crate::sink::{FieldEntry, Manifest, MANIFEST, SUCCESS};
+use crate::window::TokenAccount;
 
 fn bad(dir: &Path, message: impl Into<String>) -> Error {
     Error::Dataset {
@@ -35,7 +38,74 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
         .map_err(|e| bad(dir, format!("{MANIFEST} is not a valid manifest: {e}")))
 }
 
+/// What `seqwin inspect` verified, and the dataset's counts (the JSON of
+/// `seqwin inspect --json`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Inspection {
+    /// The dataset directory, as given.
+    pub dataset: String,
+    /// The same, as a path.
+    #[serde(skip)]
+    pub dir: std::path::PathBuf,
+    /// seqwin version that wrote the dataset.
+    pub seqwin_version: String,
+    /// What was checked (each check passed, or [`verify`] returned an error).
+    pub verified: Verified,
+    /// The output Arrow schema recorded in the manifest.
+    pub schema: Vec<FieldEntry>,
+    /// Partition columns.
+    pub partition_by: Vec<String>,
+    /// Partitions, as listed in the manifest.
+    pub partitions: Vec<InspectedPartition>,
+    /// Sum of the partitions' token accounts.
+    pub totals: TokenAccount,
+    /// The first file listed (its first rows are shown by [`Inspection::render`]).
+    #[serde(skip)]
+    pub first_file: Option<String>,
+}
+
+/// The checks [`verify`] made.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verified {
+    /// The manifest parsed.
+    pub manifest: bool,
+    /// `_SUCCESS` is present.
+    pub success_marker: bool,
+    /// Files listed in the manifest, each present with the listed size, row
+    /// count and `seqwin.seq_len` metadata.
+    pub files: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Their rows (each partition's rows equal its windows).
+    pub rows: u64,
+    /// Parquet files found below the dataset directory (all listed).
+    pub parquet_files_found: usize,
+}
+
+/// One partition of an [`Inspection`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InspectedPartition {
+    /// Directory relative to the root (`""` when not partitioned).
+    pub path: String,
+    /// Partition column values.
+    pub values: std::collections::BTreeMap<String, Option<String>>,
+    /// Files in the partition.
+    pub files: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// The partition's token account (`windows` = its rows).
+    pub account: TokenAccount,
+}
+
 /// Verifies a dataset against its manifest and renders the inspection report.
+///
+/// # Errors
+/// As [`verify`], or [`Error::Dataset`] when the first rows cannot be read.
+pub fn inspect(dir: &Path) -> Result<String> {
+    verify(dir)?.render()
+}
+
+/// Verifies a dataset against its manifest.
 ///
 /// Checks: `_SUCCESS` present; every listed file present with the listed size
 /// and row count and `seqwin.*` metadata; no unlisted Parquet file; the
@@ -43,7 +113,7 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
 ///
 /// # Errors
 /// [`Error::Dataset`] naming the first mismatch.
-pub fn inspect(dir: &Path) -> Result<String> {
+pub fn verify(dir: &Path) -> Result<Inspection> {
     let manifest = read_manifest(dir)?;
     if !dir.join(SUCCESS).is_file() {
         return Err(bad(
@@ -52,8 +122,8 @@ pub fn inspect(dir: &Path) -> Result<String> {
         ));
     }
     let mut listed = std::collections::BTreeSet::new();
-    let mut out = String::new();
     let mut first_file = None;
+    let (mut total_bytes, mut total_rows) = (0u64, 0u64);
     for p in &manifest.partitions {
         let rows: u64 = p.files.iter().map(|f| f.rows).sum();
         if rows != p.account.windows {
@@ -67,6 +137,7 @@ pub fn inspect(dir: &Path) -> Result<String> {
         }
         for f in &p.files {
             let path = dir.join(&f.name);
+            tracing::debug!(file = %path.display(), "checking a listed file");
             let meta =
                 std::fs::metadata(&path).map_err(|e| bad(dir, format!("{}: {e}", f.name)))?;
             if meta.len() != f.bytes {
@@ -111,10 +182,13 @@ pub fn inspect(dir: &Path) -> Result<String> {
                     format!("{}: seqwin.seq_len metadata is {:?}", f.name, seq_len),
                 ));
             }
+            total_bytes += f.bytes;
+            total_rows += f.rows;
             listed.insert(f.name.clone());
             first_file.get_or_insert_with(|| f.name.clone());
         }
     }
+    let mut parquet_files_found = 0;
     for entry in walkdir::WalkDir::new(dir).min_depth(1) {
         let entry = entry.map_err(|e| bad(dir, e.to_string()))?;
         if entry.file_type().is_file() {
@@ -124,91 +198,135 @@ pub fn inspect(dir: &Path) -> Result<String> {
                 .expect("below dir")
                 .to_string_lossy()
                 .into_owned();
-            if rel.ends_with(".parquet") && !listed.contains(&rel) {
-                return Err(bad(dir, format!("{rel} is not listed in the manifest")));
+            if rel.ends_with(".parquet") {
+                if !listed.contains(&rel) {
+                    return Err(bad(dir, format!("{rel} is not listed in the manifest")));
+                }
+                parquet_files_found += 1;
             }
         }
     }
 
-    let t = &manifest.totals;
-    out.push_str(&format!(
-        "dataset {} (seqwin {})\n",
-        dir.display(),
-        manifest.seqwin_version
-    ));
-    out.push_str("schema:\n");
-    for f in &manifest.schema {
+    Ok(Inspection {
+        dataset: dir.display().to_string(),
+        dir: dir.to_path_buf(),
+        seqwin_version: manifest.seqwin_version.clone(),
+        verified: Verified {
+            manifest: true,
+            success_marker: true,
+            files: listed.len(),
+            bytes: total_bytes,
+            rows: total_rows,
+            parquet_files_found,
+        },
+        schema: manifest.schema.clone(),
+        partition_by: manifest.partition_by.clone(),
+        partitions: manifest
+            .partitions
+            .iter()
+            .map(|p| InspectedPartition {
+                path: p.path.clone(),
+                values: p.values.clone(),
+                files: p.files.len(),
+                bytes: p.files.iter().map(|f| f.bytes).sum(),
+                account: p.account.clone(),
+            })
+            .collect(),
+        totals: manifest.totals.clone(),
+        first_file,
+    })
+}
+
+impl Inspection {
+    /// The text report of `seqwin inspect`: schema, partitions, counts and
+    /// the first rows of the first file.
+    ///
+    /// # Errors
+    /// [`Error::Dataset`] when the first rows cannot be read.
+    pub fn render(&self) -> Result<String> {
+        let dir = self.dir.as_path();
+        let mut out = String::new();
+        let t = &self.totals;
         out.push_str(&format!(
-            "  {}: {}{}\n",
-            f.name,
-            f.data_type,
-            if f.nullable { "" } else { " not null" }
+            "dataset {} (seqwin {})\n",
+            dir.display(),
+            self.seqwin_version
         ));
-    }
-    if !manifest.partition_by.is_empty() {
+        out.push_str("schema:\n");
+        for f in &self.schema {
+            out.push_str(&format!(
+                "  {}: {}{}\n",
+                f.name,
+                f.data_type,
+                if f.nullable { "" } else { " not null" }
+            ));
+        }
+        if !self.partition_by.is_empty() {
+            out.push_str(&format!(
+                "partition columns: {}\n",
+                self.partition_by.join(", ")
+            ));
+        }
+        out.push_str("partitions:\n");
+        for p in &self.partitions {
+            out.push_str(&format!(
+                "  {:<30} {:>10} windows {:>4} file(s) {:>10.1} MB  {} documents, {} tokens\n",
+                if p.path.is_empty() { "(root)" } else { &p.path },
+                p.account.windows,
+                p.files,
+                p.bytes as f64 / 1e6,
+                p.account.documents,
+                p.account.tokens_in
+            ));
+        }
         out.push_str(&format!(
-            "partition columns: {}\n",
-            manifest.partition_by.join(", ")
+            "total: {} windows ({} padded), {} documents, {} tokens in, {} targeted, {} never a target\n",
+            t.windows, t.padded_windows, t.documents, t.tokens_in, t.tokens_targeted, t.tokens_never_targeted
         ));
-    }
-    out.push_str("partitions:\n");
-    for p in &manifest.partitions {
-        let bytes: u64 = p.files.iter().map(|f| f.bytes).sum();
-        out.push_str(&format!(
-            "  {:<30} {:>10} windows {:>4} file(s) {:>10.1} MB  {} documents, {} tokens\n",
-            if p.path.is_empty() { "(root)" } else { &p.path },
-            p.account.windows,
-            p.files.len(),
-            bytes as f64 / 1e6,
-            p.account.documents,
-            p.account.tokens_in
-        ));
-    }
-    out.push_str(&format!(
-        "total: {} windows ({} padded), {} documents, {} tokens in, {} targeted, {} never a target\n",
-        t.windows, t.padded_windows, t.documents, t.tokens_in, t.tokens_targeted, t.tokens_never_targeted
-    ));
-    if let Some(name) = first_file {
-        out.push_str(&format!("first rows of {name}:\n"));
-        let file = File::open(dir.join(&name)).map_err(|e| bad(dir, format!("{name}: {e}")))?;
-        let rows = contain(
-            || {
-                let mut reader = ParquetRecordBatchReaderBuilder::try_new(file)
-                    .and_then(|b| b.with_batch_size(3).with_limit(3).build())
-                    .map_err(|e| bad(dir, format!("{name}: {e}")))?;
-                match reader.next() {
-                    Some(b) => b.map(Some).map_err(|e| bad(dir, format!("{name}: {e}"))),
-                    None => Ok(None),
+        if let Some(name) = &self.first_file {
+            out.push_str(&format!("first rows of {name}:\n"));
+            let file = File::open(dir.join(name)).map_err(|e| bad(dir, format!("{name}: {e}")))?;
+            let rows = contain(
+                || {
+                    let mut reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                        .and_then(|b| b.with_batch_size(3).with_limit(3).build())
+                        .map_err(|e| bad(dir, format!("{name}: {e}")))?;
+                    match reader.next() {
+                        Some(b) => b.map(Some).map_err(|e| bad(dir, format!("{name}: {e}"))),
+                        None => Ok(None),
+                    }
+                },
+                |m| bad(dir, format!("{name}: unreadable ({m})")),
+            )?;
+            if let Some(batch) = rows {
+                for r in 0..batch.num_rows() {
+                    let mut cells = Vec::new();
+                    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+                        let text = if let Some(list) = c.as_fixed_size_list_opt() {
+                            let v = list.value(r);
+                            let shown = v.len().min(8);
+                            let fmt =
+                                ArrayFormatter::try_new(v.as_ref(), &FormatOptions::default())
+                                    .map_err(|e| bad(dir, e.to_string()))?;
+                            let items: Vec<String> =
+                                (0..shown).map(|i| fmt.value(i).to_string()).collect();
+                            format!(
+                                "[{}{}]",
+                                items.join(", "),
+                                if v.len() > shown { ", …" } else { "" }
+                            )
+                        } else {
+                            let fmt =
+                                ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default())
+                                    .map_err(|e| bad(dir, e.to_string()))?;
+                            fmt.value(r).to_string()
+                        };
+                        cells.push(format!("{}={}", f.name(), text));
+                    }
+                    out.push_str(&format!("  {}\n", cells.join("  ")));
                 }
-            },
-            |m| bad(dir, format!("{name}: unreadable ({m})")),
-        )?;
-        if let Some(batch) = rows {
-            for r in 0..batch.num_rows() {
-                let mut cells = Vec::new();
-                for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
-                    let text = if let Some(list) = c.as_fixed_size_list_opt() {
-                        let v = list.value(r);
-                        let shown = v.len().min(8);
-                        let fmt = ArrayFormatter::try_new(v.as_ref(), &FormatOptions::default())
-                            .map_err(|e| bad(dir, e.to_string()))?;
-                        let items: Vec<String> =
-                            (0..shown).map(|i| fmt.value(i).to_string()).collect();
-                        format!(
-                            "[{}{}]",
-                            items.join(", "),
-                            if v.len() > shown { ", …" } else { "" }
-                        )
-                    } else {
-                        let fmt = ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default())
-                            .map_err(|e| bad(dir, e.to_string()))?;
-                        fmt.value(r).to_string()
-                    };
-                    cells.push(format!("{}={}", f.name(), text));
-                }
-                out.push_str(&format!("  {}\n", cells.join("  ")));
             }
         }
+        Ok(out)
     }
-    Ok(out)
 }

@@ -9,20 +9,64 @@ The functions here run the same Rust code as the ``seqwin`` command line:
 - :class:`WindowDataset` is a map-style dataset over a seqwin output
   directory for PyTorch's ``DataLoader`` (seqwin does not import torch);
 - :mod:`seqwin.spark` runs the kernel on Spark executors (``mapInArrow``).
-"""
-import json
 
-import pyarrow as pa
+Errors: :class:`SeqwinError` (a ``ValueError``) for a bad configuration,
+bad arguments or bad data — the CLI's exit code 2 — and
+:class:`SeqwinIOError` (an ``OSError``) for I/O and every other failure
+(exit code 1); both carry ``.exit_code``. Streams returned with
+``stream=True`` raise them too, while being read.
+
+pyarrow and numpy are imported when first needed, so the ``seqwin`` command
+line (``python -m seqwin``, the wheel's console script) runs without them.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Mapping, NoReturn, Sequence
 
 from . import _seqwin
-from ._seqwin import SeqwinError, __version__
-from .dataset import WindowDataset
-from .loader import Loader, Mix
+from ._seqwin import SeqwinError, SeqwinIOError, __version__
 
-__all__ = ["windows", "assign_split", "run", "WindowDataset", "Loader", "Mix", "SeqwinError", "__version__"]
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from .dataset import WindowDataset
+    from .loader import Loader, Mix
+
+__all__ = [
+    "windows",
+    "assign_split",
+    "run",
+    "WindowDataset",
+    "Loader",
+    "Mix",
+    "SeqwinError",
+    "SeqwinIOError",
+    "__version__",
+]
+
+#: ``{"fractions": {"train": 0.9, "val": 0.1}, "seed": 0}`` or a bare fractions mapping.
+SplitSpec = Mapping[str, Any]
+#: Output token types.
+Dtype = Literal["int32", "int64", "uint16", "uint32"]
 
 
-def _split_config(split):
+def __getattr__(name: str) -> Any:
+    # WindowDataset imports numpy and pyarrow: only when asked for.
+    if name == "WindowDataset":
+        from .dataset import WindowDataset
+
+        return WindowDataset
+    # The trainer-side loader imports numpy (and pyarrow for local files).
+    if name in ("Loader", "Mix"):
+        from . import loader
+
+        return getattr(loader, name)
+    raise AttributeError(f"module 'seqwin' has no attribute {name!r}")
+
+
+def _split_config(split: SplitSpec | None) -> dict[str, Any] | None:
     """``{"fractions": {...}, "seed": 0}`` or a bare fractions mapping."""
     if split is None:
         return None
@@ -31,10 +75,13 @@ def _split_config(split):
     return {"fractions": dict(split), "seed": 0}
 
 
-def _config(*, tokens, seq_len, stride, pack, separator, remainder, pad_id, ignore_index,
-            dtype, vocab_size, columns, id, carry, split):
+def _config(
+    *, tokens: str, seq_len: int, stride: int | None, pack: bool, separator: int | None,
+    remainder: str, pad_id: int, ignore_index: int, dtype: str, vocab_size: int | None,
+    columns: Iterable[str], id: str | None, carry: Iterable[str], split: SplitSpec | None,
+) -> str:
     """The JSON the Rust side reads: the pipeline file's keys."""
-    w = {
+    w: dict[str, Any] = {
         "seq_len": seq_len,
         "pack": pack,
         "remainder": remainder,
@@ -51,7 +98,7 @@ def _config(*, tokens, seq_len, stride, pack, separator, remainder, pad_id, igno
     )
 
 
-def _arrow_stream(data):
+def _arrow_stream(data: Any) -> Any:
     if hasattr(data, "__arrow_c_stream__"):
         return data
     if hasattr(data, "arrow"):  # older DuckDB relations
@@ -62,9 +109,43 @@ def _arrow_stream(data):
     )
 
 
-def windows(data, *, tokens, seq_len, stride=None, pack=False, separator=None, remainder="drop",
-            pad_id=0, ignore_index=-100, dtype="int32", columns=(), id=None, carry=(),
-            vocab_size=None, split=None, stream=False):
+def _raise_from_stream(handle: _seqwin.ArrowStream, e: Exception) -> NoReturn:
+    """Re-raises a failure of the window stream as seqwin's own exception
+    (pyarrow only sees its message); a failure of the input stream as is."""
+    err = handle.error()
+    if err is None:
+        raise e
+    raise err from None
+
+
+def _checked(reader: pa.RecordBatchReader, handle: _seqwin.ArrowStream) -> Iterator[pa.RecordBatch]:
+    import pyarrow as pa
+
+    try:
+        yield from reader
+    except pa.ArrowException as e:
+        _raise_from_stream(handle, e)
+
+
+def windows(
+    data: Any,
+    *,
+    tokens: str,
+    seq_len: int,
+    stride: int | None = None,
+    pack: bool = False,
+    separator: int | None = None,
+    remainder: Literal["drop", "pad"] = "drop",
+    pad_id: int = 0,
+    ignore_index: int = -100,
+    dtype: Dtype = "int32",
+    columns: Sequence[str] = (),
+    id: str | None = None,
+    carry: Sequence[str] = (),
+    vocab_size: int | None = None,
+    split: SplitSpec | None = None,
+    stream: bool = False,
+) -> pa.Table | pa.RecordBatchReader:
     """Cuts every document of ``data`` into ``input``/``target`` windows.
 
     Same semantics and checks as the pipeline's ``windows:`` section (docs/format.md §1).
@@ -81,24 +162,29 @@ def windows(data, *, tokens, seq_len, stride=None, pack=False, separator=None, r
     (bounded memory for large inputs). The input is read through the Arrow C
     stream interface without a copy; each window's tokens are copied once,
     into the output's ``input``/``target`` buffers.
+
+    Raises :class:`SeqwinError` for bad arguments or data (while reading
+    the stream, with ``stream=True``), ``TypeError`` for ``data`` that is not
+    Arrow data.
     """
+    import pyarrow as pa
+
     config = _config(
         tokens=tokens, seq_len=seq_len, stride=stride, pack=pack, separator=separator,
         remainder=remainder, pad_id=pad_id, ignore_index=ignore_index, dtype=dtype,
         vocab_size=vocab_size, columns=columns, id=id, carry=carry, split=split,
     )
-    reader = pa.RecordBatchReader.from_stream(_seqwin.windows(_arrow_stream(data), config))
+    handle = _seqwin.windows(_arrow_stream(data), config)
+    reader = pa.RecordBatchReader.from_stream(handle)
     if stream:
-        return reader
+        return pa.RecordBatchReader.from_batches(reader.schema, _checked(reader, handle))
     try:
         return reader.read_all()
     except pa.ArrowException as e:
-        err = SeqwinError(str(e).removeprefix("External error: "))
-        err.exit_code = 2
-        raise err from None
+        _raise_from_stream(handle, e)
 
 
-def assign_split(ids, fractions, seed=0):
+def assign_split(ids: Iterable[int | str] | Any, fractions: Mapping[str, float], seed: int = 0) -> list[str]:
     """The split ``seqwin run`` assigns each document id to (list of names).
 
     ``ids`` is any iterable of integers or strings (a list, a numpy array, a
@@ -114,16 +200,23 @@ def assign_split(ids, fractions, seed=0):
     return _seqwin.assign_split(ids, json.dumps({"fractions": dict(fractions), "seed": int(seed)}))
 
 
-def run(pipeline_path, overrides=None, threads=None):
+def run(
+    pipeline_path: str | os.PathLike[str],
+    overrides: Mapping[str, Any] | Sequence[str] | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
     """Runs a pipeline file like ``seqwin run``; returns the manifest (a dict).
 
     ``overrides`` maps dotted keys to values (``{"windows.seq_len": 64}``) or
-    is a list of ``"KEY=VALUE"`` strings, like ``--set``.
+    is a list of ``"KEY=VALUE"`` strings, like ``--set``. Raises
+    :class:`SeqwinError` (bad config or data, nothing written) or
+    :class:`SeqwinIOError` (a write failed; nothing is left at the sink).
     """
     if overrides is None:
-        sets = []
-    elif isinstance(overrides, dict):
+        sets: list[str] = []
+    elif isinstance(overrides, Mapping):
         sets = [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in overrides.items()]
     else:
         sets = list(overrides)
-    return json.loads(_seqwin.run(str(pipeline_path), sets, threads))
+    manifest: dict[str, Any] = json.loads(_seqwin.run(os.fspath(pipeline_path), sets, threads))
+    return manifest

@@ -19,16 +19,26 @@ a compiled module, so install the wheel in the executors' Python (a packed
 environment with ``--archives env.tar.gz#env`` and
 ``PYSPARK_PYTHON=./env/bin/python``, or the cluster's library mechanism).
 """
+from __future__ import annotations
+
 import itertools
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
 
 import pyarrow as pa
 
+from . import Dtype, SplitSpec
 from . import windows as _windows
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
 
 _LIST_TYPES = {"int32": pa.int32(), "uint16": pa.int32(), "int64": pa.int64(), "uint32": pa.int64()}
 
 
-def _output_schema(df, tokens, dtype, columns, id, carry, split):
+def _output_schema(
+    df: DataFrame, tokens: str, dtype: str, columns: Sequence[str], id: str | None,
+    carry: Sequence[str], split: SplitSpec | None,
+) -> Any:
     from pyspark.sql import types as T
 
     fields = {f.name: f for f in df.schema.fields}
@@ -40,7 +50,7 @@ def _output_schema(df, tokens, dtype, columns, id, carry, split):
         T.StructField("input", T.ArrayType(element, False), False),
         T.StructField("target", T.ArrayType(element, False), False),
     ]
-    extra = {
+    extra: dict[str, Any] = {
         "doc_id": fields[id].dataType if id is not None else T.LongType(),
         "start": T.LongType(),
         "loss_mask": T.ArrayType(T.ByteType(), False),
@@ -58,9 +68,24 @@ def _output_schema(df, tokens, dtype, columns, id, carry, split):
     return T.StructType(out)
 
 
-def windows(df, *, tokens, seq_len, stride=None, pack=False, separator=None, remainder="drop",
-            pad_id=0, ignore_index=-100, dtype="int32", columns=(), id=None, carry=(),
-            vocab_size=None, split=None):
+def windows(
+    df: DataFrame,
+    *,
+    tokens: str,
+    seq_len: int,
+    stride: int | None = None,
+    pack: bool = False,
+    separator: int | None = None,
+    remainder: Literal["drop", "pad"] = "drop",
+    pad_id: int = 0,
+    ignore_index: int = -100,
+    dtype: Dtype = "int32",
+    columns: Sequence[str] = (),
+    id: str | None = None,
+    carry: Sequence[str] = (),
+    vocab_size: int | None = None,
+    split: SplitSpec | None = None,
+) -> DataFrame:
     """Windows a Spark DataFrame on its executors (see the module docs).
 
     Arguments are those of :func:`seqwin.windows`. Returns a DataFrame with
@@ -75,7 +100,7 @@ def windows(df, *, tokens, seq_len, stride=None, pack=False, separator=None, rem
             "split needs an id column on Spark: without one, documents would be numbered per partition"
         )
     columns, carry = list(columns), list(carry)
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         tokens=tokens, seq_len=seq_len, stride=stride, pack=pack, separator=separator,
         remainder=remainder, pad_id=pad_id, ignore_index=ignore_index, dtype=dtype,
         vocab_size=vocab_size, columns=columns, id=id, carry=carry, split=split,
@@ -88,7 +113,7 @@ def windows(df, *, tokens, seq_len, stride=None, pack=False, separator=None, rem
 
     _windows(to_arrow_schema(df.select(*needed).schema).empty_table(), **kwargs)
 
-    def run_partition(batches):
+    def run_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from pyspark.sql.pandas.types import to_arrow_schema
 
         target = to_arrow_schema(schema)

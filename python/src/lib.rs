@@ -9,13 +9,14 @@
 use std::collections::VecDeque;
 use std::ffi::CStr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::ffi_stream::{FFI_ArrowArrayStream, RecordBatchStreamReader};
 use arrow::record_batch::RecordBatchReader;
-use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyString};
 use seqwin::pipeline::{Pipeline, RunOptions};
@@ -27,20 +28,35 @@ mod loader;
 pyo3::create_exception!(
     _seqwin,
     SeqwinError,
-    PyException,
-    "A seqwin error; `.exit_code` is the CLI's exit code (2: bad config or input, 1: I/O)."
+    PyValueError,
+    "Bad configuration, arguments or input data (`.exit_code` 2, as the CLI's)."
+);
+pyo3::create_exception!(
+    _seqwin,
+    SeqwinIOError,
+    PyOSError,
+    "An I/O or other failure that is not the input's fault: a file that cannot be written, a full disk, an object store gone (`.exit_code` 1, as the CLI's)."
 );
 
 const STREAM: &CStr = c"arrow_array_stream";
 
+/// A [`SeqwinError`] (exit code 2) or a [`SeqwinIOError`] (any other code).
 fn error(message: String, exit_code: i32) -> PyErr {
     Python::attach(|py| {
-        let err = SeqwinError::new_err(message);
+        let err = if exit_code == 2 {
+            SeqwinError::new_err(message)
+        } else {
+            SeqwinIOError::new_err(message)
+        };
         // Setting an attribute on a fresh exception object cannot fail in practice.
         let _ = err.value(py).setattr("exit_code", exit_code);
         err
     })
 }
+
+/// The seqwin error that ended a window stream (message, exit code): the
+/// Arrow C stream carries only a message, so Python asks for it here.
+type ErrorSlot = Arc<Mutex<Option<(String, i32)>>>;
 
 fn seqwin_err(e: seqwin::Error) -> PyErr {
     error(e.to_string(), e.exit_code())
@@ -71,9 +87,13 @@ struct WindowReader {
     schema: SchemaRef,
     pending: VecDeque<RecordBatch>,
     done: bool,
+    error: ErrorSlot,
 }
 
-fn external(e: seqwin::Error) -> ArrowError {
+fn external(e: seqwin::Error, slot: &ErrorSlot) -> ArrowError {
+    if let Ok(mut s) = slot.lock() {
+        *s = Some((e.to_string(), e.exit_code()));
+    }
     ArrowError::ExternalError(Box::new(e))
 }
 
@@ -88,12 +108,13 @@ impl Iterator for WindowReader {
             if self.done {
                 return None;
             }
+            let slot = &self.error;
             let step = match self.input.next() {
-                Some(Ok(batch)) => self.windower.push(&batch).map_err(external),
+                Some(Ok(batch)) => self.windower.push(&batch).map_err(|e| external(e, slot)),
                 Some(Err(e)) => Err(e),
                 None => {
                     self.done = true;
-                    self.windower.finish().map_err(external)
+                    self.windower.finish().map_err(|e| external(e, slot))
                 }
             };
             match step {
@@ -116,7 +137,8 @@ impl RecordBatchReader for WindowReader {
 /// An Arrow C stream handed to Python once (`__arrow_c_stream__`).
 #[pyclass(module = "seqwin._seqwin")]
 struct ArrowStream {
-    stream: std::sync::Mutex<Option<FFI_ArrowArrayStream>>,
+    stream: Mutex<Option<FFI_ArrowArrayStream>>,
+    error: ErrorSlot,
 }
 
 #[pymethods]
@@ -136,6 +158,13 @@ impl ArrowStream {
             .ok_or_else(|| PyValueError::new_err("this window stream was already consumed"))?;
         PyCapsule::new_with_value(py, stream, STREAM)
     }
+
+    /// The `SeqwinError` / `SeqwinIOError` that ended the stream, if seqwin
+    /// (not the input stream) failed.
+    fn error(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        let slot = self.error.lock().ok()?.clone();
+        slot.map(|(message, code)| error(message, code).into_value(py).into_any())
+    }
 }
 
 /// `windows(data, config_json)`: a lazy stream of windows over `data`.
@@ -151,9 +180,11 @@ fn windows(data: &Bound<'_, PyAny>, config_json: &str) -> PyResult<ArrowStream> 
         windower,
         pending: VecDeque::new(),
         done: false,
+        error: ErrorSlot::default(),
     };
     Ok(ArrowStream {
-        stream: std::sync::Mutex::new(Some(FFI_ArrowArrayStream::new(Box::new(reader)))),
+        error: Arc::clone(&reader.error),
+        stream: Mutex::new(Some(FFI_ArrowArrayStream::new(Box::new(reader)))),
     })
 }
 
@@ -204,14 +235,23 @@ fn run(
     serde_json::to_string(&report.manifest).map_err(|e| error(e.to_string(), 1))
 }
 
+/// `main(argv)`: the `seqwin` command line (the wheel's console script);
+/// `argv[0]` is the program name. Returns the exit code.
+#[pyfunction]
+fn main(py: Python<'_>, argv: Vec<std::ffi::OsString>) -> i32 {
+    py.detach(|| seqwin::cli::main_with_args(argv))
+}
+
 #[pymodule]
 fn _seqwin(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SeqwinError", m.py().get_type::<SeqwinError>())?;
+    m.add("SeqwinIOError", m.py().get_type::<SeqwinIOError>())?;
     m.add("__version__", seqwin::VERSION)?;
     m.add_class::<ArrowStream>()?;
     m.add_function(wrap_pyfunction!(windows, m)?)?;
     m.add_function(wrap_pyfunction!(assign_split, m)?)?;
     m.add_function(wrap_pyfunction!(run, m)?)?;
+    m.add_function(wrap_pyfunction!(main, m)?)?;
     m.add_class::<loader::RowGroupReader>()?;
     m.add_class::<loader::Prefetch>()?;
     m.add_function(wrap_pyfunction!(loader::read_dataset_file, m)?)?;

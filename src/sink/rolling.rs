@@ -75,6 +75,7 @@ impl PartFile {
         schema: &SchemaRef,
         props: &WriterProperties,
     ) -> Result<PartFile> {
+        tracing::debug!(%name, "creating output file");
         let (name, path, sink) = match dest {
             Dest::Dir(root) => {
                 let path = root.join(&name);

@@ -38,6 +38,7 @@ pub(super) fn open_local(path: &Path) -> Result<(Vec<Result<Opened>>, PathBuf)> 
     let opened = paths
         .par_iter()
         .map(|p| {
+            tracing::debug!(path = %p.display(), "opening input file");
             let file = File::open(p)
                 .map_err(|e| Error::input(p, format!("cannot open input file: {e}")))?;
             let bytes = file.metadata().map_err(|e| Error::io(p, e))?.len();
@@ -57,6 +58,7 @@ pub(super) fn open_local(path: &Path) -> Result<(Vec<Result<Opened>>, PathBuf)> 
 /// Lists an object store source (a prefix, one object, or a glob over keys)
 /// and reads every footer with range requests.
 pub(super) fn open_remote(plan: &SourcePlan, url: &str) -> Result<(Vec<Result<Opened>>, PathBuf)> {
+    tracing::debug!(url, "opening object store source");
     let remote =
         Remote::open(url, &plan.storage_options).map_err(|e| Error::source_store(url, e))?;
     let listing = |prefix: &Key| {
@@ -133,6 +135,7 @@ pub(super) fn open_remote(plan: &SourcePlan, url: &str) -> Result<(Vec<Result<Op
         .par_iter()
         .map(|(key, size)| {
             let p = remote.display(key);
+            tracing::debug!(path = %p.display(), "opening input file (footer range request)");
             let md = contain(
                 || {
                     crate::store::read_footer(remote.store.as_ref(), key, *size)

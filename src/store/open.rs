@@ -100,6 +100,7 @@ impl Remote {
         let (authority, key) = rest.split_once('/').unwrap_or((rest, ""));
         let base = format!("{scheme}://{authority}");
         let (retry, rest) = split_options(options)?;
+        tracing::debug!(%base, options = ?rest.iter().map(|(k, _)| k).collect::<Vec<_>>(), "object store client: credentials from the environment and these storage_options");
         let unknown = |k: &str, service: &str| {
             format!("unknown storage option `{k}` for {service} (the object_store crate's {service} keys are accepted, plus max_retries and retry_timeout)")
         };

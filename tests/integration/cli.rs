@@ -120,3 +120,305 @@ fn summary_and_usage_errors() {
     assert_eq!(env.seqwin(&["run"]).status.code(), Some(2));
     assert_eq!(env.seqwin(&["run", "missing.yaml"]).status.code(), Some(2));
 }
+
+/// Runs the binary with `RUST_LOG` removed (the default log level).
+fn seqwin_no_log(env: &Env, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_seqwin"))
+        .args(args)
+        .current_dir(env.dir.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run seqwin")
+}
+
+fn json_stdout(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+const HELLO: &str = "source: {path: hello.parquet, tokens: tokens}\nwindows: {seq_len: 4, stride: 1}\nsink: {path: out}\n";
+
+#[test]
+fn run_json_is_the_summary_and_token_account() {
+    let env = Env::new();
+    hello(&env);
+    let p = env.pipeline("p.yaml", HELLO);
+    let out = seqwin_no_log(&env, &["run", p.to_str().unwrap(), "--json"]);
+    let j = json_stdout(&out);
+    // No text summary beside the JSON (stderr is not a terminal: no progress).
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    let file_bytes = std::fs::metadata(env.path("out/part-00000.parquet"))
+        .unwrap()
+        .len();
+    // "helloworld", seq_len 4, stride 1: windows start at 0..=5, targets are
+    // positions 1..=9, the first token is never a target.
+    let account = serde_json::json!({
+        "documents": 1, "tokens_in": 10, "tokens_targeted": 9, "tokens_never_targeted": 1,
+        "separators": 0, "windows": 6, "padded_windows": 0, "padding_positions": 0,
+        "spanning_windows": 0
+    });
+    assert_eq!(j["totals"], account);
+    assert_eq!(
+        j["partitions"],
+        serde_json::json!([{
+            "path": "", "values": {}, "account": account,
+            "files": [{"name": "part-00000.parquet", "rows": 6, "bytes": file_bytes}]
+        }])
+    );
+    assert_eq!(j["files"], 1);
+    assert_eq!(j["bytes"], file_bytes);
+    assert_eq!(j["seqwin_version"], env!("CARGO_PKG_VERSION"));
+    let m = manifest(&env.path("out"));
+    assert_eq!(j["elapsed_seconds"], m["elapsed_seconds"]);
+    let elapsed = j["elapsed_seconds"].as_f64().unwrap();
+    let rate = j["tokens_per_second"].as_f64().unwrap();
+    assert!(elapsed > 0.0 && (rate - 10.0 / elapsed).abs() <= 1e-6 * rate);
+    assert_eq!(
+        std::fs::canonicalize(j["sink"].as_str().unwrap()).unwrap(),
+        std::fs::canonicalize(env.path("out")).unwrap()
+    );
+    let keys: Vec<&String> = j.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "bytes",
+            "elapsed_seconds",
+            "files",
+            "partitions",
+            "seqwin_version",
+            "sink",
+            "tokens_per_second",
+            "totals"
+        ]
+    );
+    // --quiet keeps the JSON (it only silences the progress bar and summary).
+    let out = seqwin_no_log(
+        &env,
+        &[
+            "run",
+            p.to_str().unwrap(),
+            "--json",
+            "--quiet",
+            "--set",
+            "sink.path=out2",
+        ],
+    );
+    assert_eq!(json_stdout(&out)["totals"]["windows"], 6);
+}
+
+#[test]
+fn run_json_lists_every_partition() {
+    let env = Env::new();
+    let docs = random_docs(60, 40, 50, 7);
+    write_parquet(
+        &env.path("data/a.parquet"),
+        &corpus_batch(&docs, 0, &["web", "books"]),
+        25,
+    );
+    let p = env.pipeline(
+        "p.yaml",
+        "source: {path: data, tokens: tokens, id: doc_id, carry: [source]}\nwindows: {seq_len: 8}\nsplit: {fractions: {train: 0.5, val: 0.5}, seed: 2}\nsink: {path: out, partition_by: [split, source]}\n",
+    );
+    let j = json_stdout(&seqwin_no_log(
+        &env,
+        &["run", p.to_str().unwrap(), "--json"],
+    ));
+    let m = manifest(&env.path("out"));
+    assert_eq!(j["partitions"], m["partitions"]);
+    assert_eq!(j["totals"], m["totals"]);
+    // Independently: documents and tokens per source (both splits together).
+    let parts = j["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 4);
+    for (i, source) in ["web", "books"].iter().enumerate() {
+        let mine: Vec<&Vec<i64>> = docs.iter().skip(i).step_by(2).collect();
+        let (mut documents, mut tokens, mut windows) = (0, 0, 0);
+        for part in parts.iter().filter(|p| p["values"]["source"] == *source) {
+            documents += part["account"]["documents"].as_u64().unwrap();
+            tokens += part["account"]["tokens_in"].as_u64().unwrap();
+            windows += part["account"]["windows"].as_u64().unwrap();
+        }
+        assert_eq!(documents, mine.len() as u64);
+        assert_eq!(tokens, mine.iter().map(|d| d.len() as u64).sum::<u64>());
+        let expected: usize = mine
+            .iter()
+            .map(|d| reference_windows(d, 8, 8, None).len())
+            .sum();
+        assert_eq!(windows, expected as u64);
+    }
+    let files: u64 = dataset_files(&env.path("out"))
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum();
+    assert_eq!(j["bytes"], files);
+    assert_eq!(j["files"], dataset_files(&env.path("out")).len());
+}
+
+#[test]
+fn check_json_is_the_plan_and_estimate() {
+    let env = Env::new();
+    // Three documents of 20, 33 and 50 tokens (no empty one: the footer's
+    // leaf count is then exactly the token count).
+    let docs: Vec<Vec<i64>> = [20, 33, 50]
+        .iter()
+        .map(|&n| (0..n).map(|t| t % 7).collect())
+        .collect();
+    write_parquet(
+        &env.path("data/a.parquet"),
+        &corpus_batch(&docs, 0, &["x"]),
+        2,
+    );
+    let p = env.pipeline(
+        "p.yaml",
+        "source: {path: data, tokens: tokens}\nwindows: {seq_len: 16}\nsink: {path: out}\n",
+    );
+    let out = seqwin_no_log(
+        &env,
+        &[
+            "check",
+            p.to_str().unwrap(),
+            "--json",
+            "--set",
+            "windows.seq_len=8",
+            "--set",
+            "windows.stride=4",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    let j = json_stdout(&out);
+    let tokens = 20 + 33 + 50;
+    // The footer estimate for per-document windows: (tokens - rows·seq_len) / stride.
+    let windows = (tokens - 3 * 8) / 4;
+    assert_eq!(j["pipeline"], p.to_str().unwrap());
+    assert_eq!(j["files"], 1);
+    assert_eq!(j["rows"], 3);
+    assert_eq!(j["tokens"], tokens);
+    assert_eq!(j["windows"], windows);
+    // input + target: 2 × 8 int32 per window.
+    assert_eq!(j["bytes"], windows * 2 * 8 * 4);
+    assert_eq!(
+        j["schema"],
+        serde_json::json!([
+            {"name": "input", "type": "FixedSizeList(8 x non-null Int32)", "nullable": false},
+            {"name": "target", "type": "FixedSizeList(8 x non-null Int32)", "nullable": false}
+        ])
+    );
+    assert_eq!(j["config"]["windows"]["seq_len"], 8);
+    assert_eq!(j["config"]["windows"]["stride"], 4);
+    assert_eq!(j["config"]["source"]["tokens"], "tokens");
+    assert_eq!(env.root_entries(), ["data", "p.yaml"]);
+    // Errors stay on stderr with their exit code; stdout is empty.
+    let out = seqwin_no_log(&env, &["check", "missing.yaml", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn inspect_json_says_what_was_verified() {
+    let env = Env::new();
+    hello(&env);
+    let p = env.pipeline("p.yaml", HELLO);
+    env.run_ok(&p, &[]);
+    let out = seqwin_no_log(&env, &["inspect", "out", "--json"]);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    let j = json_stdout(&out);
+    let bytes = std::fs::metadata(env.path("out/part-00000.parquet"))
+        .unwrap()
+        .len();
+    assert_eq!(j["dataset"], "out");
+    assert_eq!(j["seqwin_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        j["verified"],
+        serde_json::json!({"manifest": true, "success_marker": true, "files": 1,
+                           "bytes": bytes, "rows": 6, "parquet_files_found": 1})
+    );
+    assert_eq!(j["partition_by"], serde_json::json!([]));
+    assert_eq!(j["partitions"][0]["path"], "");
+    assert_eq!(j["partitions"][0]["files"], 1);
+    assert_eq!(j["partitions"][0]["bytes"], bytes);
+    assert_eq!(j["partitions"][0]["account"]["windows"], 6);
+    assert_eq!(j["totals"]["tokens_in"], 10);
+    assert_eq!(j["totals"]["tokens_targeted"], 9);
+    assert_eq!(j["schema"][0]["name"], "input");
+    assert_eq!(j["schema"][1]["type"], "FixedSizeList(4 x non-null Int32)");
+    // The text report is unchanged by the refactoring into verify + render.
+    let text =
+        String::from_utf8_lossy(&seqwin_no_log(&env, &["inspect", "out"]).stdout).into_owned();
+    assert!(text.starts_with(&format!("dataset out (seqwin {})\nschema:\n  input: FixedSizeList(4 x non-null Int32) not null\n", env!("CARGO_PKG_VERSION"))), "{text}");
+    assert!(text.contains("total: 6 windows (0 padded), 1 documents, 10 tokens in, 9 targeted, 1 never a target\nfirst rows of part-00000.parquet:\n  input=[8, 5, 12, 12]  target=[5, 12, 12, 15]\n"), "{text}");
+    // A failed verification: exit 2, message on stderr, nothing on stdout.
+    std::fs::remove_file(env.path("out/_SUCCESS")).unwrap();
+    let out = seqwin_no_log(&env, &["inspect", "out", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("_SUCCESS is missing"));
+}
+
+#[test]
+fn verbose_logs_file_opens_and_the_default_prints_nothing_extra() {
+    let env = Env::new();
+    hello(&env);
+    let p = env.pipeline("p.yaml", HELLO);
+    let input = env.path("hello.parquet");
+    let out = seqwin_no_log(&env, &["-v", "run", p.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("opening input file"))
+        .unwrap_or_else(|| panic!("no debug line: {stderr}"));
+    assert!(
+        line.contains("DEBUG") && line.contains(&input.display().to_string()),
+        "{line}"
+    );
+    assert!(
+        stderr.contains("creating output file") && stderr.contains("part-00000.parquet"),
+        "{stderr}"
+    );
+    // RUST_LOG works too (and -v is global: it may follow the subcommand).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_seqwin"))
+        .args(["check", p.to_str().unwrap()])
+        .current_dir(env.dir.path())
+        .env("RUST_LOG", "seqwin=debug")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("opening input file"));
+    let out = seqwin_no_log(&env, &["check", p.to_str().unwrap(), "-vv"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("opening input file"));
+
+    // Default level: stderr is exactly what it was before logging existed.
+    let out = seqwin_no_log(
+        &env,
+        &[
+            "run",
+            p.to_str().unwrap(),
+            "--quiet",
+            "--set",
+            "sink.path=q",
+        ],
+    );
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    let out = seqwin_no_log(&env, &["run", p.to_str().unwrap(), "--set", "sink.path=s"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("seqwin: wrote 6 windows (0 padded) to ")
+            && stderr.ends_with(" M tokens/s.\n")
+            && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    let out = seqwin_no_log(&env, &["check", p.to_str().unwrap()]);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    let out = seqwin_no_log(&env, &["run", "missing.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("seqwin: error: "));
+}
