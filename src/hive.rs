@@ -102,6 +102,19 @@ pub fn part_file_name(dir: &str, seq: usize) -> String {
     }
 }
 
+/// Whether a file name is a data file of a dataset: `part-NNNNN.parquet`
+/// as [`part_file_name`] makes it, or `part-NNNNN-T.parquet` as an object
+/// store overwrite tags it.
+pub fn is_data_file_name(name: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    name.strip_prefix("part-")
+        .and_then(|r| r.strip_suffix(".parquet"))
+        .is_some_and(|stem| match stem.split_once('-') {
+            Some((seq, tag)) => seq.len() >= 5 && digits(seq) && digits(tag),
+            None => stem.len() >= 5 && digits(stem),
+        })
+}
+
 /// Whether a file name (the last path component) is one [`part_file_name`] makes.
 pub fn is_part_file_name(name: &str) -> bool {
     name.strip_prefix("part-")

@@ -12,6 +12,7 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use crate::error::{contain, Error, Result};
 use serde::Serialize;
 
+use crate::sink::manifest::FileEntry;
 use crate::sink::{FieldEntry, Manifest, MANIFEST, SUCCESS};
 use crate::window::TokenAccount;
 
@@ -107,9 +108,11 @@ pub fn inspect(dir: &Path) -> Result<String> {
 
 /// Verifies a dataset against its manifest.
 ///
-/// Checks: `_SUCCESS` present; every listed file present with the listed size
-/// and row count and `seqwin.*` metadata; no unlisted Parquet file; the
-/// partitions' rows equal their window counts.
+/// Checks: `_SUCCESS` present; every listed file a plain relative path inside
+/// its partition's directory, present with the listed size, row count,
+/// CRC-32 and `seqwin.*` metadata; no other file in the tree (readers would
+/// see its rows); the partitions' rows equal their window counts, each
+/// account balances, and the totals are their sum.
 ///
 /// # Errors
 /// [`Error::Dataset`] naming the first mismatch.
@@ -121,92 +124,22 @@ pub fn verify(dir: &Path) -> Result<Inspection> {
             format!("{SUCCESS} is missing: the dataset was not committed"),
         ));
     }
+    check_accounts(dir, &manifest)?;
     let mut listed = std::collections::BTreeSet::new();
     let mut first_file = None;
     let (mut total_bytes, mut total_rows) = (0u64, 0u64);
+    let seq_len = manifest.config.windows.seq_len.to_string();
     for p in &manifest.partitions {
-        let rows: u64 = p.files.iter().map(|f| f.rows).sum();
-        if rows != p.account.windows {
-            return Err(bad(
-                dir,
-                format!(
-                    "partition `{}` lists {} rows in files but {} windows",
-                    p.path, rows, p.account.windows
-                ),
-            ));
-        }
         for f in &p.files {
-            let path = dir.join(&f.name);
-            tracing::debug!(file = %path.display(), "checking a listed file");
-            let meta =
-                std::fs::metadata(&path).map_err(|e| bad(dir, format!("{}: {e}", f.name)))?;
-            if meta.len() != f.bytes {
-                return Err(bad(
-                    dir,
-                    format!(
-                        "{}: {} bytes, manifest says {}",
-                        f.name,
-                        meta.len(),
-                        f.bytes
-                    ),
-                ));
-            }
-            let file = File::open(&path).map_err(|e| bad(dir, format!("{}: {e}", f.name)))?;
-            let reader = contain(
-                || {
-                    SerializedFileReader::new(file)
-                        .map_err(|e| bad(dir, format!("{}: {e}", f.name)))
-                },
-                |m| bad(dir, format!("{}: unreadable footer ({m})", f.name)),
-            )?;
-            let md = reader.metadata().file_metadata();
-            if md.num_rows() as u64 != f.rows {
-                return Err(bad(
-                    dir,
-                    format!(
-                        "{}: {} rows, manifest says {}",
-                        f.name,
-                        md.num_rows(),
-                        f.rows
-                    ),
-                ));
-            }
-            let kv = md.key_value_metadata().cloned().unwrap_or_default();
-            let seq_len = kv
-                .iter()
-                .find(|k| k.key == "seqwin.seq_len")
-                .and_then(|k| k.value.clone());
-            if seq_len.as_deref() != Some(manifest.config.windows.seq_len.to_string().as_str()) {
-                return Err(bad(
-                    dir,
-                    format!("{}: seqwin.seq_len metadata is {:?}", f.name, seq_len),
-                ));
-            }
+            check_file_name(dir, &p.path, &f.name)?;
+            verify_file(dir, f, &seq_len)?;
             total_bytes += f.bytes;
             total_rows += f.rows;
             listed.insert(f.name.clone());
             first_file.get_or_insert_with(|| f.name.clone());
         }
     }
-    let mut parquet_files_found = 0;
-    for entry in walkdir::WalkDir::new(dir).min_depth(1) {
-        let entry = entry.map_err(|e| bad(dir, e.to_string()))?;
-        if entry.file_type().is_file() {
-            let rel = entry
-                .path()
-                .strip_prefix(dir)
-                .expect("below dir")
-                .to_string_lossy()
-                .into_owned();
-            if rel.ends_with(".parquet") {
-                if !listed.contains(&rel) {
-                    return Err(bad(dir, format!("{rel} is not listed in the manifest")));
-                }
-                parquet_files_found += 1;
-            }
-        }
-    }
-
+    let parquet_files_found = check_nothing_else(dir, &listed)?;
     Ok(Inspection {
         dataset: dir.display().to_string(),
         dir: dir.to_path_buf(),
@@ -235,6 +168,132 @@ pub fn verify(dir: &Path) -> Result<Inspection> {
         totals: manifest.totals.clone(),
         first_file,
     })
+}
+
+/// Each partition's rows equal its windows and its account balances; the
+/// totals are the sum of the partitions.
+fn check_accounts(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let mut sum = TokenAccount::default();
+    for p in &manifest.partitions {
+        let rows: u64 = p.files.iter().map(|f| f.rows).sum();
+        if rows != p.account.windows {
+            return Err(bad(
+                dir,
+                format!(
+                    "partition `{}` lists {} rows in files but {} windows",
+                    p.path, rows, p.account.windows
+                ),
+            ));
+        }
+        let a = &p.account;
+        if a.tokens_in != a.tokens_targeted + a.tokens_never_targeted {
+            return Err(bad(
+                dir,
+                format!(
+                    "partition `{}`: tokens_in {} is not tokens_targeted {} + tokens_never_targeted {}",
+                    p.path, a.tokens_in, a.tokens_targeted, a.tokens_never_targeted
+                ),
+            ));
+        }
+        sum.add(a);
+    }
+    if sum != manifest.totals {
+        return Err(bad(
+            dir,
+            format!(
+                "the manifest's totals are not the sum of its partitions: {:?} vs {:?}",
+                manifest.totals, sum
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A listed name must be `PARTITION/part-NNNNN[-T].parquet` (or without the
+/// directory when not partitioned): never absolute, never `..`, never
+/// outside the dataset.
+fn check_file_name(dir: &Path, partition: &str, name: &str) -> Result<()> {
+    let (parent, file) = name.rsplit_once('/').unwrap_or(("", name));
+    if parent != partition || !crate::hive::is_data_file_name(file) || name.contains('\\') {
+        return Err(bad(
+            dir,
+            format!(
+                "the manifest lists `{name}`, which is not a data file name of partition `{partition}`; refusing to look outside the dataset"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A listed file has the listed size, rows, CRC-32 and `seqwin.seq_len`.
+fn verify_file(dir: &Path, f: &FileEntry, seq_len: &str) -> Result<()> {
+    let path = dir.join(&f.name);
+    tracing::debug!(file = %path.display(), "checking a listed file");
+    let name = &f.name;
+    let data = std::fs::read(&path).map_err(|e| bad(dir, format!("{name}: {e}")))?;
+    if data.len() as u64 != f.bytes {
+        return Err(bad(
+            dir,
+            format!("{name}: {} bytes, manifest says {}", data.len(), f.bytes),
+        ));
+    }
+    if let Some(expected) = &f.crc32 {
+        let found = format!("{:08x}", crc32fast::hash(&data));
+        if &found != expected {
+            return Err(bad(
+                dir,
+                format!("{name}: CRC-32 {found}, manifest says {expected}: the file was changed"),
+            ));
+        }
+    }
+    let data = bytes::Bytes::from(data);
+    let reader = contain(
+        || SerializedFileReader::new(data).map_err(|e| bad(dir, format!("{name}: {e}"))),
+        |m| bad(dir, format!("{name}: unreadable footer ({m})")),
+    )?;
+    let md = reader.metadata().file_metadata();
+    if md.num_rows() as u64 != f.rows {
+        return Err(bad(
+            dir,
+            format!("{name}: {} rows, manifest says {}", md.num_rows(), f.rows),
+        ));
+    }
+    let kv = md.key_value_metadata().cloned().unwrap_or_default();
+    let found = kv
+        .iter()
+        .find(|k| k.key == "seqwin.seq_len")
+        .and_then(|k| k.value.clone());
+    if found.as_deref() != Some(seq_len) {
+        return Err(bad(
+            dir,
+            format!("{name}: seqwin.seq_len metadata is {found:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Every file of the tree is listed, the manifest or `_SUCCESS`: readers see
+/// the rows of any other file. Returns the number of Parquet files.
+fn check_nothing_else(dir: &Path, listed: &std::collections::BTreeSet<String>) -> Result<usize> {
+    let mut parquet_files = 0;
+    for entry in walkdir::WalkDir::new(dir).min_depth(1) {
+        let entry = entry.map_err(|e| bad(dir, e.to_string()))?;
+        if entry.file_type().is_dir() {
+            continue;
+        }
+        let rel = entry
+            .path()
+            .strip_prefix(dir)
+            .expect("below dir")
+            .to_string_lossy()
+            .into_owned();
+        if listed.contains(&rel) {
+            parquet_files += 1;
+        } else if rel != MANIFEST && rel != SUCCESS {
+            return Err(bad(dir, format!("{rel} is not listed in the manifest")));
+        }
+    }
+    Ok(parquet_files)
 }
 
 impl Inspection {

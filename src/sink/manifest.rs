@@ -22,6 +22,10 @@ pub struct FileEntry {
     pub rows: u64,
     /// File size.
     pub bytes: u64,
+    /// CRC-32 (IEEE) of the file's bytes, 8 lower-case hex digits (absent in
+    /// manifests written before seqwin recorded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32: Option<String>,
 }
 
 /// One output partition in the manifest.

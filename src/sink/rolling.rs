@@ -23,24 +23,32 @@ use crate::error::{Error, Result};
 use crate::hive::part_file_name;
 
 /// The byte sink of one output file (behind one `BufWriter`, so that the
-/// writer's many small writes reach a file or an upload in 1 MiB pieces).
-enum PartSink {
+/// writer's many small writes reach a file or an upload in 1 MiB pieces),
+/// with the CRC-32 of every byte written, recorded in the manifest.
+struct PartSink {
+    to: SinkTo,
+    crc: crc32fast::Hasher,
+}
+
+enum SinkTo {
     File(File),
     Store(crate::store::Upload),
 }
 
 impl Write for PartSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            PartSink::File(f) => f.write(buf),
-            PartSink::Store(u) => u.write(buf),
-        }
+        let n = match &mut self.to {
+            SinkTo::File(f) => f.write(buf)?,
+            SinkTo::Store(u) => u.write(buf)?,
+        };
+        self.crc.update(&buf[..n]);
+        Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            PartSink::File(f) => f.flush(),
-            PartSink::Store(u) => u.flush(),
+        match &mut self.to {
+            SinkTo::File(f) => f.flush(),
+            SinkTo::Store(u) => u.flush(),
         }
     }
 }
@@ -83,7 +91,7 @@ impl PartFile {
                     create_dir_all(parent)?;
                 }
                 let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
-                (name, path, PartSink::File(file))
+                (name, path, SinkTo::File(file))
             }
             Dest::Store(d) => {
                 let name = dest.file_name(&name);
@@ -95,11 +103,17 @@ impl PartFile {
                 d.record(key.clone());
                 let upload = crate::store::Upload::start(d.remote.store.as_ref(), &key)
                     .map_err(|e| Error::io(&path, e))?;
-                (name, path, PartSink::Store(upload))
+                (name, path, SinkTo::Store(upload))
             }
         };
         let options = ArrowWriterOptions::new().with_properties(props.clone());
-        let sink = BufWriter::with_capacity(1 << 20, sink);
+        let sink = BufWriter::with_capacity(
+            1 << 20,
+            PartSink {
+                to: sink,
+                crc: crc32fast::Hasher::new(),
+            },
+        );
         let writer = ArrowWriter::try_new_with_options(sink, Arc::clone(schema), options)
             .map_err(|e| Error::write(&path, e))?;
         let (writer, _) = writer
@@ -141,13 +155,15 @@ impl PartFile {
             .map_err(|e| write_error(&self.path, e))?;
         let bytes = self.writer.bytes_written() as u64;
         // `finish` flushed the BufWriter; an upload still has to complete.
-        if let PartSink::Store(upload) = self.writer.inner_mut().get_mut() {
+        let sink = self.writer.inner_mut().get_mut();
+        if let SinkTo::Store(upload) = &mut sink.to {
             upload.finish().map_err(|e| Error::io(&self.path, e))?;
         }
         Ok(FileEntry {
             name: self.name,
             rows: self.rows,
             bytes,
+            crc32: Some(format!("{:08x}", sink.crc.clone().finalize())),
         })
     }
 }

@@ -156,9 +156,8 @@ fn run_json_is_the_summary_and_token_account() {
     let j = json_stdout(&out);
     // No text summary beside the JSON (stderr is not a terminal: no progress).
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
-    let file_bytes = std::fs::metadata(env.path("out/part-00000.parquet"))
-        .unwrap()
-        .len();
+    let data = std::fs::read(env.path("out/part-00000.parquet")).unwrap();
+    let (file_bytes, crc32) = (data.len(), format!("{:08x}", crc32fast::hash(&data)));
     // "helloworld", seq_len 4, stride 1: windows start at 0..=5, targets are
     // positions 1..=9, the first token is never a target.
     let account = serde_json::json!({
@@ -171,7 +170,7 @@ fn run_json_is_the_summary_and_token_account() {
         j["partitions"],
         serde_json::json!([{
             "path": "", "values": {}, "account": account,
-            "files": [{"name": "part-00000.parquet", "rows": 6, "bytes": file_bytes}]
+            "files": [{"name": "part-00000.parquet", "rows": 6, "bytes": file_bytes, "crc32": crc32}]
         }])
     );
     assert_eq!(j["files"], 1);
@@ -421,4 +420,69 @@ fn verbose_logs_file_opens_and_the_default_prints_nothing_extra() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("seqwin: error: "));
+}
+
+#[test]
+fn item_10_inspect_refuses_what_readers_would_see_differently() {
+    // Each case: damage a fresh dataset, then `inspect` exits 2 with exactly
+    // this message (and never reads outside the dataset).
+    type Damage = fn(&std::path::Path);
+    let cases: [(Damage, &str); 5] = [
+        (
+            |out| std::fs::copy(out.join("part-00000.parquet"), out.join("part-00099.PARQUET")).map(|_| ()).unwrap(),
+            "part-00099.PARQUET is not listed in the manifest",
+        ),
+        (
+            |out| std::fs::copy(out.join("part-00000.parquet"), out.join("part-00000.parquet.bak")).map(|_| ()).unwrap(),
+            "part-00000.parquet.bak is not listed in the manifest",
+        ),
+        (
+            |out| {
+                let m = std::fs::read_to_string(out.join("_seqwin.json")).unwrap();
+                let mut j: serde_json::Value = serde_json::from_str(&m).unwrap();
+                j["totals"]["windows"] = serde_json::json!(7);
+                std::fs::write(out.join("_seqwin.json"), j.to_string()).unwrap();
+            },
+            "the manifest's totals are not the sum of its partitions",
+        ),
+        (
+            |out| {
+                // One byte of the first page's data, same size.
+                let path = out.join("part-00000.parquet");
+                let mut b = std::fs::read(&path).unwrap();
+                b[40] ^= 0x10;
+                std::fs::write(&path, b).unwrap();
+            },
+            "part-00000.parquet: CRC-32",
+        ),
+        (
+            |out| {
+                let m = std::fs::read_to_string(out.join("_seqwin.json")).unwrap();
+                let m = m.replace("\"part-00000.parquet\"", "\"../../../../etc/passwd\"");
+                std::fs::write(out.join("_seqwin.json"), m).unwrap();
+            },
+            "the manifest lists `../../../../etc/passwd`, which is not a data file name of partition ``; refusing to look outside the dataset",
+        ),
+    ];
+    for (damage, message) in cases {
+        let env = Env::new();
+        hello(&env);
+        let p = env.pipeline("p.yaml", HELLO);
+        env.run_ok(&p, &[]);
+        let out = env.path("out");
+        assert!(env
+            .seqwin(&["inspect", out.to_str().unwrap()])
+            .status
+            .success());
+        damage(&out);
+        let r = env.seqwin(&["inspect", out.to_str().unwrap()]);
+        assert_eq!(r.status.code(), Some(2), "{message}");
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        let expected = format!("seqwin: error: {}: {message}", out.display());
+        assert!(
+            stderr.starts_with(&expected),
+            "expected {expected:?}, found {stderr:?}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
 }
