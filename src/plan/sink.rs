@@ -41,6 +41,18 @@ pub fn compile_sink(
                 carry.join(", ")
             ));
         }
+        if p.starts_with('_') || p.starts_with('.') {
+            problems.push(format!(
+                "`sink.partition_by` column `{p}` starts with `{}`: readers (pyarrow, Spark, seqwin) treat `{p}=…` directories as hidden and would read no rows; rename the column",
+                &p[..1]
+            ));
+        }
+    }
+    if split && !sk.partition_by.iter().any(|p| p == "split") {
+        problems.push(
+            "`split` is given but `sink.partition_by` does not name `split`: the split would be computed and thrown away; add `split` to `sink.partition_by`"
+                .into(),
+        );
     }
     let compression = parse_compression(&sk.compression).unwrap_or_else(|message| {
         problems.push(format!("`sink.compression`: {message}"));
@@ -61,6 +73,9 @@ pub fn compile_sink(
         problems.push("`sink.path` must not be empty".into());
     }
     let path = locate(problems, "sink.path", base, &sk.path);
+    if let (Some(Location::Local(local)), false) = (&path, sk.path.is_empty()) {
+        check_local_sink_text(problems, &sk.path, local);
+    }
     check_storage_options(
         problems,
         "sink.storage_options",
@@ -75,6 +90,46 @@ pub fn compile_sink(
         row_group_rows,
         mode: sk.mode,
         storage_options: text_options(&sk.storage_options),
+    }
+}
+
+/// Longest file name the local filesystems seqwin writes to accept.
+pub(crate) const MAX_FILE_NAME_BYTES: usize = 255;
+
+/// Longest final component of a local `sink.path`: the staging directory
+/// `.NAME.seqwin-staging-PID` beside it (PID up to 7 digits) must still be a
+/// valid file name.
+pub(crate) const MAX_SINK_NAME_BYTES: usize =
+    MAX_FILE_NAME_BYTES - ".".len() - ".seqwin-staging-".len() - 7;
+
+/// The rules a local `sink.path` must follow as written: no NUL byte, no
+/// `..` component (it would create the directories it walks through), a
+/// final component that names a directory (not `.`) and leaves room for the
+/// staging directory's name.
+fn check_local_sink_text(problems: &mut Problems, text: &str, path: &Path) {
+    if text.contains('\0') {
+        problems.push("`sink.path` contains a NUL byte".into());
+        return;
+    }
+    let segments: Vec<&str> = text.split('/').collect();
+    if segments.contains(&"..") {
+        problems.push(format!(
+            "`sink.path` must not contain `..` components, got `{text}`; write the path without them"
+        ));
+        return;
+    }
+    let last = segments.iter().rev().find(|s| !s.is_empty()).copied();
+    if matches!(last, None | Some(".")) || path.file_name().is_none() {
+        problems.push(format!(
+            "`sink.path` must end with the name of the dataset directory, got `{text}`"
+        ));
+        return;
+    }
+    let name = path.file_name().map(|n| n.len()).unwrap_or(0);
+    if name > MAX_SINK_NAME_BYTES {
+        problems.push(format!(
+            "`sink.path`: the directory name is {name} bytes long; at most {MAX_SINK_NAME_BYTES} fit (its staging directory `.NAME.seqwin-staging-PID` must stay within {MAX_FILE_NAME_BYTES} bytes)"
+        ));
     }
 }
 

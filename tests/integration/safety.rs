@@ -1,0 +1,254 @@
+//! Issue #15: a sink that never destroys what is not ours. One test per item,
+//! each asserting the exit code, the exact message and what is on disk
+//! before and after.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Output;
+
+use crate::harness::*;
+
+/// A fresh env with twenty short documents in `data/`.
+fn small_corpus() -> Env {
+    let env = Env::new();
+    write_parquet(
+        &env.path("data/a.parquet"),
+        &corpus_batch(&random_docs(20, 30, 9, 1), 0, &["x", "y"]),
+        10,
+    );
+    env
+}
+
+const SPLIT: &str = "source: {path: data, tokens: tokens, id: doc_id}
+windows: {seq_len: 4}
+split: {fractions: {train: 0.8, val: 0.2}}
+sink: {path: out, partition_by: [split], mode: overwrite}
+";
+
+/// Everything below `dir`: relative path → file bytes, `dir/` for
+/// directories, `-> target` for symbolic links.
+fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, d: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.file_type().is_symlink() {
+                let t = std::fs::read_link(&p).unwrap();
+                out.insert(rel, format!("-> {}", t.display()).into_bytes());
+            } else if meta.is_dir() {
+                out.insert(format!("{rel}/"), Vec::new());
+                walk(root, &p, out);
+            } else {
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    if dir.exists() {
+        walk(dir, dir, &mut out);
+    }
+    out
+}
+
+/// Runs `seqwin ARGS` and asserts exit code `code` and the exact stderr.
+fn assert_fails(env: &Env, args: &[&str], code: i32, stderr: &str) -> Output {
+    let out = env.seqwin(args);
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).as_ref()
+        ),
+        (Some(code), stderr)
+    );
+    out
+}
+
+fn sink_error(env: &Env, sink: &str, message: &str) -> String {
+    format!("seqwin: error: {}: {message}\n", env.path(sink).display())
+}
+
+fn config_error(env: &Env, problems: &[&str]) -> String {
+    format!(
+        "seqwin: error: {}: invalid pipeline:{}\n",
+        env.path("p.yaml").display(),
+        problems
+            .iter()
+            .map(|p| format!("\n  - {p}"))
+            .collect::<String>()
+    )
+}
+
+#[test]
+fn item_05_split_without_partition_by_split_is_refused() {
+    let env = small_corpus();
+    let p = env.pipeline("p.yaml", &SPLIT.replace("partition_by: [split], ", ""));
+    let expected = config_error(
+        &env,
+        &["`split` is given but `sink.partition_by` does not name `split`: the split would be computed and thrown away; add `split` to `sink.partition_by`"],
+    );
+    for cmd in ["check", "run"] {
+        assert_fails(&env, &[cmd, p.to_str().unwrap()], 2, &expected);
+    }
+    assert_eq!(env.root_entries(), ["data", "p.yaml"]);
+    // With the split as a partition column the same pipeline runs.
+    env.pipeline("p.yaml", SPLIT);
+    env.run_ok(&p, &[]);
+    assert_eq!(
+        manifest(&env.path("out"))["partition_by"],
+        serde_json::json!(["split"])
+    );
+}
+
+#[test]
+fn item_06_partition_column_starting_with_underscore_or_dot_is_refused() {
+    let env = Env::new();
+    let b = corpus_batch(&random_docs(20, 30, 9, 1), 0, &["x", "y"]);
+    let renamed = arrow::array::RecordBatch::try_from_iter(vec![
+        ("doc_id", b.column(0).clone()),
+        ("_src", b.column(1).clone()),
+        (".lang", b.column(1).clone()),
+        ("tokens", b.column(2).clone()),
+    ])
+    .unwrap();
+    write_parquet(&env.path("data/a.parquet"), &renamed, 10);
+    let p = env.pipeline(
+        "p.yaml",
+        "source: {path: data, tokens: tokens, carry: [_src, .lang]}\nwindows: {seq_len: 4}\nsink: {path: out, partition_by: [_src, .lang]}\n",
+    );
+    let expected = config_error(
+        &env,
+        &[
+            "`sink.partition_by` column `_src` starts with `_`: readers (pyarrow, Spark, seqwin) treat `_src=…` directories as hidden and would read no rows; rename the column",
+            "`sink.partition_by` column `.lang` starts with `.`: readers (pyarrow, Spark, seqwin) treat `.lang=…` directories as hidden and would read no rows; rename the column",
+        ],
+    );
+    for cmd in ["check", "run"] {
+        assert_fails(&env, &[cmd, p.to_str().unwrap()], 2, &expected);
+    }
+    assert_eq!(env.root_entries(), ["data", "p.yaml"]);
+    // Carried (not partitioned) such columns are fine.
+    env.pipeline(
+        "p.yaml",
+        "source: {path: data, tokens: tokens, carry: [_src]}\nwindows: {seq_len: 4}\nsink: {path: out}\n",
+    );
+    env.run_ok(&p, &[]);
+}
+
+#[test]
+fn item_01_overwrite_needs_a_real_manifest() {
+    let env = small_corpus();
+    let p = env.pipeline("p.yaml", SPLIT);
+    let run = ["run", p.to_str().unwrap(), "--quiet"];
+    let refused = |why: &str| {
+        sink_error(
+            &env,
+            "out",
+            &format!("sink.path is not a seqwin dataset ({why}); refusing to overwrite it"),
+        )
+    };
+
+    // A project directory with an empty `_seqwin.json` and the user's notes.
+    std::fs::create_dir_all(env.path("out/sub")).unwrap();
+    std::fs::write(env.path("out/_seqwin.json"), "").unwrap();
+    std::fs::write(env.path("out/notes.txt"), "precious").unwrap();
+    std::fs::write(env.path("out/sub/keep.txt"), "precious").unwrap();
+    let before = tree(&env.path("out"));
+    assert_fails(
+        &env,
+        &run,
+        2,
+        &refused(
+            "_seqwin.json is not a seqwin manifest: EOF while parsing a value at line 1 column 0",
+        ),
+    );
+    assert_eq!(tree(&env.path("out")), before);
+    assert_eq!(env.root_entries(), ["data", "out", "p.yaml"]);
+    std::fs::remove_dir_all(env.path("out")).unwrap();
+
+    // A real dataset the user added files to.
+    env.run_ok(&p, &[]);
+    std::fs::create_dir_all(env.path("out/checkpoints")).unwrap();
+    std::fs::write(env.path("out/checkpoints/step1.pt"), "weights").unwrap();
+    std::fs::write(env.path("out/NOTES.md"), "notes").unwrap();
+    std::fs::write(env.path("out/split=train/part-00000.parquet.bak"), "x").unwrap();
+    let before = tree(&env.path("out"));
+    assert_fails(
+        &env,
+        &run,
+        2,
+        &refused("it holds what seqwin did not write: NOTES.md, checkpoints/, split=train/part-00000.parquet.bak"),
+    );
+    assert_eq!(tree(&env.path("out")), before);
+    assert_eq!(env.root_entries(), ["data", "out", "p.yaml"]);
+    for f in [
+        "checkpoints",
+        "NOTES.md",
+        "split=train/part-00000.parquet.bak",
+    ] {
+        let f = env.path("out").join(f);
+        if f.is_dir() {
+            std::fs::remove_dir_all(f).unwrap();
+        } else {
+            std::fs::remove_file(f).unwrap();
+        }
+    }
+
+    // More than five foreign paths: the first five are named.
+    for k in 0..7 {
+        std::fs::write(env.path(&format!("out/n{k}")), "x").unwrap();
+    }
+    assert_fails(
+        &env,
+        &run,
+        2,
+        &refused("it holds what seqwin did not write: n0, n1, n2, n3, n4 and 2 more"),
+    );
+    for k in 0..7 {
+        std::fs::remove_file(env.path(&format!("out/n{k}"))).unwrap();
+    }
+
+    // No `_SUCCESS`, or a listed file missing: not a complete dataset.
+    std::fs::remove_file(env.path("out/_SUCCESS")).unwrap();
+    let before = tree(&env.path("out"));
+    assert_fails(&env, &run, 2, &refused("no _SUCCESS"));
+    assert_eq!(tree(&env.path("out")), before);
+    std::fs::write(env.path("out/_SUCCESS"), "").unwrap();
+    std::fs::remove_file(env.path("out/split=val/part-00000.parquet")).unwrap();
+    let before = tree(&env.path("out"));
+    assert_fails(
+        &env,
+        &run,
+        2,
+        &refused("files listed in _seqwin.json are missing: split=val/part-00000.parquet"),
+    );
+    assert_eq!(tree(&env.path("out")), before);
+
+    // A manifest naming a path outside the dataset.
+    std::fs::remove_dir_all(env.path("out")).unwrap();
+    env.run_ok(&p, &[]);
+    let text = std::fs::read_to_string(env.path("out/_seqwin.json")).unwrap();
+    std::fs::write(
+        env.path("out/_seqwin.json"),
+        text.replace("split=val/part-00000.parquet", "../../etc/passwd"),
+    )
+    .unwrap();
+    let before = tree(&env.path("out"));
+    assert_fails(
+        &env,
+        &run,
+        2,
+        &refused("_seqwin.json lists `../../etc/passwd`, which is not a path inside the dataset"),
+    );
+    assert_eq!(tree(&env.path("out")), before);
+
+    // An untouched dataset is replaced.
+    std::fs::remove_dir_all(env.path("out")).unwrap();
+    env.run_ok(&p, &[]);
+    env.run_ok(&p, &["--set", "windows.seq_len=3"]);
+    assert_eq!(
+        manifest(&env.path("out"))["config"]["windows"]["seq_len"],
+        3
+    );
+    assert_eq!(env.root_entries(), ["data", "out", "p.yaml"]);
+}
