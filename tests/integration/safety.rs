@@ -252,3 +252,113 @@ fn item_01_overwrite_needs_a_real_manifest() {
     );
     assert_eq!(env.root_entries(), ["data", "out", "p.yaml"]);
 }
+
+#[test]
+fn item_02_lock_file_never_follows_a_symlink_nor_truncates() {
+    let env = small_corpus();
+    let p = env.pipeline("p.yaml", SPLIT);
+    let run = ["run", p.to_str().unwrap(), "--quiet"];
+    std::fs::write(env.path("victim.txt"), "precious").unwrap();
+    let lock = env.path(".out.seqwin.lock");
+    let refused = sink_error(
+        &env,
+        "out",
+        &format!(
+            "the lock file {} is a symbolic link; refusing to open it (remove it if no seqwin run is writing this sink)",
+            lock.display()
+        ),
+    );
+    // A symlink planted at the lock's name, to a file and to nowhere.
+    std::os::unix::fs::symlink(env.path("victim.txt"), &lock).unwrap();
+    assert_fails(&env, &run, 2, &refused);
+    assert_eq!(
+        std::fs::read_to_string(env.path("victim.txt")).unwrap(),
+        "precious"
+    );
+    assert_eq!(std::fs::read_link(&lock).unwrap(), env.path("victim.txt"));
+    assert_eq!(
+        env.root_entries(),
+        [".out.seqwin.lock", "data", "p.yaml", "victim.txt"]
+    );
+    std::fs::remove_file(&lock).unwrap();
+    std::os::unix::fs::symlink(env.path("created-by-seqwin"), &lock).unwrap();
+    assert_fails(&env, &run, 2, &refused);
+    assert_eq!(
+        env.root_entries(),
+        [".out.seqwin.lock", "data", "p.yaml", "victim.txt"]
+    );
+    std::fs::remove_file(&lock).unwrap();
+    // A hard link at the lock's name is opened without truncation (and only
+    // the name is removed at the end).
+    std::fs::hard_link(env.path("victim.txt"), &lock).unwrap();
+    env.run_ok(&p, &[]);
+    assert_eq!(
+        std::fs::read_to_string(env.path("victim.txt")).unwrap(),
+        "precious"
+    );
+    assert_eq!(env.root_entries(), ["data", "out", "p.yaml", "victim.txt"]);
+}
+
+#[test]
+fn item_03_refused_runs_leave_no_lock_and_no_directories() {
+    let env = small_corpus();
+    // Refused at the sink check (mode: error, non-empty): no lock left.
+    std::fs::create_dir_all(env.path("out")).unwrap();
+    std::fs::write(env.path("out/keep.txt"), "precious").unwrap();
+    let p = env.pipeline("p.yaml", &SPLIT.replace("mode: overwrite", "mode: error"));
+    assert_fails(
+        &env,
+        &["run", p.to_str().unwrap(), "--quiet"],
+        2,
+        &sink_error(
+            &env,
+            "out",
+            "sink.path is not empty (sink.mode: error); remove it or set sink.mode: overwrite",
+        ),
+    );
+    assert_eq!(
+        tree(&env.path("out")),
+        BTreeMap::from([("keep.txt".to_string(), b"precious".to_vec())])
+    );
+    assert_eq!(env.root_entries(), ["data", "out", "p.yaml"]);
+
+    // `..` in sink.path is refused before anything is created.
+    let p = env.pipeline("p.yaml", &SPLIT.replace("path: out,", "path: a/b/../../c,"));
+    for cmd in ["check", "run"] {
+        assert_fails(
+            &env,
+            &[cmd, p.to_str().unwrap()],
+            2,
+            &config_error(
+                &env,
+                &["`sink.path` must not contain `..` components, got `a/b/../../c`; write the path without them"],
+            ),
+        );
+    }
+    assert_eq!(env.root_entries(), ["data", "out", "p.yaml"]);
+
+    // Bad input data found while reading: the sink's new parents are removed.
+    let p = env.pipeline(
+        "p.yaml",
+        &SPLIT
+            .replace("path: out,", "path: new/deeper/out,")
+            .replace("seq_len: 4", "seq_len: 4, vocab_size: 3"),
+    );
+    let out = env.seqwin(&["run", p.to_str().unwrap(), "--quiet"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "seqwin: error: {}: row 0 (column `tokens`): token 6 is not below windows.vocab_size 3\n",
+            env.path("data/a.parquet").display()
+        )
+    );
+    assert_eq!(env.root_entries(), ["data", "out", "p.yaml"]);
+    // Parents that existed before stay.
+    std::fs::create_dir_all(env.path("new")).unwrap();
+    let out = env.seqwin(&["run", p.to_str().unwrap(), "--quiet"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(tree(&env.path("new")), BTreeMap::new());
+    assert_eq!(env.root_entries(), ["data", "new", "out", "p.yaml"]);
+}
