@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     // Panics are contained and reported as errors; never print a backtrace.
     std::panic::set_hook(Box::new(|_| {}));
     ignore_file_size_signal();
+    seqwin::cancel::install();
     tune_allocator();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -110,6 +110,8 @@ impl<'a, T: Token> Run<'a, T> {
         pool: &rayon::ThreadPool,
     ) -> Result<RunReport> {
         let started = Instant::now();
+        // Declared first, dropped last: a signal during the cleanup below ends the process.
+        let _armed = crate::cancel::arm();
         let source = pool.install(|| Source::open(&plan.source))?;
         let staging = Target::prepare(&plan.sink)?;
         let layout = run_layout(plan, &source.schema);
@@ -233,6 +235,7 @@ impl<'a, T: Token> Run<'a, T> {
             partition_by: plan.sink.partition_by.clone(),
             elapsed_seconds: started.elapsed().as_secs_f64(),
         };
+        crate::cancel::interrupted()?;
         staging.commit(&manifest)?;
         Ok(RunReport {
             manifest,
@@ -424,6 +427,7 @@ impl<'a, T: Token> Run<'a, T> {
                 };
             spawn_decodes(&mut decodes);
             while let Some(rx) = decodes.pop_front() {
+                crate::cancel::interrupted()?;
                 let mut prepared = rx
                     .recv()
                     .map_err(|_| Error::Internal("a decode task vanished".into()))??;
@@ -484,6 +488,7 @@ impl<'a, T: Token> Run<'a, T> {
             let jobs = self.collect_jobs(&all, true)?;
             spawn_outputs(jobs, &mut outputs);
             while let Some(rx) = outputs.pop_front() {
+                crate::cancel::interrupted()?;
                 let result = rx
                     .recv()
                     .map_err(|_| Error::Internal("an encode task vanished".into()))?;

@@ -362,3 +362,121 @@ fn item_03_refused_runs_leave_no_lock_and_no_directories() {
     assert_eq!(tree(&env.path("new")), BTreeMap::new());
     assert_eq!(env.root_entries(), ["data", "new", "out", "p.yaml"]);
 }
+
+/// A corpus big enough that a run takes about a second.
+fn big_corpus(env: &Env) {
+    let docs = random_docs(12000, 1000, 30000, 5);
+    for (k, chunk) in docs.chunks(1000).enumerate() {
+        write_parquet(
+            &env.path(&format!("data/part-{k}.parquet")),
+            &corpus_batch(chunk, (k * 1000) as i64, &["a"]),
+            100,
+        );
+    }
+}
+
+const BIG: &str = "source: {path: data, tokens: tokens, id: doc_id}
+windows: {seq_len: 64, stride: 8, columns: [doc_id, start]}
+split: {fractions: {train: 0.9, val: 0.1}}
+sink: {path: out, partition_by: [split], mode: overwrite, row_group_rows: 2000, max_rows_per_file: 20000}
+";
+
+#[test]
+fn item_04_signals_remove_staging_and_lock_and_keep_the_previous_dataset() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let env = Env::new();
+    big_corpus(&env);
+    let p = env.pipeline("p.yaml", BIG);
+    let t0 = Instant::now();
+    env.run_ok(&p, &[]);
+    let full = t0.elapsed();
+    let mut previous = tree(&env.path("out"));
+    // Delays from a fixed xorshift, 20..800 ms: before `main` has installed
+    // the handlers (the first milliseconds after exec) the default action
+    // applies, and nothing has been touched yet.
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let signals = [
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+    ];
+    let trials = 24;
+    let mut interrupted = 0;
+    for k in 0..trials {
+        let sig = signals[k % signals.len()];
+        let delay = Duration::from_millis(20 + next() % 780);
+        let stride = 9 + k;
+        let child = Command::new(env!("CARGO_BIN_EXE_seqwin"))
+            .args([
+                "run",
+                p.to_str().unwrap(),
+                "--quiet",
+                "--set",
+                &format!("windows.stride={stride}"),
+            ])
+            .current_dir(env.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        // SAFETY: signalling a child we spawned and have not yet waited for.
+        unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let what = format!(
+            "trial {k}: signal {sig} after {delay:?}: {:?} {stderr}",
+            out.status
+        );
+        match out.status.code() {
+            Some(0) => {
+                // Finished first: the new dataset replaced the old one.
+                assert_eq!(stderr, "", "{what}");
+                assert_eq!(
+                    manifest(&env.path("out"))["config"]["windows"]["stride"],
+                    stride,
+                    "{what}"
+                );
+                previous = tree(&env.path("out"));
+            }
+            Some(code) => {
+                assert_eq!(code, 128 + sig, "{what}");
+                let name = match sig {
+                    libc::SIGINT => "SIGINT",
+                    libc::SIGTERM => "SIGTERM",
+                    _ => "SIGHUP",
+                };
+                assert_eq!(
+                    stderr,
+                    format!(
+                        "seqwin: error: interrupted by {name}; nothing was written (sink.path is unchanged)\n"
+                    ),
+                    "{what}"
+                );
+                assert!(
+                    tree(&env.path("out")) == previous,
+                    "{what}: dataset changed"
+                );
+                interrupted += 1;
+            }
+            None => panic!("{what}: killed by the signal"),
+        }
+        assert_eq!(env.root_entries(), ["data", "out", "p.yaml"], "{what}");
+    }
+    eprintln!("signals: {interrupted} of {trials} runs interrupted; a full run takes {full:?}");
+    assert!(
+        interrupted >= trials / 2,
+        "only {interrupted} of {trials} runs were interrupted (a run takes {full:?})"
+    );
+}
