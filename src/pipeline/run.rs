@@ -245,7 +245,9 @@ impl<'a, T: Token> Run<'a, T> {
 
     fn part_for(&mut self, global: usize) -> Result<&mut Part<T>> {
         while self.parts.len() <= global {
-            let dir = &self.router.keys[self.parts.len()].dir;
+            let key = &self.router.keys[self.parts.len()];
+            crate::sink::check_partition_dir(&self.plan.sink.path, &key.values, &key.dir)?;
+            let dir = &key.dir;
             let starts = match self.plan.order {
                 RowOrder::Tbptt { batch_size } => Starts::Lanes(Lanes::new(
                     self.stream_totals.get(dir).copied().unwrap_or(0),

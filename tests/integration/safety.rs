@@ -480,3 +480,133 @@ fn item_04_signals_remove_staging_and_lock_and_keep_the_previous_dataset() {
         "only {interrupted} of {trials} runs were interrupted (a run takes {full:?})"
     );
 }
+
+#[test]
+fn item_13_sink_problems_are_found_by_check_with_exit_2() {
+    let env = small_corpus();
+    let yaml = |sink: &str| SPLIT.replace("path: out,", &format!("path: {sink},"));
+    let both = |yaml: &str, problem: &str| {
+        let p = env.pipeline("p.yaml", yaml);
+        for cmd in ["check", "run"] {
+            assert_fails(
+                &env,
+                &[cmd, p.to_str().unwrap()],
+                2,
+                &config_error(&env, &[problem]),
+            );
+        }
+        assert_eq!(env.root_entries(), ["data", "p.yaml"]);
+    };
+    both(&yaml("\"out\\0x\""), "`sink.path` contains a NUL byte");
+    both(
+        &yaml("out/."),
+        "`sink.path` must end with the name of the dataset directory, got `out/.`",
+    );
+    both(
+        &yaml("out/.."),
+        "`sink.path` must not contain `..` components, got `out/..`; write the path without them",
+    );
+    let long = "n".repeat(235);
+    both(
+        &yaml(&long),
+        "`sink.path`: the directory name is 235 bytes long; at most 231 fit (its staging directory `.NAME.seqwin-staging-PID` must stay within 255 bytes)",
+    );
+    // A mount point (here /proc, always one on Linux).
+    both(
+        &yaml("/proc"),
+        "`sink.path` /proc is a mount point (another filesystem than /): the dataset is staged beside it and renamed into place, which cannot cross filesystems; use a directory inside it, such as /proc/dataset",
+    );
+    // The longest name that fits runs.
+    let longest = "n".repeat(231);
+    let p = env.pipeline("p.yaml", &yaml(&longest));
+    env.run_ok(&p, &[]);
+    assert_eq!(env.root_entries(), ["data", longest.as_str(), "p.yaml"]);
+    std::fs::remove_dir_all(env.path(&longest)).unwrap();
+
+    // A partition value too long for a directory name: exit 2 naming the
+    // column and the value's length, nothing left behind.
+    let docs = random_docs(20, 30, 9, 1);
+    let long_value = "v".repeat(250);
+    write_parquet(
+        &env.path("data/a.parquet"),
+        &corpus_batch(&docs, 0, &["short", &long_value]),
+        10,
+    );
+    let p = env.pipeline(
+        "p.yaml",
+        "source: {path: data, tokens: tokens, carry: [source]}\nwindows: {seq_len: 4}\nsink: {path: out, partition_by: [source]}\n",
+    );
+    assert_fails(
+        &env,
+        &["run", p.to_str().unwrap(), "--quiet"],
+        2,
+        &sink_error(
+            &env,
+            "out",
+            "partition column `source` has a value of 250 bytes; its directory name `source=…` would be 257 bytes, over the 255-byte limit of file names: shorten the values or do not partition by `source`",
+        ),
+    );
+    assert_eq!(env.root_entries(), ["data", "p.yaml"]);
+}
+
+#[test]
+fn item_14_sink_inside_the_source_is_refused() {
+    let env = small_corpus();
+    let refused = |sink: &str, source: &str, how: &str| {
+        config_error(
+            &env,
+            &[&format!(
+                "`sink.path` {} {how} `source.path` {}: a rerun would read its own output as input; write the dataset elsewhere",
+                env.path(sink).display(),
+                env.path(source).display()
+            )],
+        )
+    };
+    let cases = [
+        ("data", "data/out", "is inside"),
+        ("data", "data", "is inside"),
+        ("data/", "data/windows/v1", "is inside"),
+        ("'data/**/*.parquet'", "data/out", "is matched by"),
+    ];
+    for (source, sink, how) in cases {
+        let p = env.pipeline(
+            "p.yaml",
+            &SPLIT
+                .replace("path: data,", &format!("path: {source},"))
+                .replace("path: out,", &format!("path: {sink},")),
+        );
+        let before = tree(env.dir.path());
+        let source_path = source.trim_matches('\'');
+        for cmd in ["check", "run"] {
+            assert_fails(
+                &env,
+                &[cmd, p.to_str().unwrap(), "--quiet"][..if cmd == "check" { 2 } else { 3 }],
+                2,
+                &refused(sink, source_path, how),
+            );
+        }
+        assert_eq!(tree(env.dir.path()), before, "{source} {sink}");
+    }
+    // Through a symbolic link to the source directory.
+    std::os::unix::fs::symlink(env.path("data"), env.path("alias")).unwrap();
+    let p = env.pipeline("p.yaml", &SPLIT.replace("path: out,", "path: alias/out,"));
+    assert_fails(
+        &env,
+        &["check", p.to_str().unwrap()],
+        2,
+        &refused("alias/out", "data", "is inside"),
+    );
+    // A glob that does not reach the sink, and a sink beside the source, run.
+    let p = env.pipeline(
+        "p.yaml",
+        &SPLIT
+            .replace("path: data,", "path: 'data/*.parquet',")
+            .replace("path: out,", "path: data/out,"),
+    );
+    env.run_ok(&p, &[]);
+    env.run_ok(&p, &[]);
+    std::fs::remove_dir_all(env.path("data/out")).unwrap();
+    let p = env.pipeline("p.yaml", SPLIT);
+    env.run_ok(&p, &[]);
+    env.run_ok(&p, &[]);
+}
