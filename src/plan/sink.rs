@@ -73,10 +73,28 @@ pub fn compile_sink(
         problems.push("`sink.path` must not be empty".into());
     }
     let path = locate(problems, "sink.path", base, &sk.path);
-    if let (Some(Location::Local(local)), false) = (&path, sk.path.is_empty()) {
-        if check_local_sink_text(problems, &sk.path, local) {
-            check_local_sink_place(problems, local, &source.path, sk.partition_by.len());
+    match (&path, sk.path.is_empty()) {
+        (Some(Location::Local(local)), false) => {
+            let written_well = check_local_sink_text(problems, &sk.path, local);
+            if written_well {
+                check_local_sink_place(problems, local, &source.path, sk.partition_by.len());
+            }
         }
+        (Some(Location::Remote(sink)), _) => {
+            if let Location::Remote(src) = &source.path {
+                let (sink, src) = (sink.as_str(), src.as_str());
+                let inside = sink == src
+                    || sink
+                        .strip_prefix(src)
+                        .is_some_and(|rest| rest.starts_with('/'));
+                if inside && !src.contains(GLOB_CHARS) {
+                    problems.push(format!(
+                        "`sink.path` {sink} is inside `source.path` {src}: a rerun would read its own output as input; write the dataset elsewhere"
+                    ));
+                }
+            }
+        }
+        _ => {}
     }
     check_storage_options(
         problems,

@@ -323,3 +323,22 @@ fn item_13_sink_paths_that_cannot_work_are_refused() {
     // Object store prefixes are not local paths.
     assert!(with_sink("{path: 's3://b/a/../x'}").is_empty());
 }
+
+#[test]
+fn item_14_a_sink_inside_an_object_store_source_is_refused() {
+    let yaml = |source: &str, sink: &str| {
+        problems_of(&format!(
+            "source: {{path: '{source}', tokens: tokens}}\nwindows: {{seq_len: 4}}\nsink: {{path: '{sink}'}}\n"
+        ))
+    };
+    assert_eq!(
+        yaml("s3://b/corpus", "s3://b/corpus/out"),
+        ["`sink.path` s3://b/corpus/out is inside `source.path` s3://b/corpus: a rerun would read its own output as input; write the dataset elsewhere"]
+    );
+    assert_eq!(
+        yaml("s3://b/corpus/", "s3://b/corpus"),
+        ["`sink.path` s3://b/corpus is inside `source.path` s3://b/corpus: a rerun would read its own output as input; write the dataset elsewhere"]
+    );
+    assert!(yaml("s3://b/corpus", "s3://b/corpus-out").is_empty());
+    assert!(yaml("s3://b/corpus", "gs://b/corpus/out").is_empty());
+}

@@ -84,9 +84,19 @@ fn open_lock(sink: &Path, lock_path: &Path) -> Result<File> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+        // O_NONBLOCK: a FIFO planted at the name must not hang the run.
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK);
     }
-    options.open(lock_path).map_err(|e| {
+    let not_a_file = || {
+        Error::sink(
+            sink,
+            format!(
+                "the lock file {} is not a regular file; refusing to use it (remove it if no seqwin run is writing this sink)",
+                lock_path.display()
+            ),
+        )
+    };
+    let file = options.open(lock_path).map_err(|e| {
         let is_link = std::fs::symlink_metadata(lock_path)
             .map(|m| m.file_type().is_symlink())
             .unwrap_or(false);
@@ -98,10 +108,17 @@ fn open_lock(sink: &Path, lock_path: &Path) -> Result<File> {
                     lock_path.display()
                 ),
             )
+        } else if matches!(e.raw_os_error(), Some(libc::ENXIO | libc::EISDIR)) {
+            not_a_file()
         } else {
             Error::io(lock_path, e)
         }
-    })
+    })?;
+    match file.metadata() {
+        Ok(m) if m.is_file() => Ok(file),
+        Ok(_) => Err(not_a_file()),
+        Err(e) => Err(Error::io(lock_path, e)),
+    }
 }
 
 fn sibling(sink: &Path, suffix: &str) -> PathBuf {

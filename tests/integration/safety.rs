@@ -288,6 +288,27 @@ fn item_02_lock_file_never_follows_a_symlink_nor_truncates() {
         [".out.seqwin.lock", "data", "p.yaml", "victim.txt"]
     );
     std::fs::remove_file(&lock).unwrap();
+    // A FIFO (opening it for writing would block) or a directory at the name.
+    let not_a_file = sink_error(
+        &env,
+        "out",
+        &format!(
+            "the lock file {} is not a regular file; refusing to use it (remove it if no seqwin run is writing this sink)",
+            lock.display()
+        ),
+    );
+    let c = std::ffi::CString::new(lock.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    assert_fails(&env, &run, 2, &not_a_file);
+    std::fs::remove_file(&lock).unwrap();
+    std::fs::create_dir(&lock).unwrap();
+    assert_fails(&env, &run, 2, &not_a_file);
+    assert_eq!(
+        env.root_entries(),
+        [".out.seqwin.lock", "data", "p.yaml", "victim.txt"]
+    );
+    std::fs::remove_dir(&lock).unwrap();
     // A hard link at the lock's name is opened without truncation (and only
     // the name is removed at the end).
     std::fs::hard_link(env.path("victim.txt"), &lock).unwrap();
