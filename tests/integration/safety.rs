@@ -413,9 +413,10 @@ fn item_04_signals_remove_staging_and_lock_and_keep_the_previous_dataset() {
     env.run_ok(&p, &[]);
     let full = t0.elapsed();
     let mut previous = tree(&env.path("out"));
-    // Delays from a fixed xorshift, 20..800 ms: before `main` has installed
-    // the handlers (the first milliseconds after exec) the default action
-    // applies, and nothing has been touched yet.
+    // Delays from a fixed xorshift, 50..800 ms. Before a run starts (the
+    // first few milliseconds after exec: installing the handlers, parsing the
+    // pipeline) a signal keeps its default action and nothing has been
+    // touched yet; the margin keeps a loaded machine from landing there.
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     let mut next = move || {
         x ^= x << 13;
@@ -436,7 +437,7 @@ fn item_04_signals_remove_staging_and_lock_and_keep_the_previous_dataset() {
     let mut interrupted = 0;
     for k in 0..trials {
         let sig = signals[k % signals.len()];
-        let delay = Duration::from_millis(20 + next() % 780);
+        let delay = Duration::from_millis(50 + next() % 750);
         let stride = 9 + k;
         let child = Command::new(env!("CARGO_BIN_EXE_seqwin"))
             .args([
