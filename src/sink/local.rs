@@ -1,5 +1,9 @@
 //! The local sink: a lock beside `sink.path`, a hidden staging directory on
-//! the same filesystem, and an atomic swap into place at the end.
+//! the same filesystem, and an atomic swap into place at the end. Nothing
+//! that seqwin did not write is ever removed: the lock is opened without
+//! following links or truncating, `overwrite` replaces only a directory
+//! proven to be a complete seqwin dataset ([`prove_dataset`]), and the lock
+//! and any parent directories a run created go again on every exit path.
 //!
 //! ```text
 //!   parent/
@@ -187,6 +191,7 @@ const NAMED_PATHS: usize = 5;
 /// so that a dataset of another seqwin version can still be replaced).
 #[derive(serde::Deserialize)]
 struct ManifestFiles {
+    /// Required: every manifest names its writer.
     #[allow(dead_code)]
     seqwin_version: String,
     partitions: Vec<PartitionFiles>,
