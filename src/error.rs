@@ -116,6 +116,15 @@ pub enum Error {
         message: String,
     },
 
+    /// The run was cancelled by SIGINT, SIGTERM or SIGHUP (see
+    /// [`crate::cancel`]); its staging directory and lock are removed and
+    /// `sink.path` is unchanged. Exit code 128 + signal.
+    #[error("interrupted by {}; nothing was written (sink.path is unchanged)", crate::cancel::signal_name(*signal))]
+    Interrupted {
+        /// The signal number.
+        signal: i32,
+    },
+
     /// A bug in seqwin (a contained panic); exit code 1.
     #[error("internal error (please report): {0}")]
     Internal(String),
@@ -123,7 +132,7 @@ pub enum Error {
 
 impl Error {
     /// The process exit code for this error: `2` for bad usage, configuration
-    /// or input; `1` otherwise.
+    /// or input; 128 + signal when interrupted; `1` otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::ConfigSyntax { .. }
@@ -136,6 +145,7 @@ impl Error {
             | Error::SinkStore { .. }
             | Error::Dataset { .. } => 2,
             Error::Io { .. } | Error::Write { .. } | Error::Internal(_) => 1,
+            Error::Interrupted { signal } => 128 + signal,
         }
     }
 

@@ -29,6 +29,7 @@
 //! assert_eq!(second.as_primitive::<Int32Type>().values(), &[23, 15, 18, 12]);
 //! ```
 
+pub mod cancel;
 pub mod cli;
 pub mod config;
 pub mod error;

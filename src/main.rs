@@ -4,6 +4,8 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // SIGINT, SIGTERM and SIGHUP cancel a run cleanly (staging and lock removed).
+    seqwin::cancel::install();
     let code = seqwin::cli::main_with_args(std::env::args_os());
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

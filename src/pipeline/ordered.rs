@@ -27,6 +27,7 @@ impl<'a, T: Token> Run<'a, T> {
             spill.flush()?;
             let buckets = spill.buckets();
             for b in 0..buckets {
+                crate::cancel::interrupted()?;
                 let part = &mut self.parts[i];
                 if let Some(batch) = spill.read_sorted(b, &output)? {
                     part.batches.push_back(batch);

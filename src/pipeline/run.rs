@@ -112,6 +112,8 @@ impl<'a, T: Token> Run<'a, T> {
         pool: &rayon::ThreadPool,
     ) -> Result<RunReport> {
         let started = Instant::now();
+        // Declared first, dropped last: a signal during the cleanup below ends the process.
+        let _armed = crate::cancel::arm();
         let source = pool.install(|| Source::open(&plan.source))?;
         let staging = Target::prepare(&plan.sink)?;
         let layout = run_layout(plan, &source.schema);
@@ -235,6 +237,7 @@ impl<'a, T: Token> Run<'a, T> {
             partition_by: plan.sink.partition_by.clone(),
             elapsed_seconds: started.elapsed().as_secs_f64(),
         };
+        crate::cancel::interrupted()?;
         staging.commit(&manifest)?;
         Ok(RunReport {
             manifest,
@@ -244,7 +247,9 @@ impl<'a, T: Token> Run<'a, T> {
 
     fn part_for(&mut self, global: usize) -> Result<&mut Part<T>> {
         while self.parts.len() <= global {
-            let dir = &self.router.keys[self.parts.len()].dir;
+            let key = &self.router.keys[self.parts.len()];
+            crate::sink::check_partition_dir(&self.plan.sink.path, &key.values, &key.dir)?;
+            let dir = &key.dir;
             let starts = match self.plan.order {
                 RowOrder::Tbptt { batch_size } => Starts::Lanes(Lanes::new(
                     self.stream_totals.get(dir).copied().unwrap_or(0),
@@ -424,6 +429,7 @@ impl<'a, T: Token> Run<'a, T> {
                 };
             spawn_decodes(&mut decodes);
             while let Some(rx) = decodes.pop_front() {
+                crate::cancel::interrupted()?;
                 let mut prepared = rx
                     .recv()
                     .map_err(|_| Error::Internal("a decode task vanished".into()))??;
@@ -484,6 +490,7 @@ impl<'a, T: Token> Run<'a, T> {
             let jobs = self.collect_jobs(&all, true)?;
             spawn_outputs(jobs, &mut outputs);
             while let Some(rx) = outputs.pop_front() {
+                crate::cancel::interrupted()?;
                 let result = rx
                     .recv()
                     .map_err(|_| Error::Internal("an encode task vanished".into()))?;

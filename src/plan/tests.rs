@@ -29,6 +29,19 @@ fn with_windows(windows: &str, rest: &str) -> Vec<String> {
     problems_of(&format!("{SOURCE}windows: {{{windows}}}\n{rest}{SINK}"))
 }
 
+/// The problems of a pipeline with a `split:` section `split` written to
+/// `sink.partition_by: [split]`.
+fn with_split(split: &str) -> Vec<String> {
+    problems_of(&format!(
+        "{SOURCE}windows: {{seq_len: 4}}\n{split}sink: {{path: out, partition_by: [split]}}\n"
+    ))
+}
+
+/// The problems of a pipeline whose `sink:` section is given.
+fn with_sink(sink: &str) -> Vec<String> {
+    problems_of(&format!("{SOURCE}windows: {{seq_len: 4}}\nsink: {sink}\n"))
+}
+
 #[test]
 fn a_valid_pipeline_keeps_what_the_user_wrote() {
     let plan = Plan::try_new(
@@ -126,21 +139,18 @@ fn columns_listed_twice() {
 #[test]
 fn split_fractions() {
     assert_eq!(
-        with_windows("seq_len: 4", "split: {fractions: {train: 0.7, val: 0.2}}\n"),
+        with_split("split: {fractions: {train: 0.7, val: 0.2}}\n"),
         ["`split.fractions` must sum to 1, got 0.9"]
     );
     assert_eq!(
-        with_windows(
-            "seq_len: 4",
-            "split: {fractions: {train: 1.5, val: -0.5}}\n"
-        ),
+        with_split("split: {fractions: {train: 1.5, val: -0.5}}\n"),
         [
             "`split.fractions.train` must be in (0, 1], got 1.5",
             "`split.fractions.val` must be in (0, 1], got -0.5",
         ]
     );
     assert_eq!(
-        with_windows("seq_len: 4", "split: {fractions: {}}\n"),
+        with_split("split: {fractions: {}}\n"),
         ["`split.fractions` must name at least one split"]
     );
 }
@@ -251,4 +261,84 @@ fn syntax_errors_name_line_and_column() {
         e.starts_with("/p/p.yaml: line 4 column 3: unknown field `seqlen`, expected one of seq_len, stride, pack, separator, remainder, pad_id, ignore_index, dtype, vocab_size, columns\n"),
         "{e}"
     );
+}
+
+#[test]
+fn item_05_a_split_must_be_a_partition_column() {
+    assert_eq!(
+        problems_of(&format!(
+            "{SOURCE}windows: {{seq_len: 4}}\nsplit: {{fractions: {{train: 0.9, val: 0.1}}}}\nsink: {{path: out, partition_by: [source]}}\n"
+        )),
+        ["`split` is given but `sink.partition_by` does not name `split`: the split would be computed and thrown away; add `split` to `sink.partition_by`"]
+    );
+    assert_eq!(
+        with_windows("seq_len: 4", "split: {fractions: {train: 1}}\n"),
+        ["`split` is given but `sink.partition_by` does not name `split`: the split would be computed and thrown away; add `split` to `sink.partition_by`"]
+    );
+    assert!(with_split("split: {fractions: {train: 0.9, val: 0.1}}\n").is_empty());
+}
+
+#[test]
+fn item_06_hidden_partition_columns_are_refused() {
+    assert_eq!(
+        problems_of(
+            "source: {path: data, tokens: tokens, carry: [_src, .lang, ok]}\nwindows: {seq_len: 4}\nsink: {path: out, partition_by: [_src, .lang, ok]}\n"
+        ),
+        [
+            "`sink.partition_by` column `_src` starts with `_`: readers (pyarrow, Spark, seqwin) treat `_src=…` directories as hidden and would read no rows; rename the column",
+            "`sink.partition_by` column `.lang` starts with `.`: readers (pyarrow, Spark, seqwin) treat `.lang=…` directories as hidden and would read no rows; rename the column",
+        ]
+    );
+}
+
+#[test]
+fn item_13_sink_paths_that_cannot_work_are_refused() {
+    assert_eq!(
+        with_sink("{path: \"out\\0x\"}"),
+        ["`sink.path` contains a NUL byte"]
+    );
+    assert_eq!(
+        with_sink("{path: out/.}"),
+        ["`sink.path` must end with the name of the dataset directory, got `out/.`"]
+    );
+    assert_eq!(
+        with_sink("{path: /}"),
+        ["`sink.path` must end with the name of the dataset directory, got `/`"]
+    );
+    assert_eq!(
+        with_sink("{path: a/../out}"),
+        ["`sink.path` must not contain `..` components, got `a/../out`; write the path without them"]
+    );
+    assert_eq!(
+        with_sink("{path: out/..}"),
+        ["`sink.path` must not contain `..` components, got `out/..`; write the path without them"]
+    );
+    let longest = "n".repeat(231);
+    assert!(with_sink(&format!("{{path: {longest}}}")).is_empty());
+    assert!(with_sink(&format!("{{path: ./x/{longest}/}}")).is_empty());
+    assert_eq!(
+        with_sink(&format!("{{path: {longest}n}}")),
+        ["`sink.path`: the directory name is 232 bytes long; at most 231 fit (its staging directory `.NAME.seqwin-staging-PID` must stay within 255 bytes)"]
+    );
+    // Object store prefixes are not local paths.
+    assert!(with_sink("{path: 's3://b/a/../x'}").is_empty());
+}
+
+#[test]
+fn item_14_a_sink_inside_an_object_store_source_is_refused() {
+    let yaml = |source: &str, sink: &str| {
+        problems_of(&format!(
+            "source: {{path: '{source}', tokens: tokens}}\nwindows: {{seq_len: 4}}\nsink: {{path: '{sink}'}}\n"
+        ))
+    };
+    assert_eq!(
+        yaml("s3://b/corpus", "s3://b/corpus/out"),
+        ["`sink.path` s3://b/corpus/out is inside `source.path` s3://b/corpus: a rerun would read its own output as input; write the dataset elsewhere"]
+    );
+    assert_eq!(
+        yaml("s3://b/corpus/", "s3://b/corpus"),
+        ["`sink.path` s3://b/corpus is inside `source.path` s3://b/corpus: a rerun would read its own output as input; write the dataset elsewhere"]
+    );
+    assert!(yaml("s3://b/corpus", "s3://b/corpus-out").is_empty());
+    assert!(yaml("s3://b/corpus", "gs://b/corpus/out").is_empty());
 }

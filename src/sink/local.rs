@@ -1,5 +1,9 @@
 //! The local sink: a lock beside `sink.path`, a hidden staging directory on
-//! the same filesystem, and an atomic swap into place at the end.
+//! the same filesystem, and an atomic swap into place at the end. Nothing
+//! that seqwin did not write is ever removed: the lock is opened without
+//! following links or truncating, `overwrite` replaces only a directory
+//! proven to be a complete seqwin dataset ([`prove_dataset`]), and the lock
+//! and any parent directories a run created go again on every exit path.
 //!
 //! ```text
 //!   parent/
@@ -24,9 +28,101 @@ use crate::plan::SinkPlan;
 pub struct Staging {
     sink: PathBuf,
     dir: PathBuf,
-    lock_path: PathBuf,
-    _lock: File,
     committed: bool,
+    /// Dropped after `dir` is removed: the lock and the parents this run made.
+    _claim: Claim,
+}
+
+/// What a run holds beside its sink before it has a staging directory: the
+/// lock (removed when the run ends) and the sink's parent directories it
+/// created (removed again unless the dataset was committed into them). Drop
+/// releases both, so every early return of [`Staging::prepare`] cleans up.
+#[derive(Debug, Default)]
+struct Claim {
+    /// The lock file, once this run holds it.
+    lock: Option<(PathBuf, File)>,
+    /// Directories created for the sink's parent, outermost first.
+    created: Vec<PathBuf>,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        // Unlink while still holding the lock; it is released when the file closes.
+        if let Some((path, _file)) = self.lock.take() {
+            let _ = std::fs::remove_file(path);
+        }
+        // Only empty directories go: after a commit the sink is inside them.
+        for dir in self.created.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Creates the missing directories of `dir`, recording each one created in
+/// `created` (outermost first), naming the path component that is in the way
+/// when one is a file.
+fn create_parents(dir: &Path, created: &mut Vec<PathBuf>) -> Result<()> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .take_while(|a| std::fs::symlink_metadata(a).is_err())
+        .collect();
+    for d in missing.into_iter().rev() {
+        match std::fs::create_dir(d) {
+            Ok(()) => created.push(d.to_path_buf()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(_) => return create_dir_all(dir),
+        }
+    }
+    if !dir.is_dir() {
+        return create_dir_all(dir);
+    }
+    Ok(())
+}
+
+/// Opens (creating, never truncating) the lock file without following a
+/// symbolic link planted at its name.
+fn open_lock(sink: &Path, lock_path: &Path) -> Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // O_NONBLOCK: a FIFO planted at the name must not hang the run.
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK);
+    }
+    let not_a_file = || {
+        Error::sink(
+            sink,
+            format!(
+                "the lock file {} is not a regular file; refusing to use it (remove it if no seqwin run is writing this sink)",
+                lock_path.display()
+            ),
+        )
+    };
+    let file = options.open(lock_path).map_err(|e| {
+        let is_link = std::fs::symlink_metadata(lock_path)
+            .map(|m| m.file_type().is_symlink())
+            .unwrap_or(false);
+        if is_link {
+            Error::sink(
+                sink,
+                format!(
+                    "the lock file {} is a symbolic link; refusing to open it (remove it if no seqwin run is writing this sink)",
+                    lock_path.display()
+                ),
+            )
+        } else if matches!(e.raw_os_error(), Some(libc::ENXIO | libc::EISDIR)) {
+            not_a_file()
+        } else {
+            Error::io(lock_path, e)
+        }
+    })?;
+    match file.metadata() {
+        Ok(m) if m.is_file() => Ok(file),
+        Ok(_) => Err(not_a_file()),
+        Err(e) => Err(Error::io(lock_path, e)),
+    }
 }
 
 fn sibling(sink: &Path, suffix: &str) -> PathBuf {
@@ -84,18 +180,153 @@ fn check_sink_state(sink: &Path, mode: SinkMode) -> Result<()> {
             sink,
             "sink.path is not empty (sink.mode: error); remove it or set sink.mode: overwrite",
         )),
-        SinkMode::Overwrite => {
-            let manifest = std::fs::symlink_metadata(sink.join(MANIFEST));
-            if manifest.map(|m| m.is_file()).unwrap_or(false) {
-                Ok(())
-            } else {
-                Err(Error::sink(
-                    sink,
-                    format!("sink.path is not a seqwin dataset (no {MANIFEST}); refusing to overwrite it"),
-                ))
+        SinkMode::Overwrite => prove_dataset(sink),
+    }
+}
+
+/// Paths named in messages before "and N more".
+const NAMED_PATHS: usize = 5;
+
+/// The part of a manifest that proves what a dataset holds (read leniently,
+/// so that a dataset of another seqwin version can still be replaced).
+#[derive(serde::Deserialize)]
+struct ManifestFiles {
+    /// Required: every manifest names its writer.
+    #[allow(dead_code)]
+    seqwin_version: String,
+    partitions: Vec<PartitionFiles>,
+}
+
+#[derive(serde::Deserialize)]
+struct PartitionFiles {
+    #[serde(default)]
+    path: String,
+    files: Vec<FileName>,
+}
+
+#[derive(serde::Deserialize)]
+struct FileName {
+    name: String,
+}
+
+/// Proves that `sink` is a complete seqwin dataset and nothing else, so that
+/// replacing it destroys only what seqwin wrote: `_seqwin.json` parses as a
+/// manifest, `_SUCCESS` is present, and the tree holds exactly the files the
+/// manifest lists (as regular files), the directories leading to them, the
+/// manifest and `_SUCCESS` — no other file, directory or symbolic link.
+fn prove_dataset(sink: &Path) -> Result<()> {
+    let refuse = |why: String| {
+        Err(Error::sink(
+            sink,
+            format!("sink.path is not a seqwin dataset ({why}); refusing to overwrite it"),
+        ))
+    };
+    let regular = |name: &str| {
+        std::fs::symlink_metadata(sink.join(name))
+            .map(|m| m.is_file())
+            .unwrap_or(false)
+    };
+    if !regular(MANIFEST) {
+        return refuse(format!("no {MANIFEST}"));
+    }
+    let text = match std::fs::read(sink.join(MANIFEST)) {
+        Ok(t) => t,
+        Err(e) => return Err(Error::io(sink.join(MANIFEST), e)),
+    };
+    let listed: ManifestFiles = match serde_json::from_slice(&text) {
+        Ok(m) => m,
+        Err(e) => return refuse(format!("{MANIFEST} is not a seqwin manifest: {e}")),
+    };
+    if !regular(SUCCESS) {
+        return refuse(format!("no {SUCCESS}"));
+    }
+    // Every listed file, and every directory on the way to one.
+    let mut files = std::collections::BTreeSet::new();
+    let mut dirs = std::collections::BTreeSet::new();
+    let inside = |name: &str| {
+        !name.is_empty()
+            && Path::new(name)
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+    };
+    for p in &listed.partitions {
+        let names = p.files.iter().map(|f| (f.name.as_str(), true));
+        let partition_dir = (!p.path.is_empty()).then_some((p.path.as_str(), false));
+        for (name, is_file) in names.chain(partition_dir) {
+            if !inside(name) {
+                return refuse(format!(
+                    "{MANIFEST} lists `{name}`, which is not a path inside the dataset"
+                ));
+            }
+            let rel = Path::new(name);
+            let skip = if is_file { 1 } else { 0 };
+            for a in rel.ancestors().skip(skip) {
+                if !a.as_os_str().is_empty() {
+                    dirs.insert(a.to_path_buf());
+                }
+            }
+            if is_file {
+                files.insert(rel.to_path_buf());
             }
         }
     }
+    let mut foreign = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = sink.join(&rel);
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let entry = entry.map_err(|e| Error::io(&dir, e))?;
+            let path = rel.join(entry.file_name());
+            let kind = entry.file_type().map_err(|e| Error::io(entry.path(), e))?;
+            let top = rel.as_os_str().is_empty();
+            let ours = if kind.is_dir() {
+                dirs.contains(&path)
+            } else if kind.is_file() {
+                files.contains(&path)
+                    || (top && (path == Path::new(MANIFEST) || path == Path::new(SUCCESS)))
+            } else {
+                false
+            };
+            if !ours {
+                let suffix = if kind.is_dir() { "/" } else { "" };
+                foreign.push(format!("{}{suffix}", path.display()));
+            } else if kind.is_dir() {
+                stack.push(path);
+            } else {
+                seen.insert(path);
+            }
+        }
+    }
+    if !foreign.is_empty() {
+        return refuse(format!(
+            "it holds what seqwin did not write: {}",
+            name_some(foreign)
+        ));
+    }
+    let missing: Vec<String> = files
+        .difference(&seen)
+        .map(|p| p.display().to_string())
+        .collect();
+    if !missing.is_empty() {
+        return refuse(format!(
+            "files listed in {MANIFEST} are missing: {}",
+            name_some(missing)
+        ));
+    }
+    Ok(())
+}
+
+/// The first [`NAMED_PATHS`] of `paths` (sorted), and how many more there are.
+fn name_some(mut paths: Vec<String>) -> String {
+    paths.sort();
+    let more = paths.len().saturating_sub(NAMED_PATHS);
+    paths.truncate(NAMED_PATHS);
+    let mut text = paths.join(", ");
+    if more > 0 {
+        text.push_str(&format!(" and {more} more"));
+    }
+    text
 }
 
 impl Staging {
@@ -114,17 +345,19 @@ impl Staging {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        create_dir_all(parent)?;
+        let mut claim = Claim::default();
+        create_parents(parent, &mut claim.created)?;
         let lock_path = sibling(&sink, "seqwin.lock");
-        let lock = File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
+        let lock = open_lock(&sink, &lock_path)?;
+        let busy = || {
+            Error::sink(
+                &sink,
+                "another seqwin run is writing this sink.path right now; try again when it has finished",
+            )
+        };
         match lock.try_lock() {
             Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::sink(
-                    &sink,
-                    "another seqwin run is writing this sink.path right now; try again when it has finished",
-                ))
-            }
+            Err(std::fs::TryLockError::WouldBlock) => return Err(busy()),
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
         }
         // The lock file is removed when a run ends; a run that opened it just
@@ -133,16 +366,14 @@ impl Staging {
         {
             use std::os::unix::fs::MetadataExt;
             let held = lock.metadata().map_err(|e| Error::io(&lock_path, e))?;
-            let current = std::fs::metadata(&lock_path)
+            let current = std::fs::symlink_metadata(&lock_path)
                 .map(|m| (m.dev(), m.ino()))
                 .ok();
             if current != Some((held.dev(), held.ino())) {
-                return Err(Error::sink(
-                    &sink,
-                    "another seqwin run is writing this sink.path right now; try again when it has finished",
-                ));
+                return Err(busy());
             }
         }
+        claim.lock = Some((lock_path, lock));
         let name = sink
             .file_name()
             .expect("checked")
@@ -163,9 +394,8 @@ impl Staging {
         Ok(Staging {
             sink,
             dir,
-            lock_path,
-            _lock: lock,
             committed: false,
+            _claim: claim,
         })
     }
 
@@ -210,8 +440,7 @@ impl Drop for Staging {
         if !self.committed {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
-        // Unlink while still holding the lock; it is released when `_lock` drops.
-        let _ = std::fs::remove_file(&self.lock_path);
+        // `_claim` drops next: the lock file and the parents this run created.
     }
 }
 

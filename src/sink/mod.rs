@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::location::Location;
 use crate::plan::SinkPlan;
 
@@ -52,6 +52,38 @@ impl Dest {
             Dest::Store(d) => d.file_name(name),
         }
     }
+}
+
+/// Longest directory name a local filesystem accepts.
+const MAX_DIR_NAME_BYTES: usize = 255;
+
+/// Checks that the directories of a partition (`dir`, `key=value/…` in the
+/// order of `values`) can be created at a local sink: each name within the
+/// file-name limit. Object store keys have no such limit.
+///
+/// # Errors
+/// [`Error::Sink`] naming the column and the value's length.
+pub fn check_partition_dir(
+    sink: &Location,
+    values: &[(String, Option<String>)],
+    dir: &str,
+) -> Result<()> {
+    let Location::Local(path) = sink else {
+        return Ok(());
+    };
+    for (name, (column, value)) in dir.split('/').zip(values) {
+        if name.len() > MAX_DIR_NAME_BYTES {
+            let bytes = value.as_ref().map_or(0, |v| v.len());
+            return Err(Error::sink(
+                path,
+                format!(
+                    "partition column `{column}` has a value of {bytes} bytes; its directory name `{column}=…` would be {} bytes, over the {MAX_DIR_NAME_BYTES}-byte limit of file names: shorten the values or do not partition by `{column}`",
+                    name.len()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Target {

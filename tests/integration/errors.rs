@@ -231,7 +231,7 @@ fn all_config_problems_are_reported_at_once() {
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         format!(
-            "seqwin: error: {}: invalid pipeline:\n  - `windows.seq_len` must be at least 1, got 0\n  - `windows.stride` must be at least 1, got 0\n  - `split.fractions` must sum to 1, got 0.5\n",
+            "seqwin: error: {}: invalid pipeline:\n  - `windows.seq_len` must be at least 1, got 0\n  - `windows.stride` must be at least 1, got 0\n  - `split.fractions` must sum to 1, got 0.5\n  - `split` is given but `sink.partition_by` does not name `split`: the split would be computed and thrown away; add `split` to `sink.partition_by`\n",
             env.path("p.yaml").display()
         )
     );

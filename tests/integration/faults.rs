@@ -278,11 +278,20 @@ fn overwrite_never_follows_symlinks_out_of_the_dataset() {
         env.path(".out.seqwin-staging-999999/link"),
     )
     .unwrap();
+    // The link is not seqwin's: overwrite refuses (issue #15, item 1) ...
+    let out = env.seqwin(&["run", p.to_str().unwrap(), "--quiet"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("it holds what seqwin did not write: link)")
+    );
+    assert!(std::fs::symlink_metadata(env.path("out/link")).is_ok());
+    // ... and once it is gone, the stale staging directory is removed without
+    // following the link inside it.
+    std::fs::remove_file(env.path("out/link")).unwrap();
     env.run_ok(&p, &[]);
     assert_eq!(
         std::fs::read_to_string(env.path("precious/keep.txt")).unwrap(),
         "precious"
     );
-    assert!(!env.path("out/link").exists());
     assert!(!env.path(".out.seqwin-staging-999999").exists());
 }

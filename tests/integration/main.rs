@@ -13,5 +13,6 @@ mod ordering;
 mod packing;
 mod pipelines;
 mod resources;
+mod safety;
 mod sources;
 mod stream;
