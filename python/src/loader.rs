@@ -40,7 +40,7 @@ use parquet::file::reader::{ChunkReader, Length};
 use pyo3::exceptions::{PyIOError, PyValueError};
 use pyo3::prelude::*;
 
-use crate::ArrowStream;
+use crate::{ArrowStream, ErrorSlot};
 
 /// Reads byte ranges of one remote object (a store client and a key inside).
 type RangeFetch = dyn Fn(Vec<Range<u64>>) -> Result<seqwin::store::Ranges, String> + Send + Sync;
@@ -337,6 +337,7 @@ fn to_stream(batch: RecordBatch) -> ArrowStream {
     let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
     ArrowStream {
         stream: Mutex::new(Some(FFI_ArrowArrayStream::new(Box::new(reader)))),
+        error: ErrorSlot::default(),
     }
 }
 
