@@ -2,7 +2,7 @@
 """End-to-end benchmark: seqwin against the hand-written baselines, side by side.
 
 usage: benches/bench.py [--reps 5] [--cases A,B,C,D,E] [--data /tmp/seqwin-bench]
-                        [--tools seqwin,seqwin-1t,pyarrow,polars,duckdb] [--raw FILE]
+                        [--tools seqwin,seqwin-1t,seqwin-before,pyarrow,polars,duckdb] [--raw FILE]
        benches/bench.py --summarize [--raw FILE]
 
 Cases (within-document windows unless noted; zstd level 1 everywhere):
@@ -17,7 +17,8 @@ Corpora come from baselines/gen_corpus.py (seed 0). Every repetition runs each
 (case, tool) once, rotating the tool order so that background load is spread
 evenly; each run is timed with /usr/bin/time -v (wall, peak RSS) and its output
 deleted after its size is recorded. `seqwin-1t` is seqwin with --threads 1 (for
-the scaling ratio). The summary prints median wall time, input tokens/s, peak
+the scaling ratio); `seqwin-before` runs the binary SEQWIN_BEFORE names (an
+earlier build, to compare two versions in one run). The summary prints median wall time, input tokens/s, peak
 RSS, output bytes, and each tool's wall time as a multiple of seqwin's.
 """
 import argparse
@@ -44,7 +45,7 @@ CASES = {  # name: (corpus, seq_len, stride, packed)
     "E": ("50M", 2048, 2048, True),
     "F": ("500M", 1024, 1024, False),
 }
-TOOLS = ["seqwin", "seqwin-1t", "pyarrow", "polars", "duckdb"]
+TOOLS = ["seqwin", "seqwin-1t", "seqwin-before", "pyarrow", "polars", "duckdb"]
 AS_LIMIT = 20 << 30
 
 
@@ -83,6 +84,9 @@ def command(data, case, tool, out):
         return [seqwin_bin(), "run", pipeline(data, case, out), "--quiet"]
     if tool == "seqwin-1t":
         return [seqwin_bin(), "run", pipeline(data, case, out), "--quiet", "--threads", "1"]
+    if tool == "seqwin-before":
+        # Another build (SEQWIN_BEFORE=path/to/seqwin), to compare two versions in one run.
+        return [os.environ["SEQWIN_BEFORE"], "run", pipeline(data, case, out), "--quiet"]
     if tool == "pyarrow":
         return [PY, os.path.join(BASE, "baseline_pyarrow.py"), src, out, str(L), str(S), "--threads", "2",
                 "--no-dictionary"]
@@ -94,6 +98,8 @@ def command(data, case, tool, out):
 
 
 def applies(case, tool):
+    if tool == "seqwin-before" and not os.environ.get("SEQWIN_BEFORE"):
+        return False
     if CASES[case][3]:  # packing: seqwin only
         return tool.startswith("seqwin")
     if tool == "seqwin-1t":
