@@ -98,6 +98,37 @@ fn default_ignore_index() -> i64 {
     DEFAULT_IGNORE_INDEX
 }
 
+impl WindowsConfig {
+    /// Every `windows:` key (sorted) with its default
+    /// (`null` for keys without one: `seq_len` is required; `stride`,
+    /// `separator` and `vocab_size` are unset unless given). The Python API
+    /// takes its keyword list and defaults from here.
+    pub fn defaults() -> serde_json::Map<String, serde_json::Value> {
+        let parse = |v: serde_json::Value| -> serde_json::Map<String, serde_json::Value> {
+            match serde_json::from_value::<WindowsConfig>(v).map(serde_json::to_value) {
+                Ok(Ok(serde_json::Value::Object(map))) => map,
+                _ => unreachable!("a minimal windows section parses and serializes"),
+            }
+        };
+        let base = parse(serde_json::json!({ "seq_len": 1 }));
+        let all = parse(serde_json::json!({
+            "seq_len": 1, "stride": 1, "separator": 0, "vocab_size": 1, "columns": ["start"]
+        }));
+        all.iter()
+            .map(|(k, given)| {
+                // Keys left out when unset: lists default to empty, others to nothing.
+                let default = match (k.as_str(), base.get(k), given) {
+                    ("seq_len", _, _) => serde_json::Value::Null,
+                    (_, Some(v), _) => v.clone(),
+                    (_, None, serde_json::Value::Array(_)) => serde_json::json!([]),
+                    (_, None, _) => serde_json::Value::Null,
+                };
+                (k.clone(), default)
+            })
+            .collect()
+    }
+}
+
 /// `split:` — per-document split assignment.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

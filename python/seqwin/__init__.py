@@ -38,6 +38,7 @@ __all__ = [
     "windows",
     "assign_split",
     "run",
+    "window_defaults",
     "WindowDataset",
     "Loader",
     "Mix",
@@ -75,24 +76,22 @@ def _split_config(split: SplitSpec | None) -> dict[str, Any] | None:
     return {"fractions": dict(split), "seed": 0}
 
 
+def window_defaults() -> dict[str, Any]:
+    """Every ``windows:`` option with its default (``None`` where it has none),
+    as the Rust side defines them: the keyword options of :func:`windows` and
+    :func:`seqwin.spark.windows` are these keys, and an option left at
+    ``None`` takes this default."""
+    defaults: dict[str, Any] = json.loads(_seqwin.window_defaults())
+    return defaults
+
+
 def _config(
-    *, tokens: str, seq_len: int, stride: int | None, pack: bool, separator: int | None,
-    remainder: str, pad_id: int, ignore_index: int, dtype: str, vocab_size: int | None,
-    columns: Iterable[str], id: str | None, carry: Iterable[str], split: SplitSpec | None,
+    *, tokens: str, options: Mapping[str, Any], id: str | None, carry: Iterable[str],
+    split: SplitSpec | None,
 ) -> str:
-    """The JSON the Rust side reads: the pipeline file's keys."""
-    w: dict[str, Any] = {
-        "seq_len": seq_len,
-        "pack": pack,
-        "remainder": remainder,
-        "pad_id": pad_id,
-        "ignore_index": ignore_index,
-        "dtype": dtype,
-        "columns": list(columns),
-    }
-    for key, value in (("stride", stride), ("separator", separator), ("vocab_size", vocab_size)):
-        if value is not None:
-            w[key] = value
+    """The JSON the Rust side reads: the pipeline file's keys, only those
+    given (the Rust side fills in the defaults)."""
+    w = {k: (list(v) if k == "columns" else v) for k, v in options.items() if v is not None}
     return json.dumps(
         {"tokens": tokens, "id": id, "carry": list(carry), "windows": w, "split": _split_config(split)}
     )
@@ -133,13 +132,13 @@ def windows(
     tokens: str,
     seq_len: int,
     stride: int | None = None,
-    pack: bool = False,
+    pack: bool | None = None,
     separator: int | None = None,
-    remainder: Literal["drop", "pad"] = "drop",
-    pad_id: int = 0,
-    ignore_index: int = -100,
-    dtype: Dtype = "int32",
-    columns: Sequence[str] = (),
+    remainder: Literal["drop", "pad"] | None = None,
+    pad_id: int | None = None,
+    ignore_index: int | None = None,
+    dtype: Dtype | None = None,
+    columns: Sequence[str] | None = None,
     id: str | None = None,
     carry: Sequence[str] = (),
     vocab_size: int | None = None,
@@ -148,7 +147,9 @@ def windows(
 ) -> pa.Table | pa.RecordBatchReader:
     """Cuts every document of ``data`` into ``input``/``target`` windows.
 
-    Same semantics and checks as the pipeline's ``windows:`` section (docs/format.md §1).
+    Same semantics, checks and defaults as the pipeline's ``windows:`` section
+    (docs/format.md §1): an option left at ``None`` takes the default
+    :func:`window_defaults` reports.
     ``tokens`` names a list-of-integers column (one document per row) or a
     plain integer column (a flat stream; with ``id``, runs of equal ids are
     documents). ``columns`` adds ``doc_id``, ``start``, ``loss_mask``,
@@ -169,11 +170,12 @@ def windows(
     """
     import pyarrow as pa
 
-    config = _config(
-        tokens=tokens, seq_len=seq_len, stride=stride, pack=pack, separator=separator,
-        remainder=remainder, pad_id=pad_id, ignore_index=ignore_index, dtype=dtype,
-        vocab_size=vocab_size, columns=columns, id=id, carry=carry, split=split,
+    options = dict(
+        seq_len=seq_len, stride=stride, pack=pack, separator=separator, remainder=remainder,
+        pad_id=pad_id, ignore_index=ignore_index, dtype=dtype, vocab_size=vocab_size,
+        columns=columns,
     )
+    config = _config(tokens=tokens, options=options, id=id, carry=carry, split=split)
     handle = _seqwin.windows(_arrow_stream(data), config)
     reader = pa.RecordBatchReader.from_stream(handle)
     if stream:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
 import pyarrow as pa
 
 from . import Dtype, SplitSpec
+from . import window_defaults
 from . import windows as _windows
 
 if TYPE_CHECKING:
@@ -74,13 +75,13 @@ def windows(
     tokens: str,
     seq_len: int,
     stride: int | None = None,
-    pack: bool = False,
+    pack: bool | None = None,
     separator: int | None = None,
-    remainder: Literal["drop", "pad"] = "drop",
-    pad_id: int = 0,
-    ignore_index: int = -100,
-    dtype: Dtype = "int32",
-    columns: Sequence[str] = (),
+    remainder: Literal["drop", "pad"] | None = None,
+    pad_id: int | None = None,
+    ignore_index: int | None = None,
+    dtype: Dtype | None = None,
+    columns: Sequence[str] | None = None,
     id: str | None = None,
     carry: Sequence[str] = (),
     vocab_size: int | None = None,
@@ -88,11 +89,17 @@ def windows(
 ) -> DataFrame:
     """Windows a Spark DataFrame on its executors (see the module docs).
 
-    Arguments are those of :func:`seqwin.windows`. Returns a DataFrame with
+    Arguments are those of :func:`seqwin.windows` (options left at ``None``
+    take :func:`seqwin.window_defaults`). Returns a DataFrame with
     ``input``, ``target``, the requested ``columns``, the carried columns and,
     with ``split``, a ``split`` string column — ready for
     ``.write.partitionBy("split").parquet(path)``.
     """
+    defaults = window_defaults()
+    if dtype is None:
+        dtype = defaults["dtype"]
+    if columns is None:
+        columns = defaults["columns"]
     if dtype not in _LIST_TYPES:
         raise ValueError(f"dtype must be one of {', '.join(_LIST_TYPES)}, got {dtype!r}")
     if split is not None and id is None:

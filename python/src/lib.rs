@@ -235,6 +235,14 @@ fn run(
     serde_json::to_string(&report.manifest).map_err(|e| error(e.to_string(), 1))
 }
 
+/// `window_defaults()`: every `windows:` key with its default (null when it
+/// has none), as JSON: the Python API's keyword list and defaults.
+#[pyfunction]
+fn window_defaults() -> PyResult<String> {
+    serde_json::to_string(&seqwin::config::WindowsConfig::defaults())
+        .map_err(|e| error(e.to_string(), 1))
+}
+
 /// `main(argv)`: the `seqwin` command line (the wheel's console script);
 /// `argv[0]` is the program name. Returns the exit code.
 #[pyfunction]
@@ -252,6 +260,7 @@ fn _seqwin(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(assign_split, m)?)?;
     m.add_function(wrap_pyfunction!(run, m)?)?;
     m.add_function(wrap_pyfunction!(main, m)?)?;
+    m.add_function(wrap_pyfunction!(window_defaults, m)?)?;
     m.add_class::<loader::RowGroupReader>()?;
     m.add_class::<loader::Prefetch>()?;
     m.add_function(wrap_pyfunction!(loader::read_dataset_file, m)?)?;

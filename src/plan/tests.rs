@@ -342,3 +342,35 @@ fn item_14_a_sink_inside_an_object_store_source_is_refused() {
     assert!(yaml("s3://b/corpus", "s3://b/corpus-out").is_empty());
     assert!(yaml("s3://b/corpus", "gs://b/corpus/out").is_empty());
 }
+
+#[test]
+fn window_keys_and_defaults_for_the_python_api() {
+    let defaults = serde_json::Value::Object(crate::config::WindowsConfig::defaults());
+    assert_eq!(
+        defaults,
+        serde_json::json!({
+            "seq_len": null, "stride": null, "pack": false, "separator": null,
+            "remainder": "drop", "pad_id": 0, "ignore_index": -100, "dtype": "int32",
+            "vocab_size": null, "columns": []
+        })
+    );
+    let keys: Vec<&String> = match &defaults {
+        serde_json::Value::Object(m) => m.keys().collect(),
+        _ => unreachable!(),
+    };
+    assert_eq!(
+        keys,
+        [
+            "columns",
+            "dtype",
+            "ignore_index",
+            "pack",
+            "pad_id",
+            "remainder",
+            "separator",
+            "seq_len",
+            "stride",
+            "vocab_size"
+        ]
+    );
+}

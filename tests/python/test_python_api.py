@@ -242,3 +242,33 @@ def test_spark_packs_within_each_partition(corpus, spark):
     )
     with pytest.raises(ValueError, match="split needs an id"):
         seqwin.spark.windows(df, tokens="tokens", seq_len=4, split=FRACTIONS)
+
+
+def test_keyword_options_and_defaults_come_from_rust():
+    """The options of seqwin.windows and seqwin.spark.windows are exactly the
+    pipeline's `windows:` keys, and each left at None takes the Rust default."""
+    import inspect
+
+    import pyarrow as pa
+
+    import seqwin
+    import seqwin.spark
+
+    defaults = seqwin.window_defaults()
+    assert defaults == {
+        "columns": [], "dtype": "int32", "ignore_index": -100, "pack": False, "pad_id": 0,
+        "remainder": "drop", "separator": None, "seq_len": None, "stride": None, "vocab_size": None,
+    }
+    own = {"data", "df", "tokens", "id", "carry", "split", "stream"}
+    for fn in (seqwin.windows, seqwin.spark.windows):
+        options = set(inspect.signature(fn).parameters) - own
+        assert options == set(defaults), fn
+        for name, p in inspect.signature(fn).parameters.items():
+            if name in defaults and name != "seq_len":
+                assert p.default is None, (fn, name)
+    # No option given: the Rust defaults (stride = seq_len, int32, drop).
+    docs = pa.table({"tokens": pa.array([list(range(10))], pa.list_(pa.int64()))})
+    out = seqwin.windows(docs, tokens="tokens", seq_len=4)
+    assert out.schema.field("input").type == pa.list_(pa.field("item", pa.int32(), nullable=False), 4)
+    assert out.column("input").to_pylist() == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert out.column_names == ["input", "target"]
