@@ -125,6 +125,15 @@ pub enum Error {
         signal: i32,
     },
 
+    /// The allocator refused memory the run needs (exit code 1).
+    #[error("out of memory: cannot allocate {bytes} bytes for {what}; lower sink.row_group_rows, seq_len or --threads, or raise the memory limit")]
+    OutOfMemory {
+        /// Bytes requested.
+        bytes: u64,
+        /// What they were for.
+        what: &'static str,
+    },
+
     /// A bug in seqwin (a contained panic); exit code 1.
     #[error("internal error (please report): {0}")]
     Internal(String),
@@ -144,7 +153,10 @@ impl Error {
             | Error::SourceStore { .. }
             | Error::SinkStore { .. }
             | Error::Dataset { .. } => 2,
-            Error::Io { .. } | Error::Write { .. } | Error::Internal(_) => 1,
+            Error::Io { .. }
+            | Error::Write { .. }
+            | Error::OutOfMemory { .. }
+            | Error::Internal(_) => 1,
             Error::Interrupted { signal } => 128 + signal,
         }
     }

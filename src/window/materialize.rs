@@ -107,8 +107,8 @@ pub fn materialize<T: Token>(
     let rows = windows.len();
     let pad = T::from_i64(spec.pad_id);
     let ignore = T::from_i64(spec.ignore_index);
-    let mut input: Vec<T> = Vec::with_capacity(rows * l);
-    let mut target: Vec<T> = Vec::with_capacity(rows * l);
+    let mut input: Vec<T> = buffer(rows * l)?;
+    let mut target: Vec<T> = buffer(rows * l)?;
     for w in windows {
         let t = &w.chunk.tokens;
         input.extend_from_slice(&t[w.offset..w.offset + w.len]);
@@ -152,7 +152,7 @@ pub fn materialize<T: Token>(
                 windows.iter().map(|w| w.start as i64),
             )),
             ExtraColumn::LossMask => {
-                let mut m = Vec::with_capacity(rows * l);
+                let mut m: Vec<u8> = buffer(rows * l)?;
                 for w in windows {
                     m.resize(m.len() + w.len, 1u8);
                     m.resize(m.len() + l - w.len, 0u8);
@@ -161,7 +161,7 @@ pub fn materialize<T: Token>(
             }
             ExtraColumn::PositionIds | ExtraColumn::SegmentIds => {
                 let positions = *c == ExtraColumn::PositionIds;
-                let mut v: Vec<i32> = Vec::with_capacity(rows * l);
+                let mut v: Vec<i32> = buffer(rows * l)?;
                 for w in windows {
                     let spans = &w.chunk.spans;
                     let mut si = w.chunk.span_at(w.offset);
@@ -203,4 +203,16 @@ pub fn materialize<T: Token>(
     }
     RecordBatch::try_new(Arc::clone(&layout.schema), columns)
         .map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// An empty vector with room for `len` values, or [`Error::OutOfMemory`]
+/// when the allocator refuses (an address-space limit, a container's memory
+/// limit): the run then fails and cleans up instead of aborting.
+fn buffer<V>(len: usize) -> Result<Vec<V>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| Error::OutOfMemory {
+        bytes: len.saturating_mul(std::mem::size_of::<V>()) as u64,
+        what: "a batch of windows",
+    })?;
+    Ok(v)
 }
