@@ -85,6 +85,13 @@ impl Drop for Armed {
     }
 }
 
+/// Cancels the run in progress as if `signal` had been received: for hosts
+/// that catch signals themselves (the Python package turns the
+/// interpreter's KeyboardInterrupt into this).
+pub fn request(signal: i32) {
+    let _ = PENDING.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+}
+
 /// `Err(Error::Interrupted)` once a cancelling signal has been received.
 ///
 /// # Errors

@@ -285,6 +285,7 @@ fn execute(cli: Cli) -> crate::Result<()> {
         } => {
             let p = Pipeline::load(&pipeline, &set)?;
             let report = p.run(&RunOptions {
+                counter: None,
                 threads,
                 progress: !quiet,
             })?;

@@ -134,11 +134,12 @@ fn mutated_parquet_files_never_panic() {
     let file = dir.path().join("data/c.parquet");
     let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
     let started = Instant::now();
-    let trials = 4500;
+    let trials = 5000;
     for t in 0..trials {
         let bytes = mutate(&valids[t % valids.len()], &mut rng);
         std::fs::write(&file, &bytes).unwrap();
         let options = RunOptions {
+            counter: None,
             threads: Some(1 + t % 2),
             progress: false,
         };
@@ -194,7 +195,7 @@ fn mutated_pipeline_files_never_panic() {
     std::panic::set_hook(Box::new(|_| {}));
     let mut rng = Rng(0xfeed_beef_0bad_cafe);
     let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
-    let trials = 3000;
+    let trials = 5000;
     let path = Path::new("/nonexistent/p.yaml");
     for t in 0..trials {
         let mutated = mutate(PIPELINE.as_bytes(), &mut rng);

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Mapping, NoReturn, Sequence
+from typing import (
+    TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Mapping, NoReturn, Sequence,
+)
 
 from . import _seqwin
 from ._seqwin import SeqwinError, SeqwinIOError, __version__
@@ -206,13 +208,21 @@ def run(
     pipeline_path: str | os.PathLike[str],
     overrides: Mapping[str, Any] | Sequence[str] | None = None,
     threads: int | None = None,
+    progress: bool | Callable[[int, int], object] | None = None,
 ) -> dict[str, Any]:
     """Runs a pipeline file like ``seqwin run``; returns the manifest (a dict).
 
     ``overrides`` maps dotted keys to values (``{"windows.seq_len": 64}``) or
-    is a list of ``"KEY=VALUE"`` strings, like ``--set``. Raises
-    :class:`SeqwinError` (bad config or data, nothing written) or
-    :class:`SeqwinIOError` (a write failed; nothing is left at the sink).
+    is a list of ``"KEY=VALUE"`` strings, like ``--set``. ``progress``: a
+    progress bar of the rows read (``tqdm.auto`` when installed — a widget in
+    a notebook — else one line on stderr); ``None`` shows it when stderr is a
+    terminal or in a Jupyter notebook; a callable gets ``(rows_done,
+    rows_total)`` instead. Ctrl-C (KeyboardInterrupt) cancels the run: it
+    cleans up like an interrupted ``seqwin run`` (no staging directory, no
+    lock, a previous dataset at the sink intact) and the KeyboardInterrupt
+    propagates. Raises :class:`SeqwinError` (bad config or data, nothing
+    written) or :class:`SeqwinIOError` (a write failed; nothing is left at the
+    sink).
     """
     if overrides is None:
         sets: list[str] = []
@@ -220,5 +230,52 @@ def run(
         sets = [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in overrides.items()]
     else:
         sets = list(overrides)
-    manifest: dict[str, Any] = json.loads(_seqwin.run(os.fspath(pipeline_path), sets, threads))
+    callback = _progress_callback(progress)
+    manifest: dict[str, Any] = json.loads(
+        _seqwin.run(os.fspath(pipeline_path), sets, threads, callback)
+    )
     return manifest
+
+
+def _in_notebook() -> bool:
+    import sys
+
+    ipython = sys.modules.get("IPython")
+    shell = getattr(ipython, "get_ipython", lambda: None)() if ipython is not None else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def _progress_callback(
+    progress: bool | Callable[[int, int], object] | None,
+) -> Callable[[int, int], object] | None:
+    """What :func:`run` calls with ``(rows_done, rows_total)``, if anything."""
+    import sys
+
+    if callable(progress):
+        return progress
+    if progress is None:
+        progress = sys.stderr.isatty() or _in_notebook()
+    if not progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        tqdm = None
+    bar: Any = None
+
+    def show(rows: int, total: int) -> None:
+        nonlocal bar
+        if tqdm is not None:
+            if bar is None:
+                bar = tqdm(total=total, unit="rows", desc="seqwin run")
+            bar.total = total
+            bar.n = rows
+            bar.refresh()
+            if rows >= total:
+                bar.close()
+        else:
+            end = "\n" if rows >= total else ""
+            sys.stderr.write(f"\rseqwin run: {rows}/{total} rows{end}")
+            sys.stderr.flush()
+
+    return show

@@ -1,6 +1,6 @@
 """Type stubs of ``seqwin._seqwin``, the Rust extension (python/src/lib.rs)."""
 import os
-from typing import Any, Iterable, Sequence
+from typing import Callable, Any, Iterable, Sequence
 
 __version__: str
 
@@ -23,7 +23,10 @@ class ArrowStream:
 def windows(data: Any, config_json: str) -> ArrowStream: ...
 def assign_split(ids: Iterable[int | str], split_json: str) -> list[str]: ...
 def run(
-    pipeline_path: str | os.PathLike[str], overrides: Sequence[str], threads: int | None = None
+    pipeline_path: str | os.PathLike[str],
+    overrides: Sequence[str],
+    threads: int | None = None,
+    progress: Callable[[int, int], object] | None = None,
 ) -> str: ...
 def main(argv: Sequence[str]) -> int: ...
 def window_defaults() -> str: ...

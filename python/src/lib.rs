@@ -19,7 +19,10 @@ use arrow::record_batch::RecordBatchReader;
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyString};
-use seqwin::pipeline::{Pipeline, RunOptions};
+use seqwin::pipeline::{Pipeline, ProgressCounter, RunOptions};
+use std::sync::atomic::Ordering;
+
+const SIGINT: i32 = 2;
 use seqwin::split::DocKey;
 use seqwin::stream::{StreamConfig, StreamWindower};
 
@@ -215,23 +218,73 @@ fn assign_split(ids: &Bound<'_, PyAny>, split_json: &str) -> PyResult<Vec<String
     Ok(out)
 }
 
-/// `run(pipeline_path, overrides)`: the CLI's `run`; returns the manifest as JSON.
+/// `run(pipeline_path, overrides, threads, progress)`: the CLI's `run`;
+/// returns the manifest as JSON. The run goes on another thread while this
+/// one, every 50 ms, lets Python handle signals (Ctrl-C in a terminal or a
+/// notebook raises KeyboardInterrupt here; the run is then cancelled, cleans
+/// up like an interrupted CLI run, and the KeyboardInterrupt is re-raised)
+/// and calls `progress(rows_done, rows_total)` when given.
 #[pyfunction]
-#[pyo3(signature = (pipeline_path, overrides, threads=None))]
+#[pyo3(signature = (pipeline_path, overrides, threads=None, progress=None))]
 fn run(
     py: Python<'_>,
     pipeline_path: PathBuf,
     overrides: Vec<String>,
     threads: Option<usize>,
+    progress: Option<Bound<'_, PyAny>>,
 ) -> PyResult<String> {
-    let report = py
-        .detach(|| {
-            Pipeline::load(&pipeline_path, &overrides)?.run(&RunOptions {
-                threads,
-                progress: false,
-            })
+    let pipeline = Pipeline::load(&pipeline_path, &overrides).map_err(seqwin_err)?;
+    let counter = Arc::new(ProgressCounter::default());
+    let options = RunOptions {
+        threads,
+        progress: false,
+        counter: Some(Arc::clone(&counter)),
+    };
+    let progress = progress.map(|p| p.unbind());
+    let mut python_error: Option<PyErr> = None;
+    let result = py.detach(|| {
+        std::thread::scope(|s| {
+            let running = s.spawn(|| pipeline.run(&options));
+            let mut shown = (u64::MAX, u64::MAX);
+            while !running.is_finished() {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                if python_error.is_some() {
+                    // Until the run has noticed (it may not have armed yet).
+                    seqwin::cancel::request(SIGINT);
+                    continue;
+                }
+                let now = (
+                    counter.rows.load(Ordering::Relaxed),
+                    counter.total.load(Ordering::Relaxed),
+                );
+                let step = Python::attach(|py| -> PyResult<()> {
+                    py.check_signals()?;
+                    if let Some(cb) = &progress {
+                        if now != shown {
+                            cb.call1(py, now)?;
+                        }
+                    }
+                    Ok(())
+                });
+                shown = now;
+                if let Err(e) = step {
+                    python_error = Some(e);
+                    seqwin::cancel::request(SIGINT);
+                }
+            }
+            running.join()
         })
+    });
+    if let Some(e) = python_error {
+        return Err(e);
+    }
+    let report = result
+        .map_err(|_| error("internal error: the run panicked".into(), 1))?
         .map_err(seqwin_err)?;
+    if let Some(cb) = &progress {
+        let done = counter.total.load(Ordering::Relaxed);
+        cb.call1(py, (done, done))?;
+    }
     serde_json::to_string(&report.manifest).map_err(|e| error(e.to_string(), 1))
 }
 

@@ -53,6 +53,18 @@ pub struct RunOptions {
     pub threads: Option<usize>,
     /// Show a progress bar on stderr (only if it is a terminal).
     pub progress: bool,
+    /// Counts the rows read so far (and the total), for a caller that shows
+    /// progress its own way (the Python package in a notebook).
+    pub counter: Option<std::sync::Arc<ProgressCounter>>,
+}
+
+/// Rows read so far out of the source's total, updated as a run goes.
+#[derive(Debug, Default)]
+pub struct ProgressCounter {
+    /// Rows read.
+    pub rows: std::sync::atomic::AtomicU64,
+    /// Rows in the source (0 until the source is open).
+    pub total: std::sync::atomic::AtomicU64,
 }
 
 /// What a run wrote.

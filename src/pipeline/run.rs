@@ -16,7 +16,7 @@ use parquet::arrow::arrow_writer::ArrowRowGroupWriterFactory;
 use super::ordered::{buckets_for, scatter_job, ScatteredPart};
 use super::prepare::{prepare, Context, Prepared};
 use super::route::{Event, Router};
-use super::{run_layout, Pipeline, RunOptions, RunReport};
+use super::{run_layout, Pipeline, ProgressCounter, RunOptions, RunReport};
 use crate::error::{Error, Result};
 use crate::order::{Keying, Spill};
 use crate::plan::{Plan, RowOrder};
@@ -29,6 +29,7 @@ use crate::window::geometry::Lanes;
 use crate::window::{
     materialize, DocRef, OutputLayout, Starts, Token, TokenAccount, WindowRef, Windower,
 };
+use std::sync::atomic::Ordering;
 
 /// Rows waiting to be written for a partition.
 pub(super) enum Payload<T: Token> {
@@ -129,6 +130,10 @@ impl<'a, T: Token> Run<'a, T> {
         let props = writer_properties(plan, &layout.schema);
         let ctx = Context::new(plan, &source);
         let progress = make_progress(options.progress, source.total_rows());
+        let counter = options.counter.as_deref();
+        if let Some(c) = counter {
+            c.total.store(source.total_rows(), Ordering::Relaxed);
+        }
 
         // TBPTT needs each partition's stream length before windowing.
         let mut stream_totals = HashMap::new();
@@ -175,7 +180,7 @@ impl<'a, T: Token> Run<'a, T> {
             spill_flush_bytes,
             spill_buffered: 0,
         };
-        run.main_pass(&ctx, pool, progress.as_ref())?;
+        run.main_pass(&ctx, pool, progress.as_ref(), counter)?;
         if plan.order != RowOrder::Source {
             if let Some(pb) = &progress {
                 pb.set_message("writing ordered partitions");
@@ -373,6 +378,7 @@ impl<'a, T: Token> Run<'a, T> {
         ctx: &Context<'_>,
         pool: &rayon::ThreadPool,
         progress: Option<&ProgressBar>,
+        counter: Option<&ProgressCounter>,
     ) -> Result<()> {
         use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
         let n = ctx.source.units.len();
@@ -453,6 +459,9 @@ impl<'a, T: Token> Run<'a, T> {
                     }
                 };
                 tokens += prepared.token_count;
+                if let Some(c) = counter {
+                    c.rows.fetch_add(prepared.rows as u64, Ordering::Relaxed);
+                }
                 if let Some(pb) = progress {
                     pb.inc(prepared.rows as u64);
                     let secs = started.elapsed().as_secs_f64().max(1e-9);

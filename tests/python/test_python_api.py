@@ -272,3 +272,62 @@ def test_keyword_options_and_defaults_come_from_rust():
     assert out.schema.field("input").type == pa.list_(pa.field("item", pa.int32(), nullable=False), 4)
     assert out.column("input").to_pylist() == [[0, 1, 2, 3], [4, 5, 6, 7]]
     assert out.column_names == ["input", "target"]
+
+
+def _big_corpus(tmp_path, docs=300, length=10_000):
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    tokens = [rng.integers(0, 1000, length).astype("int32") for _ in range(docs)]
+    (tmp_path / "data").mkdir()
+    pq.write_table(
+        pa.table({"tokens": pa.array(tokens, pa.list_(pa.int32()))}),
+        tmp_path / "data" / "c.parquet", row_group_size=10,
+    )
+    return docs
+
+
+def test_run_reports_progress_to_a_callback(tmp_path):
+    import seqwin
+
+    rows = _big_corpus(tmp_path, docs=60, length=1000)
+    (tmp_path / "p.yaml").write_text(
+        "source: {path: data, tokens: tokens}\nwindows: {seq_len: 16}\nsink: {path: out}\n"
+    )
+    calls = []
+    manifest = seqwin.run(tmp_path / "p.yaml", progress=lambda done, total: calls.append((done, total)))
+    assert manifest["totals"]["documents"] == rows
+    assert calls[-1] == (rows, rows)
+    assert all(total == rows for _, total in calls)
+    done = [d for d, _ in calls]
+    assert done == sorted(done)
+
+
+def test_ctrl_c_interrupts_run_and_keeps_the_previous_dataset(tmp_path):
+    import os
+    import signal
+    import threading
+
+    import seqwin
+
+    _big_corpus(tmp_path)
+    (tmp_path / "p.yaml").write_text(
+        "source: {path: data, tokens: tokens}\nwindows: {seq_len: 16, stride: 1}\n"
+        "sink: {path: out, mode: overwrite}\n"
+    )
+    # A previous, small dataset at the sink.
+    seqwin.run(tmp_path / "p.yaml", overrides={"windows.stride": 4096}, progress=False)
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            seqwin.run(tmp_path / "p.yaml", progress=False)
+    finally:
+        timer.cancel()
+    after = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    assert after == before
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+    assert leftovers == []
