@@ -252,16 +252,7 @@ impl<'a> CheckJson<'a> {
             tokens: r.tokens,
             windows: r.windows,
             bytes: r.bytes,
-            schema: r
-                .schema
-                .fields()
-                .iter()
-                .map(|f| FieldEntry {
-                    name: f.name().clone(),
-                    data_type: f.data_type().to_string(),
-                    nullable: f.is_nullable(),
-                })
-                .collect(),
+            schema: FieldEntry::of_schema(&r.schema),
             config: &p.plan().config,
         }
     }

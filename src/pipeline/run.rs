@@ -228,17 +228,7 @@ impl<'a, T: Token> Run<'a, T> {
                 .collect(),
             partitions,
             totals,
-            schema: run
-                .layout
-                .schema
-                .fields()
-                .iter()
-                .map(|f| FieldEntry {
-                    name: f.name().clone(),
-                    data_type: f.data_type().to_string(),
-                    nullable: f.is_nullable(),
-                })
-                .collect(),
+            schema: FieldEntry::of_schema(&run.layout.schema),
             partition_by: plan.sink.partition_by.clone(),
             elapsed_seconds: started.elapsed().as_secs_f64(),
         };

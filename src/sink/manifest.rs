@@ -64,6 +64,21 @@ pub struct FieldEntry {
     pub nullable: bool,
 }
 
+impl FieldEntry {
+    /// The manifest's description of every field of `schema`.
+    pub fn of_schema(schema: &arrow::datatypes::Schema) -> Vec<FieldEntry> {
+        schema
+            .fields()
+            .iter()
+            .map(|f| FieldEntry {
+                name: f.name().clone(),
+                data_type: f.data_type().to_string(),
+                nullable: f.is_nullable(),
+            })
+            .collect()
+    }
+}
+
 /// The `_seqwin.json` manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
