@@ -214,12 +214,14 @@ def main():
     ap.add_argument("--data", default="/tmp/seqwin-bench")
     ap.add_argument("--raw", default=None, help="JSON lines of every run (default DATA/results.jsonl)")
     ap.add_argument("--summarize", action="store_true")
+    ap.add_argument("--no-build", action="store_true", help="use target/release/seqwin as it is")
     a = ap.parse_args()
     raw = a.raw or os.path.join(a.data, "results.jsonl")
     if a.summarize:
         print(summarize(raw))
         return
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "seqwin"], cwd=REPO, check=True)
+    if not a.no_build:
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "seqwin"], cwd=REPO, check=True)
     cases = a.cases.split(",")
     tools = a.tools.split(",")
     ensure_corpora(a.data, {CASES[c][0] for c in cases})
