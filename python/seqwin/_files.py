@@ -1,6 +1,10 @@
 """The files and row groups of one split of a seqwin dataset (local or object store)."""
+from __future__ import annotations
+
 import json
+import os
 import pathlib
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -10,7 +14,7 @@ from . import _seqwin
 SPLIT_KEY = "split"
 
 
-def is_remote(path):
+def is_remote(path: str | os.PathLike[str]) -> bool:
     return "://" in str(path) and not str(path).startswith("file://")
 
 
@@ -23,7 +27,13 @@ class DatasetFiles:
     windows of the split are numbered ``0 .. windows - 1`` in that order.
     """
 
-    def __init__(self, path, split=None, storage_options=None, require_split=True):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        split: str | None = None,
+        storage_options: Mapping[str, str] | None = None,
+        require_split: bool = True,
+    ) -> None:
         root = str(path)
         if root.startswith("file://"):
             root = root[len("file://"):]
@@ -40,9 +50,11 @@ class DatasetFiles:
                 if "does not exist" not in str(e):
                     raise
                 raise FileNotFoundError(f"{root} is not a complete seqwin dataset (no _SUCCESS)") from None
-        self.manifest = json.loads(bytes(_seqwin.read_dataset_file(self.root, "_seqwin.json", self.storage_options)))
+        self.manifest: dict[str, Any] = json.loads(
+            bytes(_seqwin.read_dataset_file(self.root, "_seqwin.json", self.storage_options))
+        )
         parts = self.manifest["partitions"]
-        splits = sorted({p["values"][SPLIT_KEY] for p in parts if p["values"].get(SPLIT_KEY) is not None})
+        splits: list[str] = sorted({p["values"][SPLIT_KEY] for p in parts if p["values"].get(SPLIT_KEY) is not None})
         if split is None:
             if splits and require_split:
                 raise ValueError(
@@ -55,10 +67,12 @@ class DatasetFiles:
                 raise ValueError(f"no split {split!r} in {root}; splits: {splits}")
         self.split = split
         self.splits = splits
-        self.names = [f["name"] for p in parts for f in p["files"]]
-        self._reader = None
+        self.names: list[str] = [f["name"] for p in parts for f in p["files"]]
+        self._reader: _seqwin.RowGroupReader | None = None
         rows = self.reader().row_group_rows() if self.names else []
-        file_of, index_of, rows_of = [], [], []
+        file_of: list[int] = []
+        index_of: list[int] = []
+        rows_of: list[int] = []
         for fi, per_file in enumerate(rows):
             for rg, n in enumerate(per_file):
                 file_of.append(fi)
@@ -69,40 +83,45 @@ class DatasetFiles:
         self.rg_rows = np.asarray(rows_of, dtype=np.int64)
         self.rg_start = np.concatenate([[0], np.cumsum(self.rg_rows)]).astype(np.int64)
         self.windows = int(self.rg_start[-1])
-        self.seq_len = int(self.manifest.get("config", {}).get("windows", {}).get("seq_len", 0)) or None
+        seq_len = int(self.manifest.get("config", {}).get("windows", {}).get("seq_len", 0))
+        self.seq_len: int | None = seq_len or None
 
-    def reader(self):
+    def reader(self) -> _seqwin.RowGroupReader:
         """The Rust reader of this split's files, opened once per process."""
         if self._reader is None:
             self._reader = _seqwin.RowGroupReader(self.root, self.names, self.storage_options)
         return self._reader
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         # Each process (DataLoader worker) opens its own files.
         state = dict(self.__dict__)
         state["_reader"] = None
         return state
 
-    def pairs(self, row_groups):
+    def pairs(self, row_groups: Iterable[int]) -> list[tuple[int, int]]:
         """(file, row group in file) pairs of global row-group ids."""
         return [(int(self.rg_file[g]), int(self.rg_index[g])) for g in row_groups]
 
-    def read(self, row_groups, columns, threads=1):
+    def read(
+        self, row_groups: Iterable[int], columns: Iterable[str], threads: int = 1
+    ) -> dict[str, np.ndarray]:
         """Decodes ``columns`` of the row groups (global ids), concatenated: a dict of numpy arrays."""
         return to_numpy(self.reader().read(self.pairs(row_groups), list(columns), threads))
 
-    def prefetch(self, blocks, columns, ahead, threads=1):
+    def prefetch(
+        self, blocks: Iterable[Iterable[int]], columns: Iterable[str], ahead: int, threads: int = 1
+    ) -> _seqwin.Prefetch:
         """Decodes blocks (lists of global row-group ids) in order on a Rust thread
         (each block's column chunks on up to ``threads`` threads)."""
         return self.reader().prefetch([self.pairs(b) for b in blocks], list(columns), ahead, threads)
 
 
-def to_numpy(stream):
+def to_numpy(stream: _seqwin.ArrowStream) -> dict[str, np.ndarray]:
     """One Arrow batch (a C stream from Rust) as numpy arrays: a
     ``fixed_size_list`` column of ``rows`` lists of ``L`` becomes a
     ``(rows, L)`` view of its values buffer (no copy)."""
     batch = pa.RecordBatchReader.from_stream(stream).read_next_batch()
-    out = {}
+    out: dict[str, np.ndarray] = {}
     for name, col in zip(batch.schema.names, batch.columns):
         if pa.types.is_fixed_size_list(col.type):
             values = col.flatten()

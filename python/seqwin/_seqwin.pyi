@@ -1,6 +1,6 @@
 """Type stubs of ``seqwin._seqwin``, the Rust extension (python/src/lib.rs)."""
 import os
-from typing import Callable, Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence, final
 
 __version__: str
 
@@ -30,3 +30,40 @@ def run(
 ) -> str: ...
 def main(argv: Sequence[str]) -> int: ...
 def window_defaults() -> str: ...
+
+# The trainer-side readers (python/src/loader.rs). ``storage_options`` are the
+# pipeline's storage options (a dict of strings); paths are relative to ``root``,
+# a local directory or an object-store URL.
+
+@final
+class RowGroupReader:
+    """The Parquet files ``root/name`` of a seqwin dataset, opened once."""
+
+    def __init__(
+        self, root: str, names: Sequence[str], storage_options: dict[str, str] | None = None
+    ) -> None: ...
+    def row_group_rows(self) -> list[list[int]]:
+        """Rows of every row group, per file."""
+    def key_value_metadata(self) -> dict[str, str]:
+        """The key-value metadata of the first file (the ``seqwin.*`` keys)."""
+    def read(
+        self, row_groups: Sequence[tuple[int, int]], columns: Sequence[str], threads: int = 1
+    ) -> ArrowStream:
+        """Decodes ``columns`` of ``(file, row group)`` pairs into one batch."""
+    def prefetch(
+        self,
+        blocks: Sequence[Sequence[tuple[int, int]]],
+        columns: Sequence[str],
+        ahead: int,
+        threads: int = 1,
+    ) -> Prefetch:
+        """Decodes ``blocks`` in order on a background thread, ``ahead`` (>= 1) blocks ahead."""
+
+@final
+class Prefetch:
+    """Blocks decoded ahead by a background thread, in order."""
+
+    def next(self) -> ArrowStream | None:
+        """The next block (an Arrow C stream of one batch), ``None`` after the last."""
+
+def read_dataset_file(root: str, name: str, storage_options: dict[str, str] | None = None) -> bytes: ...

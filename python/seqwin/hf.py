@@ -14,12 +14,25 @@ as is::
 :class:`seqwin.WindowDataset` items. Imports torch when called, never on
 ``import seqwin``.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Mapping, Sequence, Union
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+    from typing_extensions import TypeAlias
+
+    #: A batch column as :func:`causal_lm_batch` takes it.
+    ArrayLike: TypeAlias = Union[np.ndarray, torch.Tensor]
 
 IGNORE_INDEX = -100
 
 
-def causal_lm_batch(batch, *, ignore_index=IGNORE_INDEX):
+def causal_lm_batch(
+    batch: Mapping[str, ArrayLike], *, ignore_index: int = IGNORE_INDEX
+) -> dict[str, torch.Tensor]:
     """Model keyword arguments from a seqwin batch (numpy arrays or tensors):
     ``input_ids`` = ``input``, ``shift_labels`` = ``target`` with
     ``ignore_index`` where ``loss_mask`` is 0 (when the batch has one),
@@ -28,7 +41,7 @@ def causal_lm_batch(batch, *, ignore_index=IGNORE_INDEX):
     All int64 tensors, sharing memory with int64 inputs."""
     import torch
 
-    def tensor(x):
+    def tensor(x: ArrayLike) -> torch.Tensor:
         return torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).long()
 
     input_ids = tensor(batch["input"])
@@ -41,7 +54,9 @@ def causal_lm_batch(batch, *, ignore_index=IGNORE_INDEX):
     return out
 
 
-def collate(samples, *, ignore_index=IGNORE_INDEX):
+def collate(
+    samples: Sequence[Mapping[str, np.ndarray]], *, ignore_index: int = IGNORE_INDEX
+) -> dict[str, torch.Tensor]:
     """``data_collator`` for ``Trainer``: a list of :class:`seqwin.WindowDataset`
     items (dicts of ``(seq_len,)`` arrays) to :func:`causal_lm_batch` of their stack."""
     keys = [k for k in ("input", "target", "loss_mask", "position_ids") if k in samples[0]]

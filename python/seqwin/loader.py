@@ -35,6 +35,8 @@ memory-mapped local files (an exact global shuffle).
 :class:`Mix` blends several loaders' sequences by Megatron's rule into one
 sequence of ``samples`` positions and shards and resumes it the same way.
 """
+from __future__ import annotations
+
 import collections
 import hashlib
 import json
@@ -42,10 +44,32 @@ import os
 import pathlib
 import shutil
 import sys
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
 from ._files import DatasetFiles, to_numpy
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+    from typing_extensions import TypeAlias
+
+    from . import _seqwin
+
+    #: Positions, window ids, row-group ids, block keys.
+    Ints: TypeAlias = NDArray[np.int64]
+    #: A batch: column name → batch-first array.
+    Batch: TypeAlias = dict[str, np.ndarray]
+    #: ``[start, end)`` positions of an epoch's sequence ``S``.
+    Interval: TypeAlias = list[int]
+    #: A block's window ids (manifest order) and its shuffle (see :meth:`_Epoch.rows`).
+    Rows: TypeAlias = tuple[Ints, Ints]
+    #: A block for :func:`_batches`: its source, its row groups and its rows.
+    Block: TypeAlias = tuple[int, Ints, Callable[[], Rows]]
+    #: A source for :func:`_batches`: files, columns, prefetch, decode threads, memmaps.
+    Source: TypeAlias = tuple[DatasetFiles, list[str], int, int, Optional[Batch]]
+    #: A decoded block: its arrays, window ids and shuffle.
+    Decoded: TypeAlias = tuple[Batch, Ints, Ints]
 
 DEFAULT_BLOCK_ROW_GROUPS = 4
 DEFAULT_PREFETCH = 1
@@ -53,7 +77,7 @@ DEFAULT_DECODE_THREADS = 2
 STATE_FORMAT = 1
 
 
-def _torch_register(cls):
+def _torch_register(cls: type) -> None:
     """Makes ``cls`` an ``IterableDataset`` for ``DataLoader`` when torch is
     loaded (``isinstance`` only: no torch import here)."""
     data = sys.modules.get("torch.utils.data")
@@ -61,7 +85,7 @@ def _torch_register(cls):
         data.IterableDataset.register(cls)
 
 
-def _dist_rank_world():
+def _dist_rank_world() -> tuple[int, int]:
     dist = sys.modules.get("torch.distributed")
     if dist is not None and dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -70,18 +94,18 @@ def _dist_rank_world():
     return 0, 1
 
 
-def _worker():
+def _worker() -> tuple[int, int]:
     data = sys.modules.get("torch.utils.data")
     info = data.get_worker_info() if data is not None else None
     return (0, 1) if info is None else (info.id, info.num_workers)
 
 
-def _in_worker():
+def _in_worker() -> bool:
     data = sys.modules.get("torch.utils.data")
     return data is not None and data.get_worker_info() is not None
 
 
-def _rng(*key):
+def _rng(*key: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(k) for k in key])))
 
 
@@ -89,18 +113,18 @@ class _Epoch:
     """The global sequence ``S`` of one epoch: blocks of row groups and the
     shuffle of the windows inside each block."""
 
-    def __init__(self, files, seed, epoch, shuffle, k):
+    def __init__(self, files: DatasetFiles, seed: int, epoch: int, shuffle: bool, k: int) -> None:
         self.files, self.seed, self.epoch, self.shuffle = files, seed, epoch, shuffle
         groups = len(files.rg_rows)
         if k == 0:  # one block, the whole split: an exact global shuffle
-            self.blocks = [np.arange(groups)] if groups else []
+            self.blocks: list[Ints] = [np.arange(groups)] if groups else []
         else:
             order = _rng(seed, epoch, 0).permutation(groups) if shuffle else np.arange(groups)
             self.blocks = [order[i : i + k] for i in range(0, groups, k)]
         sizes = np.array([files.rg_rows[b].sum() for b in self.blocks], dtype=np.int64)
         self.block_start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
-    def rows(self, b):
+    def rows(self, b: int) -> Rows:
         """Window ids (manifest order) of block ``b``'s rows, and its shuffle:
         position ``o`` of the block in ``S`` is row ``perm[o]``."""
         f = self.files
@@ -109,13 +133,13 @@ class _Epoch:
         perm = _rng(self.seed, self.epoch, 1, b).permutation(n) if self.shuffle else np.arange(n)
         return ids, perm
 
-    def locate(self, positions):
+    def locate(self, positions: Ints) -> tuple[Ints, Ints]:
         """Block and offset in the block of positions of ``S``."""
         b = np.searchsorted(self.block_start, positions, side="right") - 1
         return b, positions - self.block_start[b]
 
 
-def _share(remaining, world, batch_size, drop_last):
+def _share(remaining: Iterable[Sequence[int]], world: int, batch_size: int, drop_last: bool) -> tuple[int, int]:
     """Per-rank share size ``n`` and the real length of ``R``."""
     total = sum(b - a for a, b in remaining)
     per = world * batch_size
@@ -123,7 +147,9 @@ def _share(remaining, world, batch_size, drop_last):
     return n, total
 
 
-def _positions(remaining, padding, lo, hi):
+def _positions(
+    remaining: Sequence[Sequence[int]], padding: Sequence[Sequence[int]], lo: int, hi: int
+) -> tuple[Ints, NDArray[np.bool_]]:
     """Positions in ``S`` of ``R[lo:hi]`` and whether each is padding: past
     its real windows ``R`` continues with ``padding`` (the padding a resumed
     epoch had left), then repeats itself from the start."""
@@ -131,7 +157,7 @@ def _positions(remaining, padding, lo, hi):
     starts = np.array([a for a, _ in comb], dtype=np.int64)
     cum = np.concatenate([[0], np.cumsum([b - a for a, b in comb])]).astype(np.int64)
     real = sum(b - a for a, b in remaining)
-    e = np.arange(lo, hi, dtype=np.int64)
+    e: Ints = np.arange(lo, hi, dtype=np.int64)
     if real == 0:
         return e[:0], e[:0].astype(bool)
     pad = e >= real
@@ -140,9 +166,9 @@ def _positions(remaining, padding, lo, hi):
     return starts[i] + (e - cum[i]), pad
 
 
-def _runs(positions):
+def _runs(positions: Ints) -> list[Interval]:
     """Positions as ``[start, end)`` runs, in order."""
-    out = []
+    out: list[Interval] = []
     for p in positions.tolist():
         if out and out[-1][1] == p:
             out[-1][1] += 1
@@ -151,9 +177,9 @@ def _runs(positions):
     return out
 
 
-def _intervals(remaining, lo, hi):
+def _intervals(remaining: Iterable[Sequence[int]], lo: int, hi: int) -> list[Interval]:
     """``R[lo:hi]`` (within its real length) as intervals of ``S``."""
-    out = []
+    out: list[Interval] = []
     offset = 0
     for a, b in remaining:
         n = b - a
@@ -164,8 +190,8 @@ def _intervals(remaining, lo, hi):
     return out
 
 
-def _merge(intervals):
-    out = []
+def _merge(intervals: Iterable[Interval]) -> list[Interval]:
+    out: list[Interval] = []
     for a, b in sorted(intervals):
         if out and a <= out[-1][1]:
             out[-1][1] = max(out[-1][1], b)
@@ -174,7 +200,9 @@ def _merge(intervals):
     return out
 
 
-def local_cache(files, columns, cache_dir, threads=1):
+def local_cache(
+    files: DatasetFiles, columns: Sequence[str], cache_dir: str | os.PathLike[str], threads: int = 1
+) -> Batch:
     """The split's ``columns`` decoded into ``cache_dir`` (once; an atomic
     rename publishes it), as read-only memory maps: ``{column: array}``.
     Keyed by the dataset, the split, the manifest and the columns."""
@@ -186,7 +214,7 @@ def local_cache(files, columns, cache_dir, threads=1):
         tmp = pathlib.Path(cache_dir) / f".seqwin-{key}.{os.getpid()}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        out = {}
+        out: dict[str, np.memmap[Any, Any]] = {}
         for g in range(len(files.rg_rows)):
             arrays = files.read([g], columns, threads)
             lo, hi = int(files.rg_start[g]), int(files.rg_start[g + 1])
@@ -210,7 +238,17 @@ def local_cache(files, columns, cache_dir, threads=1):
     return {c: np.asarray(np.load(final / f"{c}.npy", mmap_mode="r")) for c in columns}
 
 
-def _batches(mine, batch_size, key_of, offset_of, block, sources, with_index, source_of=None, on_batch=None):
+def _batches(
+    mine: Sequence[int],
+    batch_size: int,
+    key_of: Ints,
+    offset_of: Ints,
+    block: Callable[[int], Block],
+    sources: Sequence[Source],
+    with_index: bool,
+    source_of: Ints | None = None,
+    on_batch: Callable[[], None] | None = None,
+) -> Iterator[Batch]:
     """The generic read loop: yields the batches ``mine`` (numbers in the
     rank's share) from decoded blocks.
 
@@ -224,19 +262,21 @@ def _batches(mine, batch_size, key_of, offset_of, block, sources, with_index, so
     B = batch_size
     needs = [np.unique(key_of[j * B : (j + 1) * B]) for j in mine]
     # The blocks each source's reader must deliver, in order (simulating the cache below).
-    sequences, held = collections.defaultdict(list), set()
+    sequences: collections.defaultdict[int, list[int]] = collections.defaultdict(list)
+    held: set[int] = set()
     for t, need in enumerate(needs):
         for k in need.tolist():
             if k not in held:
                 sequences[block(k)[0]].append(k)
                 held.add(k)
         held &= set(needs[t + 1].tolist()) if t + 1 < len(needs) else set()
-    streams, pulled = {}, collections.Counter()
+    streams: dict[int, _seqwin.Prefetch] = {}
+    pulled: collections.Counter[int] = collections.Counter()
     for s, seq in sequences.items():
         files, columns, ahead, threads, memmaps = sources[s]
         if memmaps is None:
             streams[s] = files.prefetch([block(k)[1] for k in seq], columns, ahead, threads)
-    cache = {}
+    cache: dict[int, Decoded] = {}
     for t, j in enumerate(mine):
         for k in needs[t].tolist():
             while k not in cache:
@@ -247,7 +287,10 @@ def _batches(mine, batch_size, key_of, offset_of, block, sources, with_index, so
                     continue
                 got = sequences[s][pulled[s]]
                 pulled[s] += 1
-                cache[got] = (to_numpy(streams[s].next()), *block(got)[2]())
+                stream = streams[s].next()
+                # The reader was handed exactly the blocks pulled here: it ends after the last.
+                assert stream is not None, "the prefetch stream ended early"
+                cache[got] = (to_numpy(stream), *block(got)[2]())
         keys, offsets = key_of[j * B : (j + 1) * B], offset_of[j * B : (j + 1) * B]
         batch = _gather(cache, keys, offsets, with_index)
         if with_index and source_of is not None:
@@ -260,7 +303,7 @@ def _batches(mine, batch_size, key_of, offset_of, block, sources, with_index, so
             del cache[k]
 
 
-def _gather(cache, keys, offsets, with_index):
+def _gather(cache: Mapping[int, Decoded], keys: Ints, offsets: Ints, with_index: bool) -> Batch:
     """One batch: C-contiguous ``(batch, ...)`` arrays gathered from decoded blocks."""
     first = int(keys[0])
     if (keys == first).all():
@@ -288,7 +331,26 @@ class _Sharded:
     """Sharding, padding and resume over an epoch's global sequence of
     ``_total()`` positions (shared by :class:`Loader` and :class:`Mix`)."""
 
-    def _setup(self, batch_size, drop_last, rank, world_size):
+    batch_size: int
+    drop_last: bool
+    rank: int
+    world_size: int
+    epoch: int
+    _rank: int | None
+    _world: int | None
+    _remaining: list[Interval]
+    _padding: list[Interval]
+    _consumed: int
+
+    if TYPE_CHECKING:
+        # Defined by the subclasses.
+        def _total(self) -> int:
+            """Positions in an epoch's global sequence."""
+
+        def _config(self) -> dict[str, Any]:
+            """What a saved state must agree with."""
+
+    def _setup(self, batch_size: int, drop_last: bool, rank: int | None, world_size: int | None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = int(batch_size)
@@ -301,14 +363,14 @@ class _Sharded:
         self._consumed = 0
         _torch_register(type(self))
 
-    def _resolve(self):
+    def _resolve(self) -> None:
         rank, world = _dist_rank_world()
         self.rank = rank if self._rank is None else int(self._rank)
         self.world_size = world if self._world is None else int(self._world)
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank must be in [0, world_size={self.world_size}), got {self.rank}")
 
-    def set_epoch(self, epoch):
+    def set_epoch(self, epoch: int) -> None:
         """Starts epoch ``epoch`` from its beginning (its own order)."""
         self._resolve()
         self.epoch = int(epoch)
@@ -316,12 +378,12 @@ class _Sharded:
         self._padding = []
         self._consumed = 0
 
-    def __len__(self):
+    def __len__(self) -> int:
         """Batches this rank yields in this epoch (from the resume point)."""
         n, _ = _share(self._remaining, self.world_size, self.batch_size, self.drop_last)
         return n // self.batch_size
 
-    def _mine(self):
+    def _mine(self) -> tuple[Ints, list[int], Callable[[], None] | None]:
         """This rank's share (positions in the epoch's sequence) and this worker's batches in it."""
         worker, workers = _worker()
         if not _in_worker():
@@ -332,10 +394,10 @@ class _Sharded:
         count = self._count if workers == 1 else None
         return positions, mine, count
 
-    def _count(self):
+    def _count(self) -> None:
         self._consumed += 1
 
-    def state_dict(self, batches=None):
+    def state_dict(self, batches: int | None = None) -> dict[str, Any]:
         """The rest of the epoch after this rank took ``batches`` batches since
         :meth:`set_epoch` or :meth:`load_state_dict` (default: the batches
         iterated in this process — pass the count when a DataLoader with
@@ -346,18 +408,19 @@ class _Sharded:
         n, total = _share(self._remaining, self.world_size, self.batch_size, self.drop_last)
         if not 0 <= c * self.batch_size <= n:
             raise ValueError(f"batches must be in [0, {n // self.batch_size}], got {c}")
-        rest, padding = [], []
+        rest: list[Interval] = []
+        padding: list[Interval] = []
         for r in range(self.world_size):
             lo, hi = r * n + c * self.batch_size, (r + 1) * n
             rest.extend(_intervals(self._remaining, lo, min(hi, total)))
             positions, pad = _positions(self._remaining, self._padding, max(lo, total), max(hi, total))
             padding.extend(_runs(positions[pad]))
-        state = {"format": STATE_FORMAT, "epoch": self.epoch}
+        state: dict[str, Any] = {"format": STATE_FORMAT, "epoch": self.epoch}
         state.update(self._config())
         state.update({"remaining": _merge(rest), "padding": padding})
         return state
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continues an epoch from :meth:`state_dict`, on any number of ranks
         and workers: the next iteration yields exactly the windows not yet
         consumed (plus padding up to equal full batches per rank)."""
@@ -372,7 +435,7 @@ class _Sharded:
         self._padding = [[int(a), int(b)] for a, b in state.get("padding", [])]
         self._consumed = 0
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         self._resolve()  # in the parent: workers cannot see torch.distributed
         return dict(self.__dict__)
 
@@ -415,10 +478,13 @@ class Loader(_Sharded):
     ``IterableDataset``.
     """
 
-    def __init__(self, path, *, batch_size, split=None, columns=(), seed=0, shuffle=True,
-                 block_row_groups=DEFAULT_BLOCK_ROW_GROUPS, drop_last=False, rank=None,
-                 world_size=None, prefetch=DEFAULT_PREFETCH, decode_threads=DEFAULT_DECODE_THREADS,
-                 with_index=False, cache_dir=None, storage_options=None):
+    def __init__(self, path: str | os.PathLike[str], *, batch_size: int, split: str | None = None,
+                 columns: Iterable[str] = (), seed: int = 0, shuffle: bool = True,
+                 block_row_groups: int = DEFAULT_BLOCK_ROW_GROUPS, drop_last: bool = False,
+                 rank: int | None = None, world_size: int | None = None, prefetch: int = DEFAULT_PREFETCH,
+                 decode_threads: int = DEFAULT_DECODE_THREADS, with_index: bool = False,
+                 cache_dir: str | os.PathLike[str] | None = None,
+                 storage_options: Mapping[str, str] | None = None) -> None:
         if block_row_groups < 1:
             raise ValueError(f"block_row_groups must be at least 1, got {block_row_groups}")
         if prefetch < 1:
@@ -435,53 +501,53 @@ class Loader(_Sharded):
         self._setup(batch_size, drop_last, rank, world_size)
 
     @property
-    def windows(self):
+    def windows(self) -> int:
         """Windows in the split."""
         return self.files.windows
 
-    def _total(self):
+    def _total(self) -> int:
         return self.files.windows
 
-    def _k(self):
+    def _k(self) -> int:
         """Row groups per block; 0: one block (the local cache's exact shuffle)."""
         return 0 if self.cache_dir is not None else self.block_row_groups
 
-    def _config(self):
+    def _config(self) -> dict[str, Any]:
         """What a saved state must agree with."""
         return {"seed": self.seed, "shuffle": self.shuffle, "block_row_groups": self._k(),
                 "windows": self.files.windows}
 
-    def _epoch(self, epoch):
+    def _epoch(self, epoch: int) -> _Epoch:
         return _Epoch(self.files, self.seed, epoch, self.shuffle, self._k())
 
-    def _source(self):
+    def _source(self) -> Source:
         memmaps = None
         if self.cache_dir is not None:
             memmaps = local_cache(self.files, self.columns, self.cache_dir, self.decode_threads)
         return (self.files, self.columns, self.prefetch, self.decode_threads, memmaps)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Batch]:
         positions, mine, count = self._mine()
         if not mine:
             return
         epoch = self._epoch(self.epoch)
         b_of, o_of = epoch.locate(positions)
 
-        def block(b):
+        def block(b: int) -> Block:
             return 0, epoch.blocks[b], lambda: epoch.rows(b)
 
         yield from _batches(mine, self.batch_size, b_of, o_of, block, [self._source()], self.with_index,
                             on_batch=count)
 
 
-def blend(weights, samples):
+def blend(weights: Sequence[float], samples: int) -> Ints:
     """Megatron's blending: for each of ``samples`` positions, the dataset
     whose share is furthest behind its weight (``argmax(w * max(i, 1) -
     taken)``). Every prefix of ``i`` positions takes ``w_d * i`` from dataset
     ``d`` up to rounding."""
     w = np.asarray(weights, dtype=np.float64)
-    out = np.empty(samples, dtype=np.int64)
-    taken = np.zeros(len(w), dtype=np.int64)
+    out: Ints = np.empty(samples, dtype=np.int64)
+    taken: Ints = np.zeros(len(w), dtype=np.int64)
     for i in range(samples):
         d = int(np.argmax(w * max(i, 1) - taken))
         out[i] = d
@@ -502,8 +568,9 @@ class Mix(_Sharded):
     loader's position in ``loaders``).
     """
 
-    def __init__(self, loaders, weights, *, batch_size, samples=None, drop_last=False, rank=None,
-                 world_size=None, with_index=False):
+    def __init__(self, loaders: Iterable[Loader], weights: Sequence[float], *, batch_size: int,
+                 samples: int | None = None, drop_last: bool = False, rank: int | None = None,
+                 world_size: int | None = None, with_index: bool = False) -> None:
         self.loaders = list(loaders)
         if not self.loaders or len(self.loaders) != len(weights):
             raise ValueError(f"expected one weight per loader, got {len(weights)} for {len(self.loaders)}")
@@ -515,13 +582,13 @@ class Mix(_Sharded):
             raise ValueError(f"the loaders must select the same columns, got {sorted(columns)}")
         if any(ld.windows == 0 for ld in self.loaders):
             raise ValueError("a mixed split has no windows")
-        self.weights = (w / w.sum()).tolist()
+        self.weights: list[float] = (w / w.sum()).tolist()
         self.samples = int(samples) if samples is not None else sum(ld.windows for ld in self.loaders)
         self.with_index = bool(with_index)
         self._source_of = blend(self.weights, self.samples)
         # position i is the taken[i]-th window dataset source_of[i] gives this epoch
-        self._taken_before = np.zeros(self.samples, dtype=np.int64)
-        counts = np.zeros(len(self.loaders), dtype=np.int64)
+        self._taken_before: Ints = np.zeros(self.samples, dtype=np.int64)
+        counts: Ints = np.zeros(len(self.loaders), dtype=np.int64)
         for d in range(len(self.loaders)):
             where = np.flatnonzero(self._source_of == d)
             self._taken_before[where] = np.arange(len(where))
@@ -529,14 +596,14 @@ class Mix(_Sharded):
         self._per_epoch = counts
         self._setup(batch_size, drop_last, rank, world_size)
 
-    def _total(self):
+    def _total(self) -> int:
         return self.samples
 
-    def _config(self):
+    def _config(self) -> dict[str, Any]:
         return {"weights": self.weights, "samples": self.samples,
                 "datasets": [ld._config() for ld in self.loaders]}
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Batch]:
         positions, mine, count = self._mine()
         if not mine:
             return
@@ -545,10 +612,10 @@ class Mix(_Sharded):
         g = self.epoch * self._per_epoch[d_of] + self._taken_before[positions]
         sizes = np.array([ld.windows for ld in self.loaders], dtype=np.int64)
         ep_of, s_of = g // sizes[d_of], g % sizes[d_of]
-        epochs = {}
-        key_of = np.empty(len(positions), dtype=np.int64)
-        o_of = np.empty(len(positions), dtype=np.int64)
-        blocks = {}
+        epochs: dict[tuple[int, int], _Epoch] = {}
+        key_of: Ints = np.empty(len(positions), dtype=np.int64)
+        o_of: Ints = np.empty(len(positions), dtype=np.int64)
+        blocks: dict[tuple[int, int, int], int] = {}
         for d, ld in enumerate(self.loaders):
             for e in np.unique(ep_of[d_of == d]).tolist():
                 where = np.flatnonzero((d_of == d) & (ep_of == e))
@@ -560,7 +627,7 @@ class Mix(_Sharded):
                 key_of[where], o_of[where] = ids, o
         table = {k: key for key, k in blocks.items()}
 
-        def block(k):
+        def block(k: int) -> Block:
             d, e, b = table[k]
             epoch = epochs[(d, e)]
             return d, epoch.blocks[b], lambda: epoch.rows(b)
