@@ -413,10 +413,13 @@ fn item_04_signals_remove_staging_and_lock_and_keep_the_previous_dataset() {
     env.run_ok(&p, &[]);
     let full = t0.elapsed();
     let mut previous = tree(&env.path("out"));
-    // Delays from a fixed xorshift, 50..800 ms. Before a run starts (the
-    // first few milliseconds after exec: installing the handlers, parsing the
-    // pipeline) a signal keeps its default action and nothing has been
-    // touched yet; the margin keeps a loaded machine from landing there.
+    // Delays from a fixed xorshift, from 50 ms to 50 ms + 60% of a full run
+    // (measured just above, so a slow or loaded machine gets longer delays).
+    // Before a run starts (the first few milliseconds after exec: installing
+    // the handlers, parsing the pipeline) a signal keeps its default action
+    // and nothing has been touched yet; the margin keeps a loaded machine
+    // from landing there.
+    let span = (full.as_millis() as u64 * 6 / 10).max(100);
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     let mut next = move || {
         x ^= x << 13;
@@ -437,8 +440,10 @@ fn item_04_signals_remove_staging_and_lock_and_keep_the_previous_dataset() {
     let mut interrupted = 0;
     for k in 0..trials {
         let sig = signals[k % signals.len()];
-        let delay = Duration::from_millis(50 + next() % 750);
-        let stride = 9 + k;
+        let delay = Duration::from_millis(50 + next() % span);
+        // Each finished run is recognisable by its stride; strides close to
+        // the first run's keep every run about as long.
+        let stride = 9 + k % 4;
         let child = Command::new(env!("CARGO_BIN_EXE_seqwin"))
             .args([
                 "run",
