@@ -8,6 +8,21 @@ use std::path::{Path, PathBuf};
 /// URL schemes that name an object store.
 pub const SCHEMES: &[&str] = &["s3", "s3a", "gs", "az", "azure", "abfs", "abfss"];
 
+/// Characters that make a path a glob; the path components before the first
+/// one holding any of them are its literal root (local) or the listed prefix
+/// (object stores).
+pub const GLOB_CHARS: [char; 3] = ['*', '?', '['];
+
+/// The literal root of a local glob (the components before the first one
+/// holding a glob character), or `None` when `path` is not a glob.
+pub fn glob_root(path: &Path) -> Option<PathBuf> {
+    path.to_string_lossy().contains(GLOB_CHARS).then(|| {
+        path.components()
+            .take_while(|c| !c.as_os_str().to_string_lossy().contains(GLOB_CHARS))
+            .collect()
+    })
+}
+
 /// A classified `source.path` / `sink.path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {

@@ -11,7 +11,7 @@ use super::{
     FILE_TARGET_BYTES, ROW_GROUP_TARGET_BYTES,
 };
 use crate::config::SinkConfig;
-use crate::location::Location;
+use crate::location::{glob_root, Location, GLOB_CHARS};
 use crate::window::{geometry, WindowSpec};
 
 /// Compiles `sink:`; `split` says whether there is a `split:` section.
@@ -191,12 +191,7 @@ fn check_local_sink_place(
     let Some(sink_real) = resolve(sink) else {
         return;
     };
-    let text = source.to_string_lossy();
-    if text.contains(GLOB_CHARS) {
-        let root: PathBuf = source
-            .components()
-            .take_while(|c| !c.as_os_str().to_string_lossy().contains(GLOB_CHARS))
-            .collect();
+    if let Some(root) = glob_root(source) {
         let Some(root_real) = resolve(&root) else {
             return;
         };
@@ -238,9 +233,6 @@ fn check_local_sink_place(
         ));
     }
 }
-
-/// Characters that make a source path a glob (as source discovery reads it).
-const GLOB_CHARS: [char; 3] = ['*', '?', '['];
 
 /// `path` with its longest existing ancestor canonicalized (symbolic links
 /// resolved) and the rest appended as written.

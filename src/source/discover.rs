@@ -10,15 +10,11 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use rayon::prelude::*;
 
 use crate::error::{contain, Error, Result};
+use crate::location::{glob_root, GLOB_CHARS};
 use crate::plan::SourcePlan;
 use crate::store::Remote;
 
 use super::{Opened, RemoteFile};
-
-/// Characters that make a source path a glob; the path components before
-/// the first one holding any of them are the root (local) or the listed
-/// prefix (object stores).
-const GLOB_CHARS: [char; 3] = ['*', '?', '['];
 
 /// A footer that could not be read, or whose reader panicked (`contain`).
 pub(super) fn unreadable(p: &Path, m: impl std::fmt::Display) -> Error {
@@ -163,11 +159,7 @@ pub(super) fn open_remote(plan: &SourcePlan, url: &str) -> Result<(Vec<Result<Op
 /// directories are read relative to.
 pub(super) fn discover(path: &Path) -> Result<(Vec<PathBuf>, PathBuf)> {
     let text = path.to_string_lossy();
-    if text.contains(GLOB_CHARS) {
-        let root: PathBuf = path
-            .components()
-            .take_while(|c| !c.as_os_str().to_string_lossy().contains(GLOB_CHARS))
-            .collect();
+    if let Some(root) = glob_root(path) {
         let options = glob::MatchOptions {
             require_literal_leading_dot: true,
             ..glob::MatchOptions::new()
