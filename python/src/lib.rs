@@ -260,7 +260,8 @@ fn run(
                 let step = Python::attach(|py| -> PyResult<()> {
                     py.check_signals()?;
                     if let Some(cb) = &progress {
-                        if now != shown {
+                        // Nothing to show before the source is open (its total known).
+                        if now != shown && now.1 > 0 {
                             cb.call1(py, now)?;
                         }
                     }

@@ -36,9 +36,10 @@ use parquet::arrow::arrow_reader::{
 };
 use parquet::arrow::ProjectionMask;
 use parquet::file::metadata::ParquetMetaData;
-use parquet::file::reader::{ChunkReader, Length};
+use parquet::file::reader::ChunkReader;
 use pyo3::exceptions::{PyIOError, PyValueError};
 use pyo3::prelude::*;
+use seqwin::store::Ranges;
 
 use crate::{ArrowStream, ErrorSlot};
 
@@ -99,58 +100,16 @@ fn open_remote(url: &str, options: &BTreeMap<String, String>) -> Result<RemoteDi
 }
 
 /// The column chunks of one row group read from a local file, served to the
-/// Parquet decoder as if they were the file.
-struct Chunks {
-    size: u64,
-    /// `(offset, bytes)`, sorted and non-overlapping.
-    parts: Vec<(u64, Bytes)>,
-}
-
-impl Chunks {
-    fn read(file: &File, size: u64, ranges: &[Range<u64>]) -> std::io::Result<Chunks> {
-        let mut parts = Vec::with_capacity(ranges.len());
-        for r in ranges {
-            let mut buf = vec![0u8; (r.end - r.start) as usize];
-            file.read_exact_at(&mut buf, r.start)?;
-            parts.push((r.start, Bytes::from(buf)));
-        }
-        parts.sort_by_key(|p| p.0);
-        Ok(Chunks { size, parts })
+/// Parquet decoder as if they were the file (the same reader as for the
+/// ranges fetched from an object store).
+fn read_chunks(file: &File, size: u64, ranges: &[Range<u64>]) -> std::io::Result<Ranges> {
+    let mut parts = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        let mut buf = vec![0u8; (r.end - r.start) as usize];
+        file.read_exact_at(&mut buf, r.start)?;
+        parts.push((r.start, Bytes::from(buf)));
     }
-
-    fn slice(&self, start: u64, len: Option<usize>) -> parquet::errors::Result<Bytes> {
-        let i = self.parts.partition_point(|(off, _)| *off <= start);
-        if i > 0 {
-            let (off, bytes) = &self.parts[i - 1];
-            let from = (start - off) as usize;
-            let to = len.map_or(bytes.len(), |l| from + l);
-            if to <= bytes.len() {
-                return Ok(bytes.slice(from..to));
-            }
-        }
-        Err(parquet::errors::ParquetError::General(format!(
-            "read at offset {start} outside the column chunks read"
-        )))
-    }
-}
-
-impl Length for Chunks {
-    fn len(&self) -> u64 {
-        self.size
-    }
-}
-
-impl ChunkReader for Chunks {
-    type T = bytes::buf::Reader<Bytes>;
-
-    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
-        use bytes::Buf;
-        Ok(self.slice(start, None)?.reader())
-    }
-
-    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
-        self.slice(start, Some(length))
-    }
+    Ok(Ranges::from_parts(size, parts))
 }
 
 /// Where a file's bytes come from.
@@ -287,7 +246,7 @@ impl Files {
         let batches = match &f.source {
             Bytesource::Local(file) => {
                 let chunks =
-                    Chunks::read(file, f.size, &ranges).map_err(|e| context(e.to_string()))?;
+                    read_chunks(file, f.size, &ranges).map_err(|e| context(e.to_string()))?;
                 decode(chunks, &f.meta, rg, &roots)
             }
             Bytesource::Remote(fetch) => {

@@ -98,6 +98,13 @@ impl Ranges {
         })
     }
 
+    /// Byte ranges already read (from a local file, say): `(offset, bytes)`,
+    /// non-overlapping, in any order.
+    pub fn from_parts(size: u64, mut parts: Vec<(u64, Bytes)>) -> Ranges {
+        parts.sort_by_key(|p| p.0);
+        Ranges { size, parts }
+    }
+
     fn slice(&self, start: u64, len: Option<usize>) -> parquet::errors::Result<Bytes> {
         let i = self.parts.partition_point(|(off, _)| *off <= start);
         if i > 0 {

@@ -5,24 +5,6 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
-/// A corpus big enough that a run takes a noticeable time.
-fn big_corpus(env: &Env) {
-    let docs = random_docs(4000, 1000, 30000, 5);
-    for (k, chunk) in docs.chunks(1000).enumerate() {
-        write_parquet(
-            &env.path(&format!("data/part-{k}.parquet")),
-            &corpus_batch(chunk, (k * 1000) as i64, &["a"]),
-            100,
-        );
-    }
-}
-
-const BIG: &str = "source: {path: data, tokens: tokens, id: doc_id}
-windows: {seq_len: 64, stride: 8, columns: [doc_id, start]}
-split: {fractions: {train: 0.9, val: 0.1}}
-sink: {path: out, partition_by: [split], mode: overwrite, row_group_rows: 2000, max_rows_per_file: 20000}
-";
-
 /// A fresh env with five short documents in `data/`.
 fn small_corpus() -> Env {
     let env = Env::new();
@@ -47,8 +29,8 @@ fn stride_of(env: &Env) -> i64 {
 #[test]
 fn sigkill_at_random_moments_never_leaves_a_partial_dataset() {
     let env = Env::new();
-    big_corpus(&env);
-    let p = env.pipeline("p.yaml", BIG);
+    big_corpus(&env, 4000);
+    let p = env.pipeline("p.yaml", BIG_PIPELINE);
     let t0 = Instant::now();
     env.run_ok(&p, &[]);
     let full = t0.elapsed();
@@ -108,8 +90,8 @@ fn sigkill_at_random_moments_never_leaves_a_partial_dataset() {
 #[test]
 fn killed_first_run_leaves_no_dataset() {
     let env = Env::new();
-    big_corpus(&env);
-    let p = env.pipeline("p.yaml", BIG);
+    big_corpus(&env, 4000);
+    let p = env.pipeline("p.yaml", BIG_PIPELINE);
     let mut child = Command::new(env!("CARGO_BIN_EXE_seqwin"))
         .args(["run", p.to_str().unwrap(), "--quiet"])
         .current_dir(env.dir.path())
@@ -126,8 +108,8 @@ fn killed_first_run_leaves_no_dataset() {
 #[test]
 fn file_size_limit_gives_exit_1_and_no_dataset() {
     let env = Env::new();
-    big_corpus(&env);
-    env.pipeline("p.yaml", BIG);
+    big_corpus(&env, 4000);
+    env.pipeline("p.yaml", BIG_PIPELINE);
     let out = Command::new("sh")
         .arg("-c")
         .arg(format!(
@@ -155,8 +137,8 @@ fn file_size_limit_gives_exit_1_and_no_dataset() {
 #[test]
 fn two_runs_on_one_sink_one_wins() {
     let env = Env::new();
-    big_corpus(&env);
-    let p = env.pipeline("p.yaml", BIG);
+    big_corpus(&env, 4000);
+    let p = env.pipeline("p.yaml", BIG_PIPELINE);
     let first = Command::new(env!("CARGO_BIN_EXE_seqwin"))
         .args(["run", p.to_str().unwrap(), "--quiet"])
         .current_dir(env.dir.path())

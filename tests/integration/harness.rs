@@ -282,3 +282,24 @@ pub fn assert_bad_input(env: &Env, out: &Output, fragments: &[&str]) {
         assert!(!e.contains("seqwin-staging"), "staging left behind: {e}");
     }
 }
+
+/// A corpus big enough that a run takes a noticeable time (about a second
+/// at 12,000 documents): `documents` documents of up to 1,000 tokens in
+/// files of 1,000, row groups of 100.
+pub fn big_corpus(env: &Env, documents: usize) {
+    let docs = random_docs(documents, 1000, 30000, 5);
+    for (k, chunk) in docs.chunks(1000).enumerate() {
+        write_parquet(
+            &env.path(&format!("data/part-{k}.parquet")),
+            &corpus_batch(chunk, (k * 1000) as i64, &["a"]),
+            100,
+        );
+    }
+}
+
+/// The pipeline run over [`big_corpus`].
+pub const BIG_PIPELINE: &str = "source: {path: data, tokens: tokens, id: doc_id}
+windows: {seq_len: 64, stride: 8, columns: [doc_id, start]}
+split: {fractions: {train: 0.9, val: 0.1}}
+sink: {path: out, partition_by: [split], mode: overwrite, row_group_rows: 2000, max_rows_per_file: 20000}
+";

@@ -147,22 +147,21 @@ fn item_01_overwrite_needs_a_real_manifest() {
             &format!("sink.path is not a seqwin dataset ({why}); refusing to overwrite it"),
         )
     };
+    // Refused with exit 2 and this reason, the sink left exactly as it was.
+    let refused_untouched = |why: &str| {
+        let before = tree(&env.path("out"));
+        assert_fails(&env, &run, 2, &refused(why));
+        assert_eq!(tree(&env.path("out")), before);
+    };
 
     // A project directory with an empty `_seqwin.json` and the user's notes.
     std::fs::create_dir_all(env.path("out/sub")).unwrap();
     std::fs::write(env.path("out/_seqwin.json"), "").unwrap();
     std::fs::write(env.path("out/notes.txt"), "precious").unwrap();
     std::fs::write(env.path("out/sub/keep.txt"), "precious").unwrap();
-    let before = tree(&env.path("out"));
-    assert_fails(
-        &env,
-        &run,
-        2,
-        &refused(
-            "_seqwin.json is not a seqwin manifest: EOF while parsing a value at line 1 column 0",
-        ),
+    refused_untouched(
+        "_seqwin.json is not a seqwin manifest: EOF while parsing a value at line 1 column 0",
     );
-    assert_eq!(tree(&env.path("out")), before);
     assert_eq!(env.root_entries(), ["data", "out", "p.yaml"]);
     std::fs::remove_dir_all(env.path("out")).unwrap();
 
@@ -172,14 +171,7 @@ fn item_01_overwrite_needs_a_real_manifest() {
     std::fs::write(env.path("out/checkpoints/step1.pt"), "weights").unwrap();
     std::fs::write(env.path("out/NOTES.md"), "notes").unwrap();
     std::fs::write(env.path("out/split=train/part-00000.parquet.bak"), "x").unwrap();
-    let before = tree(&env.path("out"));
-    assert_fails(
-        &env,
-        &run,
-        2,
-        &refused("it holds what seqwin did not write: NOTES.md, checkpoints/, split=train/part-00000.parquet.bak"),
-    );
-    assert_eq!(tree(&env.path("out")), before);
+    refused_untouched("it holds what seqwin did not write: NOTES.md, checkpoints/, split=train/part-00000.parquet.bak");
     assert_eq!(env.root_entries(), ["data", "out", "p.yaml"]);
     for f in [
         "checkpoints",
@@ -210,19 +202,10 @@ fn item_01_overwrite_needs_a_real_manifest() {
 
     // No `_SUCCESS`, or a listed file missing: not a complete dataset.
     std::fs::remove_file(env.path("out/_SUCCESS")).unwrap();
-    let before = tree(&env.path("out"));
-    assert_fails(&env, &run, 2, &refused("no _SUCCESS"));
-    assert_eq!(tree(&env.path("out")), before);
+    refused_untouched("no _SUCCESS");
     std::fs::write(env.path("out/_SUCCESS"), "").unwrap();
     std::fs::remove_file(env.path("out/split=val/part-00000.parquet")).unwrap();
-    let before = tree(&env.path("out"));
-    assert_fails(
-        &env,
-        &run,
-        2,
-        &refused("files listed in _seqwin.json are missing: split=val/part-00000.parquet"),
-    );
-    assert_eq!(tree(&env.path("out")), before);
+    refused_untouched("files listed in _seqwin.json are missing: split=val/part-00000.parquet");
 
     // A manifest naming a path outside the dataset.
     std::fs::remove_dir_all(env.path("out")).unwrap();
@@ -233,14 +216,9 @@ fn item_01_overwrite_needs_a_real_manifest() {
         text.replace("split=val/part-00000.parquet", "../../etc/passwd"),
     )
     .unwrap();
-    let before = tree(&env.path("out"));
-    assert_fails(
-        &env,
-        &run,
-        2,
-        &refused("_seqwin.json lists `../../etc/passwd`, which is not a path inside the dataset"),
+    refused_untouched(
+        "_seqwin.json lists `../../etc/passwd`, which is not a path inside the dataset",
     );
-    assert_eq!(tree(&env.path("out")), before);
 
     // An untouched dataset is replaced.
     std::fs::remove_dir_all(env.path("out")).unwrap();
@@ -384,31 +362,13 @@ fn item_03_refused_runs_leave_no_lock_and_no_directories() {
     assert_eq!(env.root_entries(), ["data", "new", "out", "p.yaml"]);
 }
 
-/// A corpus big enough that a run takes about a second.
-fn big_corpus(env: &Env) {
-    let docs = random_docs(12000, 1000, 30000, 5);
-    for (k, chunk) in docs.chunks(1000).enumerate() {
-        write_parquet(
-            &env.path(&format!("data/part-{k}.parquet")),
-            &corpus_batch(chunk, (k * 1000) as i64, &["a"]),
-            100,
-        );
-    }
-}
-
-const BIG: &str = "source: {path: data, tokens: tokens, id: doc_id}
-windows: {seq_len: 64, stride: 8, columns: [doc_id, start]}
-split: {fractions: {train: 0.9, val: 0.1}}
-sink: {path: out, partition_by: [split], mode: overwrite, row_group_rows: 2000, max_rows_per_file: 20000}
-";
-
 #[test]
 fn item_04_signals_remove_staging_and_lock_and_keep_the_previous_dataset() {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
     let env = Env::new();
-    big_corpus(&env);
-    let p = env.pipeline("p.yaml", BIG);
+    big_corpus(&env, 12000);
+    let p = env.pipeline("p.yaml", BIG_PIPELINE);
     let t0 = Instant::now();
     env.run_ok(&p, &[]);
     let full = t0.elapsed();
