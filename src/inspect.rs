@@ -248,7 +248,10 @@ fn verify_file(dir: &Path, f: &FileEntry, seq_len: &str) -> Result<()> {
     }
     let data = bytes::Bytes::from(data);
     let reader = contain(
-        || SerializedFileReader::new(data).map_err(|e| bad(dir, format!("{name}: {e}"))),
+        || {
+            crate::footer::check_file(&data).map_err(|e| bad(dir, format!("{name}: {e}")))?;
+            SerializedFileReader::new(data).map_err(|e| bad(dir, format!("{name}: {e}")))
+        },
         |m| bad(dir, format!("{name}: unreadable footer ({m})")),
     )?;
     let md = reader.metadata().file_metadata();

@@ -3,6 +3,11 @@
 
 use std::process::ExitCode;
 
+/// A failed allocation ends the run with a message and removes its staging
+/// directory and lock, instead of aborting.
+#[global_allocator]
+static ALLOCATOR: seqwin::oom::ExitOnOom = seqwin::oom::ExitOnOom;
+
 fn main() -> ExitCode {
     // SIGINT, SIGTERM and SIGHUP cancel a run cleanly (staging and lock removed).
     seqwin::cancel::install();

@@ -238,3 +238,46 @@ fn mutated_pipeline_files_never_panic() {
         "fewer than 90% of mutated pipelines were refused: {outcomes:?}"
     );
 }
+
+/// Both fuzz tests once more in a child process whose address space is
+/// limited to 1 GiB (`ulimit -v`, as in a container): a mutated size that
+/// makes a decoder reserve gigabytes must still end in an error, not in an
+/// abort (which `catch_unwind` cannot contain: the child would die by
+/// SIGABRT).
+#[test]
+fn fuzz_again_under_an_address_space_limit() {
+    use std::os::unix::process::CommandExt;
+    const LIMIT: u64 = 1 << 30;
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "mutated_parquet_files_never_panic",
+        "mutated_pipeline_files_never_panic",
+        "--nocapture",
+    ])
+    .env("MALLOC_ARENA_MAX", "2");
+    // SAFETY: setrlimit is async-signal-safe and touches no parent state.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: LIMIT,
+                rlim_max: LIMIT,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("test result: ok. 2 passed"),
+        "{:?}\n{stdout}\n{stderr}",
+        out.status
+    );
+    let trials: Vec<&str> = stderr.lines().filter(|l| l.contains("trials")).collect();
+    assert_eq!(trials.len(), 2, "{stderr}");
+    eprintln!("under a 1 GiB address-space limit:\n{}", trials.join("\n"));
+}

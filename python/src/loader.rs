@@ -374,6 +374,7 @@ fn open_files(
             let shown = path.display().to_string();
             let file = File::open(&path).map_err(|e| format!("{shown}: {e}"))?;
             let size = file.metadata().map_err(|e| format!("{shown}: {e}"))?.len();
+            seqwin::footer::check_file(&file).map_err(|e| format!("{shown}: {e}"))?;
             let meta = ArrowReaderMetadata::load(&file, options_arrow.clone())
                 .map_err(|e| format!("{shown}: not a readable Parquet file: {e}"))?;
             files.push(OpenFile {

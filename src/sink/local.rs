@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use super::manifest::{Manifest, MANIFEST, SUCCESS};
 use crate::config::SinkMode;
 use crate::error::{Error, Result};
+use crate::oom::{Cleanup, Removal};
 use crate::plan::SinkPlan;
 
 /// The staging directory of a run; removed on drop unless committed.
@@ -29,6 +30,8 @@ pub struct Staging {
     sink: PathBuf,
     dir: PathBuf,
     committed: bool,
+    /// Removes `dir` if the process runs out of memory.
+    _oom: Cleanup,
     /// Dropped after `dir` is removed: the lock and the parents this run made.
     _claim: Claim,
 }
@@ -43,6 +46,8 @@ struct Claim {
     lock: Option<(PathBuf, File)>,
     /// Directories created for the sink's parent, outermost first.
     created: Vec<PathBuf>,
+    /// The same, registered for removal if the process runs out of memory.
+    oom: Vec<Cleanup>,
 }
 
 impl Drop for Claim {
@@ -347,6 +352,9 @@ impl Staging {
             .unwrap_or(Path::new("."));
         let mut claim = Claim::default();
         create_parents(parent, &mut claim.created)?;
+        claim.oom = (claim.created.iter())
+            .map(|d| Cleanup::register(d, Removal::EmptyDir))
+            .collect();
         let lock_path = sibling(&sink, "seqwin.lock");
         let lock = open_lock(&sink, &lock_path)?;
         let busy = || {
@@ -373,6 +381,7 @@ impl Staging {
                 return Err(busy());
             }
         }
+        claim.oom.push(Cleanup::register(&lock_path, Removal::File));
         claim.lock = Some((lock_path, lock));
         let name = sink
             .file_name()
@@ -392,6 +401,7 @@ impl Staging {
         let dir = sibling(&sink, &format!("seqwin-staging-{}", std::process::id()));
         std::fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?;
         Ok(Staging {
+            _oom: Cleanup::register(&dir, Removal::Tree),
             sink,
             dir,
             committed: false,

@@ -40,6 +40,7 @@ pub(super) fn open_local(path: &Path) -> Result<(Vec<Result<Opened>>, PathBuf)> 
             let bytes = file.metadata().map_err(|e| Error::io(p, e))?.len();
             let meta = contain(
                 || {
+                    crate::footer::check_file(&file).map_err(|e| unreadable(p, e))?;
                     ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
                         .map_err(|e| unreadable(p, e))
                 },

@@ -51,6 +51,10 @@ pub fn read_footer(
     let mut bytes = fetch(64 << 10)?;
     let mut reader = ParquetMetaDataReader::new();
     loop {
+        if let Some(meta) = crate::footer::metadata_in_tail(&bytes, size) {
+            crate::footer::check_metadata(meta)
+                .map_err(|e| StoreError::Footer(ParquetError::External(Box::new(e))))?;
+        }
         match reader.try_parse_sized(&bytes, size) {
             Ok(()) => break,
             Err(ParquetError::NeedMoreData(needed)) if (needed as u64) > bytes.len() as u64 => {

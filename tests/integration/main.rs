@@ -9,6 +9,7 @@ mod cli;
 mod determinism;
 mod errors;
 mod faults;
+mod memory;
 mod ordering;
 mod packing;
 mod pipelines;

@@ -520,3 +520,72 @@ def test_failed_overwrite_leaves_the_old_dataset(tmp_path, store):
     assert store.objects("fail/out") == before
     if store.scheme == "s3":
         assert store.uploads("fail/out") == []
+
+
+def test_signals_leave_the_previous_dataset(tmp_path, s3):
+    """24 SIGINT/SIGTERM at random moments of an overwrite into S3 (issue 15):
+    each run either finishes first (the new dataset is in place) or exits
+    128 + signal with the prefix holding exactly the previous dataset — no
+    new data files, no `_seqwin.writing` marker, `_SUCCESS` in place — and
+    no multipart upload left open."""
+    import random
+    import signal
+
+    rng = np.random.default_rng(5)
+    tokens = rng.integers(0, 50_000, size=3_000_000, dtype=np.int32)
+    offsets = np.arange(0, len(tokens) + 1, 3_000, dtype=np.int32)
+    (tmp_path / "big").mkdir()
+    pq.write_table(
+        pa.table({"tokens": pa.ListArray.from_arrays(pa.array(offsets), pa.array(tokens))}),
+        tmp_path / "big" / "a.parquet",
+        row_group_size=50,
+    )
+    (tmp_path / "p.yaml").write_text(
+        f"""
+source: {{path: big, tokens: tokens}}
+windows: {{seq_len: 256, stride: 9}}
+sink: {{path: s3://{BUCKET}/sig/out, mode: overwrite, compression: none, row_group_rows: 256}}
+"""
+    )
+    env = s3.env()
+    started = time.time()
+    r = seqwin(["run", "p.yaml", "--quiet"], tmp_path, env)
+    full = time.time() - started
+    assert r.returncode == 0, r.stderr
+    previous = s3.objects("sig/out")
+    # Delays from 50 ms to 50 ms + 60% of a full run (measured above, so a
+    # loaded machine gets longer delays); each finished run is recognisable
+    # by its stride.
+    pick = random.Random(7)
+    names = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+    trials, interrupted = 24, 0
+    for k in range(trials):
+        sig = [signal.SIGINT, signal.SIGTERM][k % 2]
+        delay = 0.05 + pick.random() * 0.6 * full
+        stride = 9 + k % 4
+        proc = subprocess.Popen(
+            [seqwin_bin(), "run", "p.yaml", "--quiet", "--set", f"windows.stride={stride}"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(delay)
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=300)
+        what = f"trial {k}: {names[sig]} after {delay:.2f} s: exit {proc.returncode}: {stderr}"
+        if proc.returncode == 0:
+            assert stderr == "", what
+            previous = s3.objects("sig/out")
+            assert json.loads(previous["_seqwin.json"])["config"]["windows"]["stride"] == stride, what
+        else:
+            assert proc.returncode == 128 + sig, what
+            assert stderr == (
+                f"seqwin: error: interrupted by {names[sig]}; nothing was written (sink.path is unchanged)\n"
+            ), what
+            assert s3.objects("sig/out") == previous, what
+            interrupted += 1
+        assert s3.uploads("sig/out") == [], what
+    print(f"S3 signals: {interrupted} of {trials} runs interrupted; a full run takes {full:.2f} s")
+    assert interrupted >= trials // 2, f"only {interrupted} of {trials} runs were interrupted (a run takes {full:.2f} s)"

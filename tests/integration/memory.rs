@@ -1,0 +1,184 @@
+//! Issue #15 item 11: out of memory under an address-space limit (a
+//! container, `ulimit -v`, a cluster's memory cap). The run ends with one
+//! message and a clean exit, never SIGABRT: staging and lock removed, the
+//! previous dataset intact; a crafted footer is refused before the Parquet
+//! decoder reserves what it claims.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int32Array, ListArray, RecordBatch};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{DataType, Field};
+
+use crate::harness::*;
+
+const GIB: u64 = 1 << 30;
+
+/// Runs `seqwin ARGS` with its address space limited to `limit` bytes
+/// (`ulimit -v`) and two malloc arenas (so the limit does not depend on the
+/// machine's core count).
+fn seqwin_limited(env: &Env, args: &[&str], limit: u64) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_seqwin"));
+    cmd.args(args)
+        .current_dir(env.dir.path())
+        .env("MALLOC_ARENA_MAX", "2");
+    // SAFETY: setrlimit is async-signal-safe and touches no parent state.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().expect("run seqwin")
+}
+
+/// One document of `len` tokens (`i % 1000`) in `path`.
+fn one_document(path: &Path, len: usize) {
+    let values = Int32Array::from_iter_values((0..len).map(|i| (i % 1000) as i32));
+    let item = Arc::new(Field::new("element", DataType::Int32, true));
+    let list = ListArray::new(
+        item,
+        OffsetBuffer::from_lengths([len]),
+        Arc::new(values),
+        None,
+    );
+    let batch = RecordBatch::try_from_iter([("tokens", Arc::new(list) as ArrayRef)]).unwrap();
+    write_parquet(path, &batch, 1);
+}
+
+/// Splits stderr of an out-of-memory exit into the failed size and the rest.
+fn out_of_memory(out: &Output) -> (Option<i32>, u64, String) {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let rest = stderr
+        .strip_prefix("seqwin: error: out of memory: an allocation of ")
+        .unwrap_or_else(|| panic!("not an out-of-memory message: {stderr}"));
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    (
+        out.status.code(),
+        digits.parse().unwrap(),
+        rest[digits.len()..].to_string(),
+    )
+}
+
+const OOM_TAIL: &str = " bytes failed (an address-space limit such as `ulimit -v`, or the machine's memory); try fewer --threads or smaller windows.seq_len or sink.row_group_rows. Nothing was committed: the run's staging directory and lock are removed, any previous dataset is intact.\n";
+
+#[test]
+fn item_11_out_of_memory_exits_with_a_message_and_keeps_the_previous_dataset() {
+    let env = Env::new();
+    write_parquet(
+        &env.path("data/a.parquet"),
+        &corpus_batch(&random_docs(20, 30, 9, 1), 0, &["x"]),
+        10,
+    );
+    let small = env.pipeline(
+        "small.yaml",
+        "source: {path: data, tokens: tokens}\nwindows: {seq_len: 4}\nsink: {path: out, mode: overwrite}\n",
+    );
+    env.run_ok(&small, &[]);
+    let previous: Vec<(std::path::PathBuf, Vec<u8>)> = dataset_files(&env.path("out"))
+        .into_iter()
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect();
+    let manifest_before = manifest(&env.path("out"));
+
+    // The documented maximum seq_len, stride 1, one document of 2^24 + 20
+    // tokens: every window row is 128 MiB, under a 1 GiB limit.
+    one_document(&env.path("long/a.parquet"), (1 << 24) + 20);
+    let long = env.pipeline(
+        "long.yaml",
+        "source: {path: long, tokens: tokens}\nwindows: {seq_len: 16777216, stride: 1}\nsink: {path: out, mode: overwrite}\n",
+    );
+    // A 200M-token document under 2 GiB: its token values alone are 800 MB.
+    one_document(&env.path("huge/a.parquet"), 200_000_000);
+    let huge = env.pipeline(
+        "huge.yaml",
+        "source: {path: huge, tokens: tokens}\nwindows: {seq_len: 1024}\nsink: {path: out, mode: overwrite}\n",
+    );
+    for (pipeline, limit) in [(&long, GIB), (&huge, 2 * GIB)] {
+        let args = [
+            "run",
+            pipeline.to_str().unwrap(),
+            "--quiet",
+            "--threads",
+            "2",
+        ];
+        let out = seqwin_limited(&env, &args, limit);
+        let (code, size, tail) = out_of_memory(&out);
+        assert_eq!((code, tail.as_str()), (Some(1), OOM_TAIL), "{pipeline:?}");
+        assert!(size >= 1 << 20, "{pipeline:?}: {size} bytes");
+        // Nothing left beside the sink, the previous dataset unchanged.
+        assert_eq!(
+            env.root_entries(),
+            [
+                "data",
+                "huge",
+                "huge.yaml",
+                "long",
+                "long.yaml",
+                "out",
+                "small.yaml"
+            ],
+            "{pipeline:?}"
+        );
+        for (path, bytes) in &previous {
+            assert!(&std::fs::read(path).unwrap() == bytes, "{path:?} changed");
+        }
+        assert_eq!(manifest(&env.path("out")), manifest_before);
+    }
+}
+
+#[test]
+fn item_11_a_crafted_footer_is_refused_before_it_is_decoded() {
+    let env = Env::new();
+    let file = env.path("data/a.parquet");
+    write_parquet(
+        &file,
+        &corpus_batch(&random_docs(20, 30, 9, 1), 0, &["x"]),
+        10,
+    );
+    // Set the `tokens` group's num_children (Thrift field 5, zigzag varint 2)
+    // to 2^31 - 1, the footer growing by four bytes.
+    let bytes = std::fs::read(&file).unwrap();
+    let n = bytes.len();
+    let meta_len = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().unwrap()) as usize;
+    let meta = &bytes[n - 8 - meta_len..n - 8];
+    let at = meta
+        .windows(8)
+        .position(|w| w == b"tokens\x15\x02")
+        .expect("the tokens group's num_children")
+        + 6;
+    let mut crafted = bytes[..n - 8 - meta_len].to_vec();
+    crafted.extend_from_slice(&meta[..at]);
+    crafted.extend_from_slice(&[0x15, 0xfe, 0xff, 0xff, 0xff, 0x0f]);
+    crafted.extend_from_slice(&meta[at + 2..]);
+    crafted.extend_from_slice(&(meta_len as u32 + 4).to_le_bytes());
+    crafted.extend_from_slice(b"PAR1");
+    std::fs::write(&file, crafted).unwrap();
+    let p = env.pipeline(
+        "p.yaml",
+        "source: {path: data, tokens: tokens}\nwindows: {seq_len: 4}\nsink: {path: out}\n",
+    );
+    // Schema elements: the root, doc_id, source, tokens, list, element.
+    let expected = format!(
+        "seqwin: error: {}: not a readable Parquet file: corrupt footer: schema element 3 (\"tokens\") claims 2147483647 children, but only 2 elements follow it\n",
+        file.display()
+    );
+    for command in ["check", "run"] {
+        let out = seqwin_limited(&env, &[command, p.to_str().unwrap()], GIB);
+        assert_eq!(
+            (out.status.code(), String::from_utf8_lossy(&out.stderr)),
+            (Some(2), expected.as_str().into()),
+            "{command}"
+        );
+        assert_eq!(env.root_entries(), ["data", "p.yaml"], "{command}");
+    }
+}
