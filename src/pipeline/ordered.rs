@@ -13,7 +13,7 @@ use super::run::{encode_job, Job, Payload, Run, SpillJob};
 use crate::error::{Error, Result};
 use crate::order::{Keying, Spill};
 use crate::plan::Plan;
-use crate::sink::EncodedRowGroup;
+use crate::sink::{EncodedRowGroup, Take};
 use crate::source::Source;
 use crate::window::geometry::{self, Geometry};
 use crate::window::{materialize, OutputLayout, Token};
@@ -32,12 +32,16 @@ impl<'a, T: Token> Run<'a, T> {
                 if let Some(batch) = spill.read_sorted(b, &output)? {
                     part.batches.push_back(batch);
                 }
-                let finish = b + 1 == buckets;
+                let take = if b + 1 == buckets {
+                    Take::All
+                } else {
+                    Take::Full
+                };
                 let available: usize = part.batches.iter().map(|b| b.num_rows()).sum();
                 let batches = &mut part.batches;
-                let mut take = |n: usize| take_rows(batches, n).map(Payload::<T>::Batch);
+                let mut take_rows = |n: usize| take_rows(batches, n).map(Payload::<T>::Batch);
                 let mut jobs = Vec::new();
-                part.files.cut(available, finish, &mut take, &mut jobs)?;
+                part.files.cut(available, take, &mut take_rows, &mut jobs)?;
                 for e in encode_all(jobs, &self.write.factory, &self.layout, &self.carry_columns)? {
                     self.parts[i].files.append(e)?;
                 }

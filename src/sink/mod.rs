@@ -19,7 +19,7 @@ pub use encode::{encode_row_group, writer_properties};
 pub use local::Staging;
 pub use manifest::{FieldEntry, InputEntry, Manifest, PartitionEntry, MANIFEST, SUCCESS};
 pub use rolling::{
-    EncodedRowGroup, OpenFiles, PartFiles, RowGroupJob, WriteSettings, MAX_OPEN_FILES,
+    EncodedRowGroup, OpenFiles, PartFiles, RowGroupJob, Take, WriteSettings, MAX_OPEN_FILES,
 };
 
 use remote::{RemoteDest, RemoteStaging};

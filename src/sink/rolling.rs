@@ -188,6 +188,18 @@ fn write_error(path: &Path, e: parquet::errors::ParquetError) -> Error {
 /// `PARTS_IN_FLIGHT + 1` upload parts of 8 MiB.)
 pub const MAX_OPEN_FILES: usize = 16;
 
+/// How many of the available rows a cut takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// Whole row groups only; the rest waits for more rows.
+    Full,
+    /// Also one short row group of the rest; its file stays open (the
+    /// run's queued windows exceeded their memory budget).
+    Flush,
+    /// Everything; the file is closed after the last row group.
+    All,
+}
+
 /// The partitions whose current part file is open (from the cut of its first
 /// row group to the cut of its last), least recently used first: at most
 /// `limit` of them.
@@ -212,9 +224,9 @@ impl OpenFiles {
     /// Before `files` cuts `available` rows: when the cut starts a file and
     /// `limit` files are open, the least recently used partitions to close
     /// first (they are no longer counted as open).
-    pub fn admit(&mut self, files: &PartFiles, available: usize, finish: bool) -> Vec<usize> {
+    pub fn admit(&mut self, files: &PartFiles, available: usize, take: Take) -> Vec<usize> {
         let mut evicted = Vec::new();
-        if files.current || !files.would_cut(available, finish) {
+        if files.current || !files.would_cut(available, take) {
             return evicted;
         }
         while self.open.len() >= self.limit {
@@ -356,11 +368,11 @@ impl PartFiles {
     }
 
     /// Whether [`PartFiles::cut`] would cut a row group from `available` rows.
-    fn would_cut(&self, available: usize, finish: bool) -> bool {
+    fn would_cut(&self, available: usize, take: Take) -> bool {
         let planned = if self.current { self.planned } else { 0 };
         let size =
             (self.settings.row_group_rows as u64).min(self.settings.max_rows_per_file - planned);
-        available > 0 && (available as u64 >= size || finish)
+        available > 0 && (available as u64 >= size || take != Take::Full)
     }
 
     /// Ends the file being cut (the next row group starts a new file);
@@ -383,23 +395,23 @@ impl PartFiles {
         Ok(())
     }
 
-    /// Cuts row groups while enough rows are available (all of them when
-    /// `finish`); `take(n)` removes the first `n` rows.
+    /// Cuts row groups while enough rows are available (the rest too unless
+    /// [`Take::Full`]); `take_rows(n)` removes the first `n` rows.
     ///
     /// # Errors
     /// Whatever `take` returns.
     pub fn cut<P>(
         &mut self,
         mut available: usize,
-        finish: bool,
-        take: &mut dyn FnMut(usize) -> Result<P>,
+        take: Take,
+        take_rows: &mut dyn FnMut(usize) -> Result<P>,
         out: &mut Vec<RowGroupJob<P>>,
     ) -> Result<()> {
         let s = &self.settings;
         loop {
             let planned = if self.current { self.planned } else { 0 };
             let size = (s.row_group_rows as u64).min(s.max_rows_per_file - planned) as usize;
-            if available == 0 || (available < size && !finish) {
+            if available == 0 || (available < size && take == Take::Full) {
                 return Ok(());
             }
             let n = size.min(available);
@@ -411,7 +423,8 @@ impl PartFiles {
             }
             available -= n;
             self.planned += n as u64;
-            let close_after = self.planned == s.max_rows_per_file || (finish && available == 0);
+            let close_after =
+                self.planned == s.max_rows_per_file || (take == Take::All && available == 0);
             let file_seq = self.started - 1;
             out.push(RowGroupJob {
                 part: self.part,
@@ -419,7 +432,7 @@ impl PartFiles {
                 row_group: self.row_groups,
                 close_after,
                 name: s.dest.file_name(&part_file_name(&self.dir, file_seq)),
-                payload: take(n)?,
+                payload: take_rows(n)?,
             });
             self.row_groups += 1;
             if close_after {

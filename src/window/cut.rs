@@ -52,6 +52,71 @@ impl<T: ArrowNativeType> Chunk<T> {
     }
 }
 
+/// Moves `windows` onto chunks of their own holding just the tokens they
+/// cover, when they need less than half of the chunk they point into: a
+/// chunk can be a whole decoded row group shared by every partition, and a
+/// few windows waiting for their row group would keep all of it alive.
+/// Consecutive windows of one chunk share one new chunk, made of the runs of
+/// tokens they read. Nothing a window reads changes (tokens, documents,
+/// positions).
+pub fn compact<T: ArrowNativeType>(windows: &mut [WindowRef<T>]) {
+    let mut i = 0;
+    while i < windows.len() {
+        let chunk = Arc::clone(&windows[i].chunk);
+        let mut j = i;
+        while j < windows.len() && Arc::ptr_eq(&windows[j].chunk, &chunk) {
+            j += 1;
+        }
+        let group = &mut windows[i..j];
+        // The token runs the group reads (the target reads one token past
+        // the input), merged where they overlap or touch.
+        let mut ranges: Vec<(usize, usize)> = group
+            .iter()
+            .map(|w| (w.offset, (w.offset + w.len + 1).min(chunk.tokens.len())))
+            .collect();
+        ranges.sort_unstable();
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        for (lo, hi) in ranges {
+            match runs.last_mut() {
+                Some(last) if lo <= last.1 => last.1 = last.1.max(hi),
+                _ => runs.push((lo, hi)),
+            }
+        }
+        let needed: usize = runs.iter().map(|(lo, hi)| hi - lo).sum();
+        if 2 * needed < chunk.tokens.len() {
+            let mut tokens = Vec::with_capacity(needed);
+            let mut spans = Vec::new();
+            let mut bases = Vec::with_capacity(runs.len());
+            for &(lo, hi) in &runs {
+                let base = tokens.len();
+                bases.push(base);
+                tokens.extend_from_slice(&chunk.tokens[lo..hi]);
+                let first = chunk.span_at(lo);
+                spans.extend(
+                    chunk.spans[first..]
+                        .iter()
+                        .take_while(|s| s.at < hi)
+                        .map(|s| DocSpan {
+                            at: base + s.at.saturating_sub(lo),
+                            pos0: s.pos0 + lo.saturating_sub(s.at) as u64,
+                            doc: s.doc.clone(),
+                        }),
+                );
+            }
+            let own = Arc::new(Chunk {
+                tokens: ScalarBuffer::from(tokens),
+                spans,
+            });
+            for w in group {
+                let r = runs.partition_point(|&(lo, _)| lo <= w.offset) - 1;
+                w.offset = bases[r] + (w.offset - runs[r].0);
+                w.chunk = Arc::clone(&own);
+            }
+        }
+        i = j;
+    }
+}
+
 /// One window: a slice of a chunk plus padding.
 #[derive(Debug, Clone)]
 pub struct WindowRef<T: ArrowNativeType> {

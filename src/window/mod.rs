@@ -33,7 +33,9 @@ mod spec;
 mod tests;
 
 pub use account::TokenAccount;
-pub use cut::{document_windows, Chunk, DocBatch, DocRef, Starts, WholeDoc, WindowRef, Windower};
+pub use cut::{
+    compact, document_windows, Chunk, DocBatch, DocRef, Starts, WholeDoc, WindowRef, Windower,
+};
 pub use decode::{decode_tokens, is_token_column, DecodedTokens, Token, TokenError};
 pub use geometry::{Counts, Geometry, Lanes};
 pub use materialize::{materialize, OutputLayout};

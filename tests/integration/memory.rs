@@ -182,3 +182,125 @@ fn item_11_a_crafted_footer_is_refused_before_it_is_decoded() {
         assert_eq!(env.root_entries(), ["data", "p.yaml"], "{command}");
     }
 }
+
+/// Peak RSS in KiB of `seqwin ARGS`, which must succeed. Measured by GNU
+/// `time` (`/usr/bin/time -f %M`), which starts seqwin from its own small
+/// process: a child started from this test process would count this
+/// process's memory (and that of the tests running beside it) in its high
+/// water mark, which `exec` carries over.
+fn peak_rss_kib(env: &Env, args: &[&str]) -> u64 {
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "peak-rss-kib %M", env!("CARGO_BIN_EXE_seqwin")])
+        .args(args)
+        .current_dir(env.dir.path())
+        .output()
+        .expect("GNU time at /usr/bin/time (Debian package `time`)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?}: {stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    last.strip_prefix("peak-rss-kib ")
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in {stderr:?}"))
+}
+
+/// `tokens` tokens as a flat int32 column (one token per row, no id: one
+/// document), in row groups of 2^20 rows.
+fn flat_stream(path: &Path, tokens: usize) {
+    let values = Int32Array::from_iter_values((0..tokens).map(|i| (i * 7919 % 50_000) as i32));
+    let batch = RecordBatch::try_from_iter([("tokens", Arc::new(values) as ArrayRef)]).unwrap();
+    write_parquet(path, &batch, 1 << 20);
+}
+
+/// Issue 14: a flat token stream continues one document across row groups;
+/// its windows used to be sealed only where a document began, so its
+/// buffer grew with the whole stream (+64 MiB from 8M to 24M tokens). Three
+/// times the stream now needs about the same memory (8M tokens: eight row
+/// groups, more than two threads decode ahead, so memory is at its plateau).
+#[test]
+fn a_flat_stream_runs_in_memory_that_does_not_grow_with_it() {
+    let env = Env::new();
+    flat_stream(&env.path("small/a.parquet"), 8 << 20);
+    flat_stream(&env.path("large/a.parquet"), 24 << 20);
+    let mut rss = Vec::new();
+    for dir in ["small", "large"] {
+        let p = env.pipeline(
+            &format!("{dir}.yaml"),
+            &format!("source: {{path: {dir}, tokens: tokens}}\nwindows: {{seq_len: 1024}}\nsink: {{path: out-{dir}}}\n"),
+        );
+        rss.push(peak_rss_kib(
+            &env,
+            &["run", p.to_str().unwrap(), "--quiet", "--threads", "1"],
+        ));
+    }
+    assert_eq!(
+        manifest(&env.path("out-large"))["totals"]["windows"],
+        ((24 << 20) - 1) / 1024
+    );
+    let growth_mib = rss[1].saturating_sub(rss[0]) / 1024;
+    eprintln!(
+        "flat stream: peak RSS {} KiB at 8M tokens, {} KiB at 24M",
+        rss[0], rss[1]
+    );
+    assert!(
+        growth_mib < 24,
+        "peak RSS grew by {growth_mib} MiB ({rss:?} KiB)"
+    );
+}
+
+/// `tokens` tokens in documents of 2,000, each in partition `b{i % 300}`
+/// (a carried column `bucket`), 1,000 documents to a row group.
+fn bucketed(path: &Path, tokens: usize) {
+    let docs = tokens / 2000;
+    let values = Int32Array::from_iter_values((0..tokens).map(|i| (i * 7919 % 50_000) as i32));
+    let item = Arc::new(Field::new("element", DataType::Int32, true));
+    let list = ListArray::new(
+        item,
+        OffsetBuffer::from_lengths(std::iter::repeat_n(2000, docs)),
+        Arc::new(values),
+        None,
+    );
+    let buckets =
+        arrow::array::StringArray::from_iter_values((0..docs).map(|i| format!("b{:03}", i % 300)));
+    let batch = RecordBatch::try_from_iter([
+        ("tokens", Arc::new(list) as ArrayRef),
+        ("bucket", Arc::new(buckets) as ArrayRef),
+    ])
+    .unwrap();
+    write_parquet(path, &batch, 1000);
+}
+
+/// Issue 14: with more partitions than windows per row group, windows wait
+/// in every partition's queue — and each kept the whole decoded row group it
+/// was cut from alive, so memory grew with the corpus (+141 MiB from 16M to
+/// 48M tokens in 300 partitions, one thread). Waiting windows now keep only
+/// their own tokens, and over a budget (reached below 16M tokens here) the
+/// longest queues are written as short row groups.
+#[test]
+fn many_partitions_run_in_memory_that_does_not_grow_with_the_corpus() {
+    let env = Env::new();
+    bucketed(&env.path("small/a.parquet"), 16 << 20);
+    bucketed(&env.path("large/a.parquet"), 48 << 20);
+    let mut rss = Vec::new();
+    for dir in ["small", "large"] {
+        let p = env.pipeline(
+            &format!("{dir}.yaml"),
+            &format!("source: {{path: {dir}, tokens: tokens, carry: [bucket]}}\nwindows: {{seq_len: 1024}}\nsink: {{path: out-{dir}, partition_by: [bucket]}}\n"),
+        );
+        rss.push(peak_rss_kib(
+            &env,
+            &["run", p.to_str().unwrap(), "--quiet", "--threads", "1"],
+        ));
+    }
+    let m = manifest(&env.path("out-large"));
+    assert_eq!(m["totals"]["windows"], (48 << 20) / 2000);
+    assert_eq!(m["partitions"].as_array().unwrap().len(), 300);
+    let growth_mib = rss[1].saturating_sub(rss[0]) / 1024;
+    eprintln!(
+        "300 partitions: peak RSS {} KiB at 16M tokens, {} KiB at 48M",
+        rss[0], rss[1]
+    );
+    assert!(
+        growth_mib < 40,
+        "peak RSS grew by {growth_mib} MiB ({rss:?} KiB)"
+    );
+}

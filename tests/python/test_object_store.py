@@ -532,7 +532,7 @@ def test_signals_leave_the_previous_dataset(tmp_path, s3):
     import signal
 
     rng = np.random.default_rng(5)
-    tokens = rng.integers(0, 50_000, size=3_000_000, dtype=np.int32)
+    tokens = rng.integers(0, 50_000, size=1_500_000, dtype=np.int32)
     offsets = np.arange(0, len(tokens) + 1, 3_000, dtype=np.int32)
     (tmp_path / "big").mkdir()
     pq.write_table(
