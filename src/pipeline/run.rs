@@ -108,6 +108,11 @@ pub(super) struct Run<'a, T: Token> {
     pub(super) row_bytes: u64,
 }
 
+/// Memory for TBPTT's lane/step buckets (write buffers and the bucket being
+/// sorted). The order is fixed by the keys, so a smaller budget only means
+/// more buckets, never other output; there is no key for it.
+pub(super) const TBPTT_MEMORY_BYTES: usize = 96 << 20;
+
 /// Budget of the windows queued (cut, not yet in a row group) over all
 /// partitions, in output row bytes: eight default row groups. Only runs
 /// with many partitions reach it (each holds less than one row group).
@@ -159,12 +164,7 @@ impl<'a, T: Token> Run<'a, T> {
             RowOrder::Shuffle { memory_bytes, .. } => {
                 buckets_for(plan, &source, &layout, memory_bytes)
             }
-            RowOrder::Tbptt { .. } => buckets_for(
-                plan,
-                &source,
-                &layout,
-                (crate::config::DEFAULT_SHUFFLE_MEMORY_MB as usize) << 20,
-            ),
+            RowOrder::Tbptt { .. } => buckets_for(plan, &source, &layout, TBPTT_MEMORY_BYTES),
         };
         let schema = Arc::clone(&layout.schema);
         let row_bytes = crate::window::geometry::row_bytes(&layout.spec);
