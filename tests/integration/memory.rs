@@ -216,35 +216,40 @@ fn flat_stream(path: &Path, tokens: usize) {
 /// buffer grew with the whole stream (+64 MiB from 8M to 24M tokens). Three
 /// times the stream now needs about the same memory (8M tokens: eight row
 /// groups, more than two threads decode ahead, so memory is at its plateau).
+/// Runs `PIPELINE` (a format string over `{dir}`) on one thread on the
+/// corpora in `small/` and `large/` and returns the growth of peak RSS in
+/// MiB from the small one to the large one (printed with `what`).
+fn rss_growth_mib(env: &Env, pipeline: &str, what: &str) -> u64 {
+    let mut rss = Vec::new();
+    for dir in ["small", "large"] {
+        let p = env.pipeline(&format!("{dir}.yaml"), &pipeline.replace("{dir}", dir));
+        rss.push(peak_rss_kib(
+            env,
+            &["run", p.to_str().unwrap(), "--quiet", "--threads", "1"],
+        ));
+    }
+    eprintln!(
+        "{what}: peak RSS {} KiB small, {} KiB large",
+        rss[0], rss[1]
+    );
+    rss[1].saturating_sub(rss[0]) / 1024
+}
+
 #[test]
 fn a_flat_stream_runs_in_memory_that_does_not_grow_with_it() {
     let env = Env::new();
     flat_stream(&env.path("small/a.parquet"), 8 << 20);
     flat_stream(&env.path("large/a.parquet"), 24 << 20);
-    let mut rss = Vec::new();
-    for dir in ["small", "large"] {
-        let p = env.pipeline(
-            &format!("{dir}.yaml"),
-            &format!("source: {{path: {dir}, tokens: tokens}}\nwindows: {{seq_len: 1024}}\nsink: {{path: out-{dir}}}\n"),
-        );
-        rss.push(peak_rss_kib(
-            &env,
-            &["run", p.to_str().unwrap(), "--quiet", "--threads", "1"],
-        ));
-    }
+    let growth_mib = rss_growth_mib(
+        &env,
+        "source: {path: {dir}, tokens: tokens}\nwindows: {seq_len: 1024}\nsink: {path: out-{dir}}\n",
+        "flat stream, 8M and 24M tokens",
+    );
     assert_eq!(
         manifest(&env.path("out-large"))["totals"]["windows"],
         ((24 << 20) - 1) / 1024
     );
-    let growth_mib = rss[1].saturating_sub(rss[0]) / 1024;
-    eprintln!(
-        "flat stream: peak RSS {} KiB at 8M tokens, {} KiB at 24M",
-        rss[0], rss[1]
-    );
-    assert!(
-        growth_mib < 24,
-        "peak RSS grew by {growth_mib} MiB ({rss:?} KiB)"
-    );
+    assert!(growth_mib < 24, "peak RSS grew by {growth_mib} MiB");
 }
 
 /// `tokens` tokens in documents of 2,000, each in partition `b{i % 300}`
@@ -280,27 +285,13 @@ fn many_partitions_run_in_memory_that_does_not_grow_with_the_corpus() {
     let env = Env::new();
     bucketed(&env.path("small/a.parquet"), 16 << 20);
     bucketed(&env.path("large/a.parquet"), 48 << 20);
-    let mut rss = Vec::new();
-    for dir in ["small", "large"] {
-        let p = env.pipeline(
-            &format!("{dir}.yaml"),
-            &format!("source: {{path: {dir}, tokens: tokens, carry: [bucket]}}\nwindows: {{seq_len: 1024}}\nsink: {{path: out-{dir}, partition_by: [bucket]}}\n"),
-        );
-        rss.push(peak_rss_kib(
-            &env,
-            &["run", p.to_str().unwrap(), "--quiet", "--threads", "1"],
-        ));
-    }
+    let growth_mib = rss_growth_mib(
+        &env,
+        "source: {path: {dir}, tokens: tokens, carry: [bucket]}\nwindows: {seq_len: 1024}\nsink: {path: out-{dir}, partition_by: [bucket]}\n",
+        "300 partitions, 16M and 48M tokens",
+    );
     let m = manifest(&env.path("out-large"));
     assert_eq!(m["totals"]["windows"], (48 << 20) / 2000);
     assert_eq!(m["partitions"].as_array().unwrap().len(), 300);
-    let growth_mib = rss[1].saturating_sub(rss[0]) / 1024;
-    eprintln!(
-        "300 partitions: peak RSS {} KiB at 16M tokens, {} KiB at 48M",
-        rss[0], rss[1]
-    );
-    assert!(
-        growth_mib < 40,
-        "peak RSS grew by {growth_mib} MiB ({rss:?} KiB)"
-    );
+    assert!(growth_mib < 40, "peak RSS grew by {growth_mib} MiB");
 }
