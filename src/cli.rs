@@ -14,7 +14,7 @@ use clap::{ArgAction, Parser, Subcommand};
 use serde::Serialize;
 
 use crate::error::panic_message;
-use crate::pipeline::{CheckReport, RunReport};
+use crate::pipeline::{CheckReport, Outcome, RunReport};
 use crate::sink::{FieldEntry, PartitionEntry};
 use crate::window::TokenAccount;
 use crate::{Pipeline, RunOptions};
@@ -205,6 +205,10 @@ fn tune_allocator() {
 struct RunJson<'a> {
     sink: String,
     seqwin_version: &'a str,
+    /// The dataset's version after the run.
+    version: u64,
+    /// `written`, `appended` or `nothing_new`.
+    outcome: &'static str,
     files: usize,
     bytes: u64,
     elapsed_seconds: f64,
@@ -220,6 +224,12 @@ impl<'a> RunJson<'a> {
         RunJson {
             sink: report.sink.display().to_string(),
             seqwin_version: &m.seqwin_version,
+            version: m.version,
+            outcome: match report.outcome {
+                Outcome::Written => "written",
+                Outcome::Appended { .. } => "appended",
+                Outcome::NothingNew => "nothing_new",
+            },
             files: files.clone().count(),
             bytes: files.map(|f| f.bytes).sum(),
             elapsed_seconds: m.elapsed_seconds,

@@ -115,6 +115,18 @@ pub fn is_data_file_name(name: &str) -> bool {
         })
 }
 
+/// The sequence number of a data file name (`part-00012.parquet` and
+/// `part-00012-1.parquet` are both 12); `None` for other names. An append
+/// numbers its files after the largest number of each partition, so its
+/// names never collide with existing ones.
+pub fn data_file_seq(name: &str) -> Option<usize> {
+    if !is_data_file_name(name) {
+        return None;
+    }
+    let stem = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
+    stem.split('-').next()?.parse().ok()
+}
+
 /// Whether a file name (the last path component) is one [`part_file_name`] makes.
 pub fn is_part_file_name(name: &str) -> bool {
     name.strip_prefix("part-")

@@ -16,6 +16,7 @@
 //! sequential steps from the source order alone, so the bytes written are the
 //! same whatever the thread count.
 
+mod append;
 mod ordered;
 mod prepare;
 mod route;
@@ -70,16 +71,60 @@ pub struct ProgressCounter {
 /// What a run wrote.
 #[derive(Debug, Clone)]
 pub struct RunReport {
-    /// The manifest written to `_seqwin.json`.
+    /// The manifest written to `_seqwin.json` (after an append: of the
+    /// whole new version; when there was nothing to append: the current one).
     pub manifest: Manifest,
     /// The dataset directory.
     pub sink: PathBuf,
+    /// What the run did to the dataset.
+    pub outcome: Outcome,
+}
+
+/// What a run did to its sink.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Wrote a new dataset (version 0).
+    Written,
+    /// Appended new input files as a new version.
+    Appended {
+        /// Input files read.
+        inputs: usize,
+        /// Windows written.
+        windows: u64,
+        /// Part files written.
+        files: usize,
+    },
+    /// Every input file was already in the dataset: no new version.
+    NothingNew,
 }
 
 impl RunReport {
     /// The closing paragraph printed by the CLI.
     pub fn summary(&self) -> String {
         let m = &self.manifest;
+        match self.outcome {
+            Outcome::Written => {}
+            Outcome::Appended {
+                inputs,
+                windows,
+                files,
+            } => {
+                return format!(
+                    "seqwin: appended {windows} windows from {inputs} new input file(s) in {files} new file(s) to {} as version {}; it now holds {} windows from {} input files.",
+                    self.sink.display(),
+                    m.version,
+                    m.totals.windows,
+                    m.inputs.len()
+                )
+            }
+            Outcome::NothingNew => {
+                return format!(
+                    "seqwin: nothing to append: every input file is already in version {} of {}; no new version was written.",
+                    m.version,
+                    self.sink.display()
+                )
+            }
+        }
         let t = &m.totals;
         let files: usize = m.partitions.iter().map(|p| p.files.len()).sum();
         let bytes: u64 = m

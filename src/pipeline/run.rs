@@ -13,10 +13,12 @@ use arrow::datatypes::SchemaRef;
 use indicatif::{ProgressBar, ProgressStyle};
 use parquet::arrow::arrow_writer::ArrowRowGroupWriterFactory;
 
+use super::append::{self, Ingested};
 use super::ordered::{buckets_for, scatter_job, ScatteredPart};
 use super::prepare::{prepare, Context, Prepared};
 use super::route::{Event, Router};
-use super::{run_layout, Pipeline, ProgressCounter, RunOptions, RunReport};
+use super::{run_layout, Outcome, Pipeline, ProgressCounter, RunOptions, RunReport};
+use crate::config::SinkMode;
 use crate::error::{Error, Result};
 use crate::order::{Keying, Spill};
 use crate::plan::{Plan, RowOrder};
@@ -104,6 +106,9 @@ pub(super) struct Run<'a, T: Token> {
     pub(super) spill_flush_bytes: usize,
     /// Bytes in the write buffers of every partition's order buckets.
     pub(super) spill_buffered: usize,
+    /// Partition directory → number of its first part file (after the
+    /// existing ones, when appending).
+    pub(super) next_file_seq: HashMap<String, usize>,
 }
 
 impl<'a, T: Token> Run<'a, T> {
@@ -115,9 +120,35 @@ impl<'a, T: Token> Run<'a, T> {
         let started = Instant::now();
         // Declared first, dropped last: a signal during the cleanup below ends the process.
         let _armed = crate::cancel::arm();
-        let source = pool.install(|| Source::open(&plan.source))?;
-        let staging = Target::prepare(&plan.sink)?;
+        let (source, staging) = if plan.sink.mode == SinkMode::Append {
+            // The dataset's state first: it decides which files are new.
+            let staging = Target::prepare(&plan.sink)?;
+            match open_new_files(plan, pool, &staging)? {
+                Some(source) => (source, staging),
+                None => {
+                    let manifest = staging.previous().cloned().ok_or_else(|| {
+                        Error::Internal("an append to an empty sink found no input".into())
+                    })?;
+                    return Ok(RunReport {
+                        manifest,
+                        sink: plan.sink.path.to_path_buf(),
+                        outcome: Outcome::NothingNew,
+                    });
+                }
+            }
+        } else {
+            let source = pool.install(|| Source::open(&plan.source))?;
+            (source, Target::prepare(&plan.sink)?)
+        };
         let layout = run_layout(plan, &source.schema);
+        if let Some(previous) = staging.previous() {
+            let sink = plan.sink.path.to_path_buf();
+            append::check_schema(&sink, previous, &FieldEntry::of_schema(&layout.schema))?;
+        }
+        let next_file_seq = staging
+            .previous()
+            .map(append::next_file_seq)
+            .unwrap_or_default();
         let carry_columns: Vec<usize> = plan
             .source
             .columns
@@ -179,6 +210,7 @@ impl<'a, T: Token> Run<'a, T> {
             spill_buckets,
             spill_flush_bytes,
             spill_buffered: 0,
+            next_file_seq,
         };
         run.main_pass(&ctx, pool, progress.as_ref(), counter)?;
         if plan.order != RowOrder::Source {
@@ -215,6 +247,7 @@ impl<'a, T: Token> Run<'a, T> {
         }
         let manifest = Manifest {
             seqwin_version: crate::VERSION.to_string(),
+            version: 0,
             config: plan.config.redacted(),
             mode: plan.sink.mode,
             inputs: source
@@ -224,6 +257,9 @@ impl<'a, T: Token> Run<'a, T> {
                     path: f.path.display().to_string(),
                     bytes: f.bytes,
                     rows: f.rows,
+                    modified: f.modified.clone(),
+                    etag: f.etag.clone(),
+                    version: 0,
                 })
                 .collect(),
             partitions,
@@ -232,11 +268,23 @@ impl<'a, T: Token> Run<'a, T> {
             partition_by: plan.sink.partition_by.clone(),
             elapsed_seconds: started.elapsed().as_secs_f64(),
         };
+        let (manifest, outcome) = match staging.previous() {
+            Some(previous) => {
+                let outcome = Outcome::Appended {
+                    inputs: manifest.inputs.len(),
+                    windows: manifest.totals.windows,
+                    files: manifest.partitions.iter().map(|p| p.files.len()).sum(),
+                };
+                (append::next_version(previous, manifest), outcome)
+            }
+            None => (manifest, Outcome::Written),
+        };
         crate::cancel::interrupted()?;
         staging.commit(&manifest)?;
         Ok(RunReport {
             manifest,
             sink: plan.sink.path.to_path_buf(),
+            outcome,
         })
     }
 
@@ -277,7 +325,12 @@ impl<'a, T: Token> Run<'a, T> {
                 windower: Windower::new(&self.plan.window, starts),
                 extra: TokenAccount::default(),
                 queue: VecDeque::new(),
-                files: PartFiles::new(self.parts.len(), dir, Arc::clone(&self.write)),
+                files: PartFiles::new(
+                    self.parts.len(),
+                    dir,
+                    Arc::clone(&self.write),
+                    self.next_file_seq.get(dir).copied().unwrap_or(0),
+                ),
                 spill,
                 windows_spilled: 0,
                 batches: VecDeque::new(),
@@ -526,6 +579,37 @@ impl<'a, T: Token> Run<'a, T> {
             }
         }
     }
+}
+
+/// The source of an append: the files its dataset does not hold yet
+/// (`None`: there are none), after checking that the pipeline shapes windows
+/// as the dataset's does and that no ingested file changed.
+///
+/// # Errors
+/// [`Error::Sink`] naming a window-shaping key that differs; [`Error::Input`]
+/// naming a changed file, or a new file that would renumber documents.
+fn open_new_files(
+    plan: &Plan,
+    pool: &rayon::ThreadPool,
+    staging: &Target,
+) -> Result<Option<Source>> {
+    let sink = plan.sink.path.to_path_buf();
+    let Some(previous) = staging.previous() else {
+        return pool.install(|| Source::open(&plan.source)).map(Some);
+    };
+    append::check_config(&sink, previous, &plan.config)?;
+    let ingested = Ingested::new(previous, append::ordinals_show(&plan.config));
+    let select = |stamp: &crate::source::Stamp| ingested.select(stamp);
+    let source = pool.install(|| Source::open_selected(&plan.source, &select, ingested.rows))?;
+    if let Some(s) = &source {
+        if s.flat && plan.source.columns.id.is_none() {
+            return Err(Error::sink(
+                &sink,
+                "sink.mode: append cannot extend a flat token column without `source.id`: the whole source is one document, which new files would continue; set `source.id`, or rebuild with sink.mode: overwrite",
+            ));
+        }
+    }
+    Ok(source)
 }
 
 pub(super) fn encode_job<T: Token>(

@@ -17,7 +17,10 @@ pub mod rolling;
 
 pub use encode::{encode_row_group, writer_properties};
 pub use local::Staging;
-pub use manifest::{FieldEntry, InputEntry, Manifest, PartitionEntry, MANIFEST, SUCCESS};
+pub use manifest::{
+    log_name, log_version, FieldEntry, InputEntry, Manifest, PartitionEntry, LOG_DIR, MANIFEST,
+    SUCCESS,
+};
 pub use rolling::{
     EncodedRowGroup, OpenFiles, PartFiles, RowGroupJob, WriteSettings, MAX_OPEN_FILES,
 };
@@ -98,6 +101,15 @@ impl Target {
                 Ok(Target::Remote(RemoteStaging::prepare(plan, url.as_str())?))
             }
             Location::Local(path) => Ok(Target::Local(Staging::prepare(plan, path)?)),
+        }
+    }
+
+    /// The current version of the dataset an append adds to (`None` for
+    /// other modes, and for an append to a missing or empty sink).
+    pub fn previous(&self) -> Option<&Manifest> {
+        match self {
+            Target::Local(s) => s.previous(),
+            Target::Remote(r) => r.previous(),
         }
     }
 

@@ -1,0 +1,267 @@
+//! `sink.mode: append` (docs/format.md §5.1): what an append may add to an
+//! existing dataset, and how the manifest of the new version is made.
+//!
+//! ```text
+//!   previous manifest ──► same window-shaping settings?  (else exit 2 naming the key)
+//!                    ──► recorded inputs unchanged?      (else exit 2 naming the file)
+//!                    ──► new files only, ordinals continued
+//!   new windows ──► new part files numbered after each partition's last
+//!   previous + new ──► manifest of version + 1
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use crate::config::PipelineConfig;
+use crate::error::{Error, Result};
+use crate::hive::data_file_seq;
+use crate::sink::{FieldEntry, InputEntry, Manifest, PartitionEntry};
+use crate::source::Stamp;
+use crate::window::{ExtraColumn, TokenAccount};
+
+/// The settings that shape windows, in the order they are compared: an
+/// append must use the dataset's values, or existing and new windows would
+/// differ in geometry, columns, split or partitioning.
+const SHAPING_KEYS: &[&str] = &[
+    "source.tokens",
+    "source.id",
+    "source.carry",
+    "windows.seq_len",
+    "windows.stride",
+    "windows.pack",
+    "windows.separator",
+    "windows.remainder",
+    "windows.pad_id",
+    "windows.ignore_index",
+    "windows.dtype",
+    "windows.vocab_size",
+    "windows.columns",
+    "split.fractions",
+    "split.seed",
+    "shuffle.seed",
+    "tbptt.batch_size",
+    "sink.partition_by",
+];
+
+/// The value of a dotted key of a config (`Null` when unset); `stride`
+/// defaults to `seq_len`, and `shuffle.seed` stands for the shuffle itself.
+fn shaping_value(config: &PipelineConfig, key: &str) -> serde_json::Value {
+    let tree = serde_json::to_value(config).unwrap_or_default();
+    let mut node = &tree;
+    for part in key.split('.') {
+        node = match node.get(part) {
+            Some(v) => v,
+            None => &serde_json::Value::Null,
+        };
+    }
+    match (key, node) {
+        ("windows.stride", serde_json::Value::Null) => serde_json::json!(config.windows.seq_len),
+        ("source.carry" | "windows.columns" | "sink.partition_by", serde_json::Value::Null) => {
+            serde_json::json!([])
+        }
+        _ => node.clone(),
+    }
+}
+
+fn show(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "not set".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Checks that `new` shapes windows as `previous` (the dataset's config) did.
+///
+/// # Errors
+/// [`Error::Sink`] naming the first key that differs, expected vs found.
+pub(super) fn check_config(sink: &Path, previous: &Manifest, new: &PipelineConfig) -> Result<()> {
+    for key in SHAPING_KEYS {
+        let (expected, found) = (
+            shaping_value(&previous.config, key),
+            shaping_value(new, key),
+        );
+        if expected != found {
+            return Err(Error::sink(
+                sink,
+                format!(
+                    "sink.mode: append cannot change `{key}`: expected {} (as in version {} of the dataset), found {}; append with the dataset's settings, or write a new dataset with sink.mode: overwrite",
+                    show(&expected),
+                    previous.version,
+                    show(&found)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that the new windows have the dataset's columns (an id or carried
+/// column whose type changed in the new files would make mixed files).
+///
+/// # Errors
+/// [`Error::Sink`] naming the first column that differs.
+pub(super) fn check_schema(sink: &Path, previous: &Manifest, new: &[FieldEntry]) -> Result<()> {
+    let line = |f: Option<&FieldEntry>| {
+        f.map_or("no column".to_string(), |f| {
+            format!(
+                "`{}` {}{}",
+                f.name,
+                f.data_type,
+                if f.nullable { "" } else { " not null" }
+            )
+        })
+    };
+    for k in 0..previous.schema.len().max(new.len()) {
+        let (a, b) = (previous.schema.get(k), new.get(k));
+        if a != b {
+            return Err(Error::sink(
+                sink,
+                format!(
+                    "sink.mode: append would write files with another schema: column {k} expected {}, found {}; write a new dataset with sink.mode: overwrite",
+                    line(a),
+                    line(b)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The input files a dataset has ingested, to pick the new ones.
+#[derive(Debug)]
+pub(super) struct Ingested {
+    by_path: HashMap<PathBuf, InputEntry>,
+    /// The last recorded path in source order, when new files must sort after it.
+    ordered_after: Option<PathBuf>,
+    /// Rows of every recorded file: the first ordinal of the new documents.
+    pub(super) rows: u64,
+}
+
+impl Ingested {
+    /// The recorded inputs of `previous`; `ordinals` says whether documents
+    /// are numbered by their ordinal (no `source.id`) and the ordinal shows
+    /// (a split or a `doc_id` column).
+    pub(super) fn new(previous: &Manifest, ordinals: bool) -> Ingested {
+        let by_path: HashMap<PathBuf, InputEntry> = previous
+            .inputs
+            .iter()
+            .map(|i| (PathBuf::from(&i.path), i.clone()))
+            .collect();
+        Ingested {
+            ordered_after: ordinals.then(|| by_path.keys().max().cloned()).flatten(),
+            rows: previous.inputs.iter().map(|i| i.rows).sum(),
+            by_path,
+        }
+    }
+
+    /// Whether a listed file is new (read it), already ingested and
+    /// unchanged (skip it), or changed since (an error).
+    ///
+    /// # Errors
+    /// [`Error::Input`] naming a recorded file whose size, time or ETag
+    /// changed, or a new file that sorts before an ingested one when
+    /// ordinals number the documents.
+    pub(super) fn select(&self, stamp: &Stamp) -> Result<bool> {
+        let Some(old) = self.by_path.get(&stamp.path) else {
+            if let Some(last) = &self.ordered_after {
+                if stamp.path < *last {
+                    return Err(Error::input(
+                        &stamp.path,
+                        format!(
+                            "this new input file sorts before {}, which the dataset already holds: without `source.id` documents are numbered in source order (docs/format.md §1.4), so appending it would assign splits and doc ids differently from one run over all files; set `source.id`, or name new files so that they sort after the ingested ones",
+                            last.display()
+                        ),
+                    ));
+                }
+            }
+            return Ok(true);
+        };
+        let mut changes = Vec::new();
+        if old.bytes != stamp.bytes {
+            changes.push(format!("size {} bytes, now {}", old.bytes, stamp.bytes));
+        }
+        for (what, was, now) in [
+            ("modified", &old.modified, &stamp.modified),
+            ("etag", &old.etag, &stamp.etag),
+        ] {
+            if was.is_some() && was != now {
+                changes.push(format!(
+                    "{what} {}, now {}",
+                    was.as_deref().unwrap_or_default(),
+                    now.as_deref().unwrap_or("not set")
+                ));
+            }
+        }
+        if changes.is_empty() {
+            return Ok(false);
+        }
+        Err(Error::input(
+            &stamp.path,
+            format!(
+                "this input file changed after version {} ingested it ({}); append never reads a file twice: restore it, put new data in a new file, or rebuild with sink.mode: overwrite",
+                old.version,
+                changes.join(", ")
+            ),
+        ))
+    }
+}
+
+/// Whether documents are numbered by ordinal in a way the output shows.
+pub(super) fn ordinals_show(config: &PipelineConfig) -> bool {
+    config.source.id.is_none()
+        && (config.split.is_some() || config.windows.columns.contains(&ExtraColumn::DocId))
+}
+
+/// The number each partition's next part file gets: one more than the
+/// largest of its files in `previous`.
+pub(super) fn next_file_seq(previous: &Manifest) -> HashMap<String, usize> {
+    previous
+        .partitions
+        .iter()
+        .map(|p| {
+            let next = p
+                .files
+                .iter()
+                .filter_map(|f| data_file_seq(f.name.rsplit('/').next().unwrap_or(&f.name)))
+                .max()
+                .map_or(0, |s| s + 1);
+            (p.path.clone(), next)
+        })
+        .collect()
+}
+
+/// The manifest of the version after `previous`: its inputs and files
+/// followed by the new ones, partition accounts and totals summed.
+pub(super) fn next_version(previous: &Manifest, mut new: Manifest) -> Manifest {
+    let version = previous.version + 1;
+    let mut inputs = previous.inputs.clone();
+    inputs.extend(new.inputs.drain(..).map(|i| InputEntry { version, ..i }));
+    let mut parts: BTreeMap<String, PartitionEntry> = previous
+        .partitions
+        .iter()
+        .map(|p| (p.path.clone(), p.clone()))
+        .collect();
+    for p in new.partitions.drain(..) {
+        match parts.get_mut(&p.path) {
+            Some(old) => {
+                old.account.add(&p.account);
+                old.account.settle();
+                old.files.extend(p.files);
+            }
+            None => {
+                parts.insert(p.path.clone(), p);
+            }
+        }
+    }
+    let mut totals = TokenAccount::default();
+    for p in parts.values() {
+        totals.add(&p.account);
+    }
+    Manifest {
+        version,
+        inputs,
+        partitions: parts.into_values().collect(),
+        totals,
+        ..new
+    }
+}
