@@ -220,7 +220,6 @@ pub fn verify(dir: &Path) -> Result<Inspection> {
         ));
     }
     check_accounts(dir, &manifest)?;
-    let versions = read_versions(dir, &manifest)?;
     let mut listed = std::collections::BTreeSet::new();
     let mut first_file = None;
     let (mut total_bytes, mut total_rows) = (0u64, 0u64);
@@ -236,6 +235,7 @@ pub fn verify(dir: &Path) -> Result<Inspection> {
         }
     }
     let parquet_files_found = check_nothing_else(dir, &listed)?;
+    let versions = read_versions(dir, &manifest)?;
     Ok(Inspection {
         dataset: dir.display().to_string(),
         dir: dir.to_path_buf(),

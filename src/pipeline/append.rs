@@ -233,9 +233,8 @@ pub(super) fn next_file_seq(previous: &Manifest) -> HashMap<String, usize> {
 /// The manifest of the version after `previous`: its inputs and files
 /// followed by the new ones, partition accounts and totals summed.
 pub(super) fn next_version(previous: &Manifest, mut new: Manifest) -> Manifest {
-    let version = previous.version + 1;
     let mut inputs = previous.inputs.clone();
-    inputs.extend(new.inputs.drain(..).map(|i| InputEntry { version, ..i }));
+    inputs.extend(new.inputs.drain(..));
     let mut parts: BTreeMap<String, PartitionEntry> = previous
         .partitions
         .iter()
@@ -258,7 +257,6 @@ pub(super) fn next_version(previous: &Manifest, mut new: Manifest) -> Manifest {
         totals.add(&p.account);
     }
     Manifest {
-        version,
         inputs,
         partitions: parts.into_values().collect(),
         totals,

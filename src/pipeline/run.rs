@@ -247,7 +247,7 @@ impl<'a, T: Token> Run<'a, T> {
         }
         let manifest = Manifest {
             seqwin_version: crate::VERSION.to_string(),
-            version: 0,
+            version: staging.next_version(),
             config: plan.config.redacted(),
             mode: plan.sink.mode,
             inputs: source
@@ -259,7 +259,7 @@ impl<'a, T: Token> Run<'a, T> {
                     rows: f.rows,
                     modified: f.modified.clone(),
                     etag: f.etag.clone(),
-                    version: 0,
+                    version: staging.next_version(),
                 })
                 .collect(),
             partitions,

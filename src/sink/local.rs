@@ -38,6 +38,8 @@ pub struct Staging {
     committed: bool,
     /// The current version of the dataset an append adds to.
     previous: Option<Manifest>,
+    /// The version of the dataset an overwrite replaces.
+    replaced: Option<u64>,
     /// Removes `dir` if the process runs out of memory.
     _oom: Cleanup,
     /// Dropped after `dir` is removed: the lock and the parents this run made.
@@ -168,12 +170,20 @@ pub(crate) fn create_dir_all(dir: &Path) -> Result<()> {
     })
 }
 
-/// Checks that `sink` may be written under `mode`; for an append to a
-/// dataset, returns its current manifest.
-fn check_sink_state(sink: &Path, mode: SinkMode) -> Result<Option<Manifest>> {
+/// What a sink holds before a run writes it.
+#[derive(Debug, Default)]
+struct Found {
+    /// The version of the dataset an overwrite replaces.
+    replaced: Option<u64>,
+    /// The current manifest of the dataset an append adds to.
+    previous: Option<Manifest>,
+}
+
+/// Checks that `sink` may be written under `mode`.
+fn check_sink_state(sink: &Path, mode: SinkMode) -> Result<Found> {
     let meta = match std::fs::symlink_metadata(sink) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Found::default()),
         Err(e) => return Err(Error::io(sink, e)),
     };
     if meta.file_type().is_symlink() {
@@ -187,23 +197,30 @@ fn check_sink_state(sink: &Path, mode: SinkMode) -> Result<Option<Manifest>> {
     }
     let mut entries = std::fs::read_dir(sink).map_err(|e| Error::io(sink, e))?;
     if entries.next().is_none() {
-        return Ok(None);
+        return Ok(Found::default());
     }
     match mode {
         SinkMode::Error => Err(Error::sink(
             sink,
-            "sink.path is not empty (sink.mode: error); remove it or set sink.mode: overwrite or append",
+            "sink.path is not empty (sink.mode: error); remove it or set sink.mode: overwrite",
         )),
-        SinkMode::Overwrite => prove_dataset(sink, "overwrite").map(|_| None),
+        SinkMode::Overwrite => Ok(Found {
+            replaced: Some(prove_dataset(sink, "overwrite")?),
+            previous: None,
+        }),
         SinkMode::Append => {
             prove_dataset(sink, "append to")?;
             let path = sink.join(MANIFEST);
             let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-            serde_json::from_slice(&text).map(Some).map_err(|e| {
+            let previous = serde_json::from_slice(&text).map_err(|e| {
                 Error::sink(
                     sink,
                     format!("{MANIFEST} cannot be read by this seqwin version ({e}); refusing to append to it"),
                 )
+            })?;
+            Ok(Found {
+                replaced: None,
+                previous: Some(previous),
             })
         }
     }
@@ -219,6 +236,9 @@ struct ManifestFiles {
     /// Required: every manifest names its writer.
     #[allow(dead_code)]
     seqwin_version: String,
+    /// The dataset's version (0 before versions existed).
+    #[serde(default)]
+    version: u64,
     partitions: Vec<PartitionFiles>,
 }
 
@@ -239,8 +259,8 @@ struct FileName {
 /// manifest, `_SUCCESS` is present, and the tree holds exactly the files the
 /// manifest lists (as regular files), the directories leading to them, the
 /// manifest, `_SUCCESS` and the version log — no other file, directory or
-/// symbolic link. `verb` names what is refused.
-fn prove_dataset(sink: &Path, verb: &str) -> Result<()> {
+/// symbolic link. `verb` names what is refused. Returns the dataset's version.
+fn prove_dataset(sink: &Path, verb: &str) -> Result<u64> {
     let refuse = |why: String| {
         Err(Error::sink(
             sink,
@@ -342,7 +362,7 @@ fn prove_dataset(sink: &Path, verb: &str) -> Result<()> {
             name_some(missing)
         ));
     }
-    Ok(())
+    Ok(listed.version)
 }
 
 /// The first [`NAMED_PATHS`] of `paths` (sorted), and how many more there are.
@@ -420,7 +440,7 @@ impl Staging {
                 }
             }
         }
-        let previous = check_sink_state(&sink, plan.mode)?;
+        let Found { previous, replaced } = check_sink_state(&sink, plan.mode)?;
         let dir = sibling(&sink, &format!("seqwin-staging-{}", std::process::id()));
         std::fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?;
         Ok(Staging {
@@ -429,6 +449,7 @@ impl Staging {
             dir,
             committed: false,
             previous,
+            replaced,
             _claim: claim,
         })
     }
@@ -437,6 +458,13 @@ impl Staging {
     /// other modes and for an append to a missing or empty path).
     pub fn previous(&self) -> Option<&Manifest> {
         self.previous.as_ref()
+    }
+
+    /// The version number of the dataset this run writes: one more than
+    /// the version it appends to or replaces, 0 for a new dataset.
+    pub fn next_version(&self) -> u64 {
+        let current = self.previous.as_ref().map(|m| m.version).or(self.replaced);
+        current.map_or(0, |v| v + 1)
     }
 
     /// The staging directory.
@@ -464,7 +492,7 @@ impl Staging {
         std::fs::write(&mpath, text).map_err(|e| Error::io(&mpath, e))?;
         let spath = self.dir.join(SUCCESS);
         File::create(&spath).map_err(|e| Error::io(&spath, e))?;
-        let now = check_sink_state(&self.sink, manifest.mode)?;
+        let now = check_sink_state(&self.sink, manifest.mode)?.previous;
         if now.as_ref().map(|m| m.version) != self.previous.as_ref().map(|m| m.version) {
             return Err(Error::sink(
                 &self.sink,

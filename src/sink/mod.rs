@@ -113,6 +113,15 @@ impl Target {
         }
     }
 
+    /// The version number of the dataset this run writes (see
+    /// [`Staging::next_version`]).
+    pub fn next_version(&self) -> u64 {
+        match self {
+            Target::Local(s) => s.next_version(),
+            Target::Remote(r) => r.next_version(),
+        }
+    }
+
     /// Where data files go.
     pub fn dest(&self) -> Dest {
         match self {

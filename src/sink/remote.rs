@@ -12,8 +12,10 @@
 //! A run that fails removes what it wrote (where the store still answers),
 //! puts back the old `_SUCCESS` if the old manifest is still in place, and
 //! never writes `_SUCCESS`. Every run writes its manifest to the version log
-//! (`_seqwin_log/N.json`) before `_seqwin.json`; `overwrite` deletes the old
-//! log in step 2, so that no old version outlives the dataset it describes.
+//! (`_seqwin_log/N.json`) before `_seqwin.json`; `overwrite` numbers its
+//! version after the newest one it replaces and deletes the old log entries
+//! with the old objects in step 5 (one left behind by a crash is older than
+//! the new version, so it is never taken for the current one).
 //!
 //! `append` leaves the current version alone: no marker, `_SUCCESS` stays;
 //! data files are uploaded under names tagged with this run
@@ -77,6 +79,8 @@ pub struct RemoteStaging {
     old: Vec<ObjectMeta>,
     /// The current version an append adds to.
     previous: Option<Manifest>,
+    /// The newest version in the log of the dataset an overwrite replaces.
+    replaced: Option<u64>,
     mode: SinkMode,
     had_success: bool,
     removed_success: bool,
@@ -172,6 +176,10 @@ impl RemoteStaging {
         ));
         let (had_marker, had_success) = (has(&marker_key), has(&success_key));
         let log = key(LOG_DIR)?;
+        let replaced = (old.iter())
+            .filter(|m| m.location.prefix_matches(&log))
+            .filter_map(|m| m.location.filename().and_then(log_version))
+            .max();
         let mut staging = RemoteStaging {
             dest: Arc::new(RemoteDest {
                 remote,
@@ -180,6 +188,7 @@ impl RemoteStaging {
             }),
             old,
             previous,
+            replaced,
             mode: plan.mode,
             had_success,
             removed_success: false,
@@ -204,17 +213,19 @@ impl RemoteStaging {
             staging.dest.remote.delete(&[success_key]).map_err(io)?;
             staging.removed_success = true;
         }
-        let old_log: Vec<Key> = (staging.old.iter())
-            .filter(|m| m.location.prefix_matches(&log))
-            .map(|m| m.location.clone())
-            .collect();
-        staging.dest.remote.delete(&old_log).map_err(io)?;
         Ok(staging)
     }
 
     /// The current version of the dataset an append adds to.
     pub fn previous(&self) -> Option<&Manifest> {
         self.previous.as_ref()
+    }
+
+    /// The version number of the dataset this run writes: one more than
+    /// the version it appends to or the newest one it replaces, else 0.
+    pub fn next_version(&self) -> u64 {
+        let current = self.previous.as_ref().map(|m| m.version).or(self.replaced);
+        current.map_or(0, |v| v + 1)
     }
 
     /// The destination the data files are written to.

@@ -5,6 +5,7 @@
 mod harness;
 
 mod account;
+mod append;
 mod cli;
 mod determinism;
 mod errors;
