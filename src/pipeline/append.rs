@@ -234,7 +234,7 @@ pub(super) fn next_file_seq(previous: &Manifest) -> HashMap<String, usize> {
 /// followed by the new ones, partition accounts and totals summed.
 pub(super) fn next_version(previous: &Manifest, mut new: Manifest) -> Manifest {
     let mut inputs = previous.inputs.clone();
-    inputs.extend(new.inputs.drain(..));
+    inputs.append(&mut new.inputs);
     let mut parts: BTreeMap<String, PartitionEntry> = previous
         .partitions
         .iter()
