@@ -10,7 +10,7 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
@@ -127,14 +127,20 @@ pub(super) fn check_schema(sink: &Path, previous: &Manifest, new: &[FieldEntry])
     Ok(())
 }
 
-/// The input files a dataset has ingested, to pick the new ones.
+/// The input files a dataset has ingested, to pick the new ones. Files are
+/// recognised by their path relative to the source's root (the whole path
+/// for entries of manifests that did not record it).
 #[derive(Debug)]
 pub(super) struct Ingested {
-    by_path: HashMap<PathBuf, InputEntry>,
-    /// The last recorded path in source order, when new files must sort after it.
-    ordered_after: Option<PathBuf>,
+    by_key: HashMap<String, InputEntry>,
+    /// The last recorded input in source order, when new files must sort after it.
+    ordered_after: Option<InputEntry>,
     /// Rows of every recorded file: the first ordinal of the new documents.
     pub(super) rows: u64,
+}
+
+fn key_of(entry: &InputEntry) -> &str {
+    entry.rel_path.as_deref().unwrap_or(&entry.path)
 }
 
 impl Ingested {
@@ -142,15 +148,20 @@ impl Ingested {
     /// are numbered by their ordinal (no `source.id`) and the ordinal shows
     /// (a split or a `doc_id` column).
     pub(super) fn new(previous: &Manifest, ordinals: bool) -> Ingested {
-        let by_path: HashMap<PathBuf, InputEntry> = previous
-            .inputs
-            .iter()
-            .map(|i| (PathBuf::from(&i.path), i.clone()))
-            .collect();
         Ingested {
-            ordered_after: ordinals.then(|| by_path.keys().max().cloned()).flatten(),
+            by_key: (previous.inputs.iter())
+                .map(|i| (key_of(i).to_string(), i.clone()))
+                .collect(),
+            ordered_after: ordinals
+                .then(|| {
+                    previous
+                        .inputs
+                        .iter()
+                        .max_by(|a, b| key_of(a).cmp(key_of(b)))
+                })
+                .flatten()
+                .cloned(),
             rows: previous.inputs.iter().map(|i| i.rows).sum(),
-            by_path,
         }
     }
 
@@ -162,14 +173,16 @@ impl Ingested {
     /// changed, or a new file that sorts before an ingested one when
     /// ordinals number the documents.
     pub(super) fn select(&self, stamp: &Stamp) -> Result<bool> {
-        let Some(old) = self.by_path.get(&stamp.path) else {
+        let recorded = (self.by_key.get(&stamp.rel))
+            .or_else(|| self.by_key.get(stamp.path.to_string_lossy().as_ref()));
+        let Some(old) = recorded else {
             if let Some(last) = &self.ordered_after {
-                if stamp.path < *last {
+                if Path::new(&stamp.rel) < Path::new(key_of(last)) {
                     return Err(Error::input(
                         &stamp.path,
                         format!(
                             "this new input file sorts before {}, which the dataset already holds: without `source.id` documents are numbered in source order (docs/format.md §1.4), so appending it would assign splits and doc ids differently from one run over all files; set `source.id`, or name new files so that they sort after the ingested ones",
-                            last.display()
+                            last.path
                         ),
                     ));
                 }

@@ -255,6 +255,7 @@ impl<'a, T: Token> Run<'a, T> {
                 .iter()
                 .map(|f| InputEntry {
                     path: f.path.display().to_string(),
+                    rel_path: Some(f.rel.clone()),
                     bytes: f.bytes,
                     rows: f.rows,
                     modified: f.modified.clone(),

@@ -67,6 +67,11 @@ pub struct PartitionEntry {
 pub struct InputEntry {
     /// Path as resolved.
     pub path: String,
+    /// The path relative to the source's root (`/`-separated): how append
+    /// recognises the file whatever the working directory or the spelling
+    /// of `source.path` (absent in manifests written before append).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rel_path: Option<String>,
     /// Size in bytes.
     pub bytes: u64,
     /// Rows.

@@ -48,6 +48,7 @@ pub(super) fn open_local(
             .map_err(|e| Error::input(&p, format!("cannot open input file: {e}")))?;
         let stamp = Stamp {
             modified: mtime_text(&meta),
+            rel: relative(&p, &root),
             path: p,
             bytes: meta.len(),
             etag: None,
@@ -169,8 +170,10 @@ pub(super) fn open_remote(
     }
     let mut kept = Vec::with_capacity(found.len());
     for m in found {
+        let path = remote.display(&m.location);
         let stamp = Stamp {
-            path: remote.display(&m.location),
+            rel: relative(&path, &root),
+            path,
             bytes: m.size,
             modified: Some(m.last_modified.to_rfc3339()),
             etag: m.e_tag.clone(),
@@ -205,6 +208,17 @@ pub(super) fn open_remote(
         })
         .collect();
     Ok((opened, root))
+}
+
+/// `path` relative to the source root, `/`-separated (the whole path when
+/// it is not below the root).
+fn relative(path: &Path, root: &Path) -> String {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    parts.join("/")
 }
 
 /// Lists the files of a source path, sorted, with the root that hive

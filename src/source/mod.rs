@@ -31,6 +31,10 @@ use crate::plan::SourcePlan;
 pub struct Stamp {
     /// Path (or URL) as resolved.
     pub path: PathBuf,
+    /// The path relative to the source's root (directory, glob root, or a
+    /// single file's directory), `/`-separated: the same whatever the
+    /// working directory or the spelling of `source.path`.
+    pub rel: String,
     /// Size in bytes.
     pub bytes: u64,
     /// Local mtime as `SECONDS.NANOSECONDS`, or an object's `Last-Modified` (RFC 3339).
@@ -54,6 +58,8 @@ pub struct InputFile {
     pub modified: Option<String>,
     /// An object's ETag.
     pub etag: Option<String>,
+    /// The path relative to the source's root (see [`Stamp::rel`]).
+    pub rel: String,
     /// Rows in the file.
     pub rows: u64,
     /// Hive partition values from the directories, in key order of the first file.
@@ -232,6 +238,7 @@ impl Source {
                 bytes,
                 modified: stamp.modified,
                 etag: stamp.etag,
+                rel: stamp.rel,
                 rows: first_row,
                 hive,
                 meta,

@@ -272,6 +272,16 @@ fn nothing_new_succeeds_without_a_new_version() {
     );
     assert_eq!(tree(&env.path("out")), before);
     assert_eq!(env.root_entries(), ["data", "out", "p.yaml"]);
+    // Files are recognised whatever the spelling of the pipeline's path
+    // (here relative, so `source.path` resolves to `data`, not `/tmp/…/data`).
+    let out = env.seqwin(&["run", "p.yaml"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).starts_with("seqwin: nothing to append"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(tree(&env.path("out")), before);
     let json = env.seqwin(&["run", p.to_str().unwrap(), "--json"]);
     let j: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(
