@@ -251,10 +251,13 @@ struct CheckJson<'a> {
     bytes: u64,
     schema: Vec<FieldEntry>,
     config: &'a crate::config::PipelineConfig,
+    /// `sink.mode: append` to an existing dataset: what the run would add.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    append: Option<&'a crate::pipeline::AppendCheck>,
 }
 
 impl<'a> CheckJson<'a> {
-    fn new(pipeline: &Path, p: &'a Pipeline, r: &CheckReport) -> CheckJson<'a> {
+    fn new(pipeline: &Path, p: &'a Pipeline, r: &'a CheckReport) -> CheckJson<'a> {
         CheckJson {
             pipeline: pipeline.display().to_string(),
             files: r.files,
@@ -264,6 +267,7 @@ impl<'a> CheckJson<'a> {
             bytes: r.bytes,
             schema: FieldEntry::of_schema(&r.schema),
             config: &p.plan().config,
+            append: r.append.as_ref(),
         }
     }
 }
@@ -318,6 +322,22 @@ fn execute(cli: Cli) -> crate::Result<()> {
             );
             for f in r.schema.fields() {
                 println!("    {}: {}", f.name(), f.data_type());
+            }
+            if let Some(a) = &r.append {
+                println!(
+                    "  append: version {} holds {} input file(s); {}",
+                    a.version,
+                    a.ingested,
+                    if a.new_files == 0 {
+                        "no new input file: nothing to append".to_string()
+                    } else {
+                        format!(
+                            "{} new input file(s) would make version {} (the input and estimate above are theirs)",
+                            a.new_files,
+                            a.version + 1
+                        )
+                    }
+                );
             }
         }
         Command::Stats {

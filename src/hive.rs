@@ -151,3 +151,26 @@ pub fn directory_values(root: &Path, file: &Path) -> Vec<(String, String)> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_file_numbers() {
+        assert_eq!(data_file_seq("part-00012.parquet"), Some(12));
+        assert_eq!(data_file_seq("part-00012-1.parquet"), Some(12));
+        assert_eq!(
+            data_file_seq("part-123456-17646551234567890120001234.parquet"),
+            Some(123456)
+        );
+        for other in [
+            "part-12.parquet",
+            "part-00012.parquet.bak",
+            "x.parquet",
+            "part-00012-a.parquet",
+        ] {
+            assert_eq!(data_file_seq(other), None, "{other}");
+        }
+    }
+}

@@ -12,11 +12,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use super::{AppendCheck, Outcome};
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
 use crate::hive::data_file_seq;
+use crate::plan::Plan;
+use crate::sink::Target;
 use crate::sink::{FieldEntry, InputEntry, Manifest, PartitionEntry};
-use crate::source::Stamp;
+use crate::source::{Source, Stamp};
 use crate::window::{ExtraColumn, TokenAccount};
 
 /// The settings that shape windows, in the order they are compared: an
@@ -243,9 +246,25 @@ pub(super) fn next_file_seq(previous: &Manifest) -> HashMap<String, usize> {
         .collect()
 }
 
+/// The manifest a run commits and what it did: `manifest` as it stands for
+/// a new dataset, or the next version of `previous` for an append.
+pub(super) fn finish(previous: Option<&Manifest>, manifest: Manifest) -> (Manifest, Outcome) {
+    match previous {
+        Some(previous) => {
+            let outcome = Outcome::Appended {
+                inputs: manifest.inputs.len(),
+                windows: manifest.totals.windows,
+                files: manifest.partitions.iter().map(|p| p.files.len()).sum(),
+            };
+            (next_version(previous, manifest), outcome)
+        }
+        None => (manifest, Outcome::Written),
+    }
+}
+
 /// The manifest of the version after `previous`: its inputs and files
 /// followed by the new ones, partition accounts and totals summed.
-pub(super) fn next_version(previous: &Manifest, mut new: Manifest) -> Manifest {
+fn next_version(previous: &Manifest, mut new: Manifest) -> Manifest {
     let mut inputs = previous.inputs.clone();
     inputs.append(&mut new.inputs);
     let mut parts: BTreeMap<String, PartitionEntry> = previous
@@ -275,4 +294,65 @@ pub(super) fn next_version(previous: &Manifest, mut new: Manifest) -> Manifest {
         totals,
         ..new
     }
+}
+
+/// The source of an append: the files its dataset does not hold yet
+/// (`None`: there are none), after checking that the pipeline shapes windows
+/// as the dataset's does and that no ingested file changed.
+///
+/// # Errors
+/// [`Error::Sink`] naming a window-shaping key that differs; [`Error::Input`]
+/// naming a changed file, or a new file that would renumber documents.
+pub(super) fn open_new_files(
+    plan: &Plan,
+    pool: &rayon::ThreadPool,
+    staging: &Target,
+) -> Result<Option<Source>> {
+    let sink = plan.sink.path.to_path_buf();
+    let Some(previous) = staging.previous() else {
+        return pool.install(|| Source::open(&plan.source)).map(Some);
+    };
+    check_config(&sink, previous, &plan.config)?;
+    let ingested = Ingested::new(previous, ordinals_show(&plan.config));
+    let select = |stamp: &crate::source::Stamp| ingested.select(stamp);
+    let source = pool.install(|| Source::open_selected(&plan.source, &select, ingested.rows))?;
+    if let Some(s) = &source {
+        if s.flat && plan.source.columns.id.is_none() {
+            return Err(Error::sink(
+                &sink,
+                "sink.mode: append cannot extend a flat token column without `source.id`: the whole source is one document, which new files would continue; set `source.id`, or rebuild with sink.mode: overwrite",
+            ));
+        }
+    }
+    Ok(source)
+}
+
+/// What `seqwin check` says of an append: which files of `source` are new
+/// (by index), and the dataset's state (`None` when there is no dataset yet).
+///
+/// # Errors
+/// As [`open_new_files`]: a window-shaping key that differs, a changed file.
+pub(super) fn plan(plan: &Plan, source: &Source) -> Result<(Vec<bool>, Option<AppendCheck>)> {
+    let Some(previous) = crate::sink::current_version(&plan.sink)? else {
+        return Ok((vec![true; source.files.len()], None));
+    };
+    check_config(&plan.sink.path.to_path_buf(), &previous, &plan.config)?;
+    let ingested = Ingested::new(&previous, ordinals_show(&plan.config));
+    let new = (source.files.iter())
+        .map(|f| {
+            ingested.select(&Stamp {
+                path: f.path.clone(),
+                rel: f.rel.clone(),
+                bytes: f.bytes,
+                modified: f.modified.clone(),
+                etag: f.etag.clone(),
+            })
+        })
+        .collect::<Result<Vec<bool>>>()?;
+    let check = AppendCheck {
+        version: previous.version,
+        ingested: previous.inputs.len(),
+        new_files: new.iter().filter(|n| **n).count(),
+    };
+    Ok((new, Some(check)))
 }

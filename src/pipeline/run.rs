@@ -13,7 +13,7 @@ use arrow::datatypes::SchemaRef;
 use indicatif::{ProgressBar, ProgressStyle};
 use parquet::arrow::arrow_writer::ArrowRowGroupWriterFactory;
 
-use super::append::{self, Ingested};
+use super::append;
 use super::ordered::{buckets_for, scatter_job, ScatteredPart};
 use super::prepare::{prepare, Context, Prepared};
 use super::route::{Event, Router};
@@ -123,7 +123,7 @@ impl<'a, T: Token> Run<'a, T> {
         let (source, staging) = if plan.sink.mode == SinkMode::Append {
             // The dataset's state first: it decides which files are new.
             let staging = Target::prepare(&plan.sink)?;
-            match open_new_files(plan, pool, &staging)? {
+            match append::open_new_files(plan, pool, &staging)? {
                 Some(source) => (source, staging),
                 None => {
                     let manifest = staging.previous().cloned().ok_or_else(|| {
@@ -269,17 +269,7 @@ impl<'a, T: Token> Run<'a, T> {
             partition_by: plan.sink.partition_by.clone(),
             elapsed_seconds: started.elapsed().as_secs_f64(),
         };
-        let (manifest, outcome) = match staging.previous() {
-            Some(previous) => {
-                let outcome = Outcome::Appended {
-                    inputs: manifest.inputs.len(),
-                    windows: manifest.totals.windows,
-                    files: manifest.partitions.iter().map(|p| p.files.len()).sum(),
-                };
-                (append::next_version(previous, manifest), outcome)
-            }
-            None => (manifest, Outcome::Written),
-        };
+        let (manifest, outcome) = append::finish(staging.previous(), manifest);
         crate::cancel::interrupted()?;
         staging.commit(&manifest)?;
         Ok(RunReport {
@@ -580,37 +570,6 @@ impl<'a, T: Token> Run<'a, T> {
             }
         }
     }
-}
-
-/// The source of an append: the files its dataset does not hold yet
-/// (`None`: there are none), after checking that the pipeline shapes windows
-/// as the dataset's does and that no ingested file changed.
-///
-/// # Errors
-/// [`Error::Sink`] naming a window-shaping key that differs; [`Error::Input`]
-/// naming a changed file, or a new file that would renumber documents.
-fn open_new_files(
-    plan: &Plan,
-    pool: &rayon::ThreadPool,
-    staging: &Target,
-) -> Result<Option<Source>> {
-    let sink = plan.sink.path.to_path_buf();
-    let Some(previous) = staging.previous() else {
-        return pool.install(|| Source::open(&plan.source)).map(Some);
-    };
-    append::check_config(&sink, previous, &plan.config)?;
-    let ingested = Ingested::new(previous, append::ordinals_show(&plan.config));
-    let select = |stamp: &crate::source::Stamp| ingested.select(stamp);
-    let source = pool.install(|| Source::open_selected(&plan.source, &select, ingested.rows))?;
-    if let Some(s) = &source {
-        if s.flat && plan.source.columns.id.is_none() {
-            return Err(Error::sink(
-                &sink,
-                "sink.mode: append cannot extend a flat token column without `source.id`: the whole source is one document, which new files would continue; set `source.id`, or rebuild with sink.mode: overwrite",
-            ));
-        }
-    }
-    Ok(source)
 }
 
 pub(super) fn encode_job<T: Token>(

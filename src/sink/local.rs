@@ -226,6 +226,15 @@ fn check_sink_state(sink: &Path, mode: SinkMode) -> Result<Found> {
     }
 }
 
+/// The manifest of the current version of the dataset at `sink`, read
+/// without locking or writing anything (`None` for a missing or empty path).
+///
+/// # Errors
+/// As [`Staging::prepare`] under `append`.
+pub fn current_version(sink: &Path) -> Result<Option<Manifest>> {
+    check_sink_state(sink, SinkMode::Append).map(|found| found.previous)
+}
+
 /// Paths named in messages before "and N more".
 const NAMED_PATHS: usize = 5;
 

@@ -89,6 +89,20 @@ pub fn check_partition_dir(
     Ok(())
 }
 
+/// The manifest of the current version of the dataset at `plan.path`, read
+/// without locking or writing anything (`None` when there is no dataset):
+/// what an append would add to.
+///
+/// # Errors
+/// [`Error::Sink`] when the path holds something other than a seqwin
+/// dataset; [`Error::Io`].
+pub fn current_version(plan: &SinkPlan) -> Result<Option<Manifest>> {
+    match &plan.path {
+        Location::Local(path) => local::current_version(path),
+        Location::Remote(url) => remote::current_version(plan, url.as_str()),
+    }
+}
+
 impl Target {
     /// Prepares the sink of `plan` (see [`Staging::prepare`] and
     /// [`RemoteStaging::prepare`]).

@@ -340,6 +340,34 @@ impl RemoteStaging {
     }
 }
 
+/// The manifest of the current version of the dataset at `url`, without
+/// writing anything (`None` for an empty prefix).
+///
+/// # Errors
+/// As [`RemoteStaging::prepare`] under `append`.
+pub fn current_version(plan: &SinkPlan, url: &str) -> Result<Option<Manifest>> {
+    let remote = Remote::open(url, &plan.storage_options).map_err(|e| Error::sink_store(url, e))?;
+    let old = remote.list(&remote.prefix).map_err(|e| {
+        Error::sink(
+            url,
+            format!("cannot list the sink: {}", store::describe(&e)),
+        )
+    })?;
+    if old.is_empty() {
+        return Ok(None);
+    }
+    let marker = remote
+        .child(WRITING)
+        .map_err(|e| Error::sink_store(url, e))?;
+    if old.iter().any(|m| m.location == marker) {
+        return Err(Error::sink(
+            url,
+            format!("an interrupted run left {WRITING} under this prefix: the dataset is incomplete; refusing to append to it (rebuild it with sink.mode: overwrite)"),
+        ));
+    }
+    latest_version(&remote, &old, url).map(Some)
+}
+
 /// The manifest of the current version under a prefix: the log entry with
 /// the largest number, or `_seqwin.json` for a dataset without a log.
 fn latest_version(remote: &Remote, old: &[ObjectMeta], url: &str) -> Result<Manifest> {

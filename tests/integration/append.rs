@@ -566,3 +566,25 @@ fn overwrite_starts_a_new_history_numbered_after_the_old_one() {
     assert_eq!(manifest(&env.path("out"))["version"], 3);
     assert!(env.seqwin(&["inspect", "out"]).status.success());
 }
+
+#[test]
+fn check_says_what_an_append_would_add() {
+    let env = Env::new();
+    write_input(&env, "data", 0);
+    let p = env.pipeline("p.yaml", APPEND);
+    env.run_ok(&p, &[]);
+    write_input(&env, "data", 1);
+    let out = env.seqwin(&["check", p.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("\n  input: 1 file(s), 30 rows, ~"), "{text}");
+    assert!(text.ends_with("\n  append: version 0 holds 1 input file(s); 1 new input file(s) would make version 1 (the input and estimate above are theirs)\n"), "{text}");
+    let out = env.seqwin(&["check", p.to_str().unwrap(), "--json"]);
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        j["append"],
+        serde_json::json!({"version": 0, "ingested": 1, "new_files": 1})
+    );
+    let out = env.seqwin(&["check", p.to_str().unwrap(), "--set", "windows.stride=2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("sink.mode: append cannot change `windows.stride`: expected 3 (as in version 0 of the dataset), found 2"));
+}
