@@ -536,7 +536,8 @@ impl Drop for Staging {
 
 /// Hard-links every file of the dataset `from` except its manifest and
 /// `_SUCCESS` into `to`, at the same relative paths: the next version shares
-/// the current one's files without copying them.
+/// the current one's files without copying them (copies them on a
+/// filesystem that refuses hard links).
 fn link_tree(from: &Path, to: &Path) -> Result<()> {
     for entry in walkdir::WalkDir::new(from).min_depth(1) {
         let entry = entry.map_err(|e| Error::io(from, std::io::Error::other(e.to_string())))?;
@@ -545,7 +546,10 @@ fn link_tree(from: &Path, to: &Path) -> Result<()> {
         if entry.file_type().is_dir() {
             create_dir_all(&target)?;
         } else if rel != Path::new(MANIFEST) && rel != Path::new(SUCCESS) {
-            std::fs::hard_link(entry.path(), &target).map_err(|e| Error::io(&target, e))?;
+            // A filesystem without hard links gets copies (slower, same result).
+            if std::fs::hard_link(entry.path(), &target).is_err() {
+                std::fs::copy(entry.path(), &target).map_err(|e| Error::io(&target, e))?;
+            }
         }
     }
     Ok(())
