@@ -73,29 +73,35 @@ fn show(v: &serde_json::Value) -> String {
     }
 }
 
+/// The first window-shaping key whose value differs between `old` and
+/// `new`, with both values.
+fn first_difference(
+    old: &PipelineConfig,
+    new: &PipelineConfig,
+) -> Option<(&'static str, serde_json::Value, serde_json::Value)> {
+    SHAPING_KEYS.iter().find_map(|key| {
+        let (expected, found) = (shaping_value(old, key), shaping_value(new, key));
+        (expected != found).then_some((*key, expected, found))
+    })
+}
+
 /// Checks that `new` shapes windows as `previous` (the dataset's config) did.
 ///
 /// # Errors
 /// [`Error::Sink`] naming the first key that differs, expected vs found.
 pub(super) fn check_config(sink: &Path, previous: &Manifest, new: &PipelineConfig) -> Result<()> {
-    for key in SHAPING_KEYS {
-        let (expected, found) = (
-            shaping_value(&previous.config, key),
-            shaping_value(new, key),
-        );
-        if expected != found {
-            return Err(Error::sink(
-                sink,
-                format!(
-                    "sink.mode: append cannot change `{key}`: expected {} (as in version {} of the dataset), found {}; append with the dataset's settings, or write a new dataset with sink.mode: overwrite",
-                    show(&expected),
-                    previous.version,
-                    show(&found)
-                ),
-            ));
-        }
+    match first_difference(&previous.config, new) {
+        None => Ok(()),
+        Some((key, expected, found)) => Err(Error::sink(
+            sink,
+            format!(
+                "sink.mode: append cannot change `{key}`: expected {} (as in version {} of the dataset), found {}; append with the dataset's settings, or write a new dataset with sink.mode: overwrite",
+                show(&expected),
+                previous.version,
+                show(&found)
+            ),
+        )),
     }
-    Ok(())
 }
 
 /// Checks that the new windows have the dataset's columns (an id or carried
@@ -355,4 +361,63 @@ pub(super) fn plan(plan: &Plan, source: &Source) -> Result<(Vec<bool>, Option<Ap
         new_files: new.iter().filter(|n| **n).count(),
     };
     Ok((new, Some(check)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> PipelineConfig {
+        PipelineConfig::parse_str(text, Path::new("p.yaml")).unwrap()
+    }
+
+    const BASE: &str = "source: {path: d, tokens: t}\nwindows: {seq_len: 8}\nsink: {path: o}\n";
+
+    #[test]
+    fn defaults_spelled_out_are_no_change() {
+        let spelled = "source: {path: elsewhere, tokens: t, carry: []}\nwindows: {seq_len: 8, stride: 8, pad_id: 0, columns: []}\nsink: {path: o, partition_by: [], compression: none, mode: append}\n";
+        assert_eq!(first_difference(&config(BASE), &config(spelled)), None);
+    }
+
+    #[test]
+    fn the_first_differing_key_is_named_with_both_values() {
+        let cases = [
+            (
+                "windows: {seq_len: 8}",
+                "windows: {seq_len: 8, stride: 4}",
+                "windows.stride",
+                "8",
+                "4",
+            ),
+            (
+                "windows: {seq_len: 8}",
+                "windows: {seq_len: 9, stride: 4}",
+                "windows.seq_len",
+                "8",
+                "9",
+            ),
+            (
+                "sink: {path: o}",
+                "shuffle: {seed: 2}\nsink: {path: o}",
+                "shuffle.seed",
+                "null",
+                "2",
+            ),
+            (
+                "tokens: t}",
+                "tokens: t, id: i}",
+                "source.id",
+                "null",
+                "\"i\"",
+            ),
+        ];
+        for (from, to, key, expected, found) in cases {
+            let (a, b) = (config(BASE), config(&BASE.replace(from, to)));
+            let (k, e, f) = first_difference(&a, &b).expect(key);
+            assert_eq!(
+                (k, e.to_string(), f.to_string()),
+                (key, expected.into(), found.into())
+            );
+        }
+    }
 }
