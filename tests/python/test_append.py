@@ -1,7 +1,7 @@
 """`sink.mode: append` seen from outside: directory readers (pyarrow, Polars,
 DuckDB, Spark) and seqwin's Python reader see exactly the latest version;
-on S3 (moto, which honours `If-None-Match: *`) two concurrent appends end
-with one commit and one clean refusal."""
+on S3 (moto, which honours `If-None-Match: *`) and Azure (Azurite) two
+concurrent appends end with one commit and one clean refusal."""
 import json
 import subprocess
 
@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import SEQ_LEN, make_docs, seqwin_bin, spark_session
-from test_object_store import BUCKET, S3
+from test_object_store import BUCKET, S3, Azure
 
 PIPELINE = """
 source: {{path: {source}, tokens: tokens, id: doc_id}}
@@ -89,7 +89,19 @@ def s3():
     server.stop()
 
 
-def test_concurrent_appends_on_s3_one_commits(tmp_path, s3):
+@pytest.fixture(scope="module")
+def azure(tmp_path_factory):
+    server = Azure(tmp_path_factory.mktemp("azurite"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["s3", "az"])
+def store(request):
+    return request.getfixturevalue({"s3": "s3", "az": "azure"}[request.param])
+
+
+def test_concurrent_appends_one_commits(tmp_path, store):
     """Both appends read version 0 and race for version 1's log entry: the
     conditional put lets one commit; the other exits 2 and removes its files.
     When the second starts after the first committed, it finds nothing new;
@@ -99,19 +111,17 @@ def test_concurrent_appends_on_s3_one_commits(tmp_path, s3):
     raced = 0
     for attempt in range(6):
         prefix = f"race{attempt}"
-        url = f"s3://{BUCKET}/{prefix}/out"
-        s3.upload_dir(tmp_path / "data", f"{prefix}/corpus")
-        s3.client.delete_object(Bucket=BUCKET, Key=f"{prefix}/corpus/b.parquet")
-        assert run(tmp_path, f"s3://{BUCKET}/{prefix}/corpus", url, "append", s3.env()).returncode == 0
-        s3.client.upload_file(str(tmp_path / "data" / "b.parquet"), BUCKET, f"{prefix}/corpus/b.parquet")
-        (tmp_path / "p.yaml").write_text(
-            PIPELINE.format(source=f"s3://{BUCKET}/{prefix}/corpus", sink=url, mode="append", seq_len=SEQ_LEN)
-        )
+        corpus = f"{store.scheme}://{BUCKET}/{prefix}/corpus"
+        url = f"{store.scheme}://{BUCKET}/{prefix}/out"
+        store.put(f"{prefix}/corpus/a.parquet", (tmp_path / "data" / "a.parquet").read_bytes())
+        assert run(tmp_path, corpus, url, "append", store.env()).returncode == 0
+        store.put(f"{prefix}/corpus/b.parquet", (tmp_path / "data" / "b.parquet").read_bytes())
+        (tmp_path / "p.yaml").write_text(PIPELINE.format(source=corpus, sink=url, mode="append", seq_len=SEQ_LEN))
         procs = [
             subprocess.Popen(
                 [seqwin_bin(), "run", "p.yaml", "--json"],
                 cwd=tmp_path,
-                env=s3.env(),
+                env=store.env(),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -120,7 +130,7 @@ def test_concurrent_appends_on_s3_one_commits(tmp_path, s3):
         ]
         results = [(p.wait(), p.stdout.read(), p.stderr.read()) for p in procs]
         codes = sorted(code for code, _, _ in results)
-        objects = s3.objects(f"{prefix}/out")
+        objects = store.objects(f"{prefix}/out")
         m = json.loads(objects["_seqwin.json"])
         assert m["version"] == 1
         listed = {f["name"] for p in m["partitions"] for f in p["files"]}
