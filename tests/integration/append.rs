@@ -10,11 +10,11 @@ use std::process::Output;
 use crate::harness::*;
 
 /// Documents of file `k` (ids `100·k ..`), lengths up to 40 tokens.
-fn docs(k: usize) -> Vec<Vec<i64>> {
+pub(crate) fn docs(k: usize) -> Vec<Vec<i64>> {
     random_docs(30, 40, 50, 7 + k as u64)
 }
 
-fn write_input(env: &Env, dir: &str, k: usize) {
+pub(crate) fn write_input(env: &Env, dir: &str, k: usize) {
     write_parquet(
         &env.path(&format!("{dir}/f{k}.parquet")),
         &corpus_batch(&docs(k), 100 * k as i64, &["x", "y"]),
@@ -22,7 +22,7 @@ fn write_input(env: &Env, dir: &str, k: usize) {
     );
 }
 
-const APPEND: &str = "source: {path: data, tokens: tokens, id: doc_id}
+pub(crate) const APPEND: &str = "source: {path: data, tokens: tokens, id: doc_id}
 windows: {seq_len: 6, stride: 3, columns: [doc_id, start]}
 split: {fractions: {train: 0.7, val: 0.3}, seed: 5}
 sink: {path: out, partition_by: [split], mode: append, row_group_rows: 16}
@@ -30,7 +30,7 @@ sink: {path: out, partition_by: [split], mode: append, row_group_rows: 16}
 
 /// Every window of a dataset, partition by partition (sorted by path), files
 /// in the manifest's order, rows in file order.
-fn windows_in_manifest_order(dir: &Path) -> BTreeMap<String, Vec<Window>> {
+pub(crate) fn windows_in_manifest_order(dir: &Path) -> BTreeMap<String, Vec<Window>> {
     let m = manifest(dir);
     let mut out = BTreeMap::new();
     for p in m["partitions"].as_array().unwrap() {
@@ -46,17 +46,17 @@ fn windows_in_manifest_order(dir: &Path) -> BTreeMap<String, Vec<Window>> {
     out
 }
 
-fn sorted(mut v: Vec<Window>) -> Vec<Window> {
+pub(crate) fn sorted(mut v: Vec<Window>) -> Vec<Window> {
     v.sort();
     v
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Everything below `dir`: relative path → bytes (directories as `name/`).
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     if dir.exists() {
         for e in walkdir::WalkDir::new(dir).min_depth(1) {
@@ -207,47 +207,6 @@ fn append_a_then_b_equals_one_run_over_both() {
     let windows_ab = expected.len() as u64;
     assert_eq!(versions, [(0, 1, 2, windows_a), (1, 2, 4, windows_ab)]);
     assert_eq!(j["verified"]["files"], 4);
-}
-
-#[test]
-fn shuffled_appends_hold_the_windows_of_one_run() {
-    let env = Env::new();
-    write_input(&env, "data", 0);
-    let shuffled = APPEND.replace("sink:", "shuffle: {seed: 9}\nsink:");
-    let p = env.pipeline("p.yaml", &shuffled);
-    env.run_ok(&p, &[]);
-    write_input(&env, "data", 1);
-    write_input(&env, "data", 2);
-    env.run_ok(&p, &[]);
-    let whole = env.pipeline(
-        "whole.yaml",
-        &shuffled
-            .replace("path: out", "path: whole")
-            .replace("append", "error"),
-    );
-    env.run_ok(&whole, &[]);
-    let (a, w) = (
-        windows_in_manifest_order(&env.path("out")),
-        windows_in_manifest_order(&env.path("whole")),
-    );
-    assert_eq!(a.keys().collect::<Vec<_>>(), w.keys().collect::<Vec<_>>());
-    for (part, rows) in &a {
-        assert_eq!(sorted(rows.clone()), sorted(w[part].clone()), "{part}");
-        // Version 0's windows come first, in their own shuffled order.
-        let v0 = manifest(&env.path("out"))["partitions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["path"] == part.as_str())
-            .unwrap()["files"][0]["rows"]
-            .as_u64()
-            .unwrap() as usize;
-        assert!(rows[..v0].iter().all(|w| w.doc_id.unwrap() < 100), "{part}");
-        assert!(
-            rows[v0..].iter().all(|w| w.doc_id.unwrap() >= 100),
-            "{part}"
-        );
-    }
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod harness;
 
 mod account;
 mod append;
+mod append_order;
 mod cli;
 mod determinism;
 mod errors;
