@@ -267,13 +267,10 @@ impl RemoteStaging {
             match put {
                 Ok(_) => {}
                 Err(object_store::Error::AlreadyExists { .. }) => {
-                    return Err(Error::sink(
-                        &url,
-                        format!(
-                            "another seqwin run committed version {} of this dataset first; this run's files were removed and the dataset is unchanged (run the append again to add what is still missing)",
-                            manifest.version
-                        ),
-                    ))
+                    return Err(Error::CommitConflict {
+                        path: url,
+                        version: manifest.version,
+                    })
                 }
                 Err(e @ object_store::Error::NotImplemented { .. }) => {
                     return Err(Error::sink(
