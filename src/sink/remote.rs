@@ -277,7 +277,7 @@ impl RemoteStaging {
                         &url,
                         format!(
                             "sink.mode: append needs the store's conditional put (create only if absent), which it refused: {}; enable it (for S3: storage option conditional_put: etag)",
-                            store::describe(&e)
+                            store::describe(&e).trim_end_matches('.')
                         ),
                     ))
                 }
