@@ -14,7 +14,7 @@ use clap::{ArgAction, Parser, Subcommand};
 use serde::Serialize;
 
 use crate::error::panic_message;
-use crate::pipeline::{CheckReport, RunReport};
+use crate::pipeline::{CheckReport, Outcome, RunReport};
 use crate::sink::{FieldEntry, PartitionEntry};
 use crate::window::TokenAccount;
 use crate::{Pipeline, RunOptions};
@@ -205,6 +205,10 @@ fn tune_allocator() {
 struct RunJson<'a> {
     sink: String,
     seqwin_version: &'a str,
+    /// The dataset's version after the run.
+    version: u64,
+    /// `written`, `appended` or `nothing_new`.
+    outcome: &'static str,
     files: usize,
     bytes: u64,
     elapsed_seconds: f64,
@@ -220,6 +224,12 @@ impl<'a> RunJson<'a> {
         RunJson {
             sink: report.sink.display().to_string(),
             seqwin_version: &m.seqwin_version,
+            version: m.version,
+            outcome: match report.outcome {
+                Outcome::Written => "written",
+                Outcome::Appended { .. } => "appended",
+                Outcome::NothingNew => "nothing_new",
+            },
             files: files.clone().count(),
             bytes: files.map(|f| f.bytes).sum(),
             elapsed_seconds: m.elapsed_seconds,
@@ -241,10 +251,13 @@ struct CheckJson<'a> {
     bytes: u64,
     schema: Vec<FieldEntry>,
     config: &'a crate::config::PipelineConfig,
+    /// `sink.mode: append` to an existing dataset: what the run would add.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    append: Option<&'a crate::pipeline::AppendCheck>,
 }
 
 impl<'a> CheckJson<'a> {
-    fn new(pipeline: &Path, p: &'a Pipeline, r: &CheckReport) -> CheckJson<'a> {
+    fn new(pipeline: &Path, p: &'a Pipeline, r: &'a CheckReport) -> CheckJson<'a> {
         CheckJson {
             pipeline: pipeline.display().to_string(),
             files: r.files,
@@ -254,6 +267,7 @@ impl<'a> CheckJson<'a> {
             bytes: r.bytes,
             schema: FieldEntry::of_schema(&r.schema),
             config: &p.plan().config,
+            append: r.append.as_ref(),
         }
     }
 }
@@ -308,6 +322,22 @@ fn execute(cli: Cli) -> crate::Result<()> {
             );
             for f in r.schema.fields() {
                 println!("    {}: {}", f.name(), f.data_type());
+            }
+            if let Some(a) = &r.append {
+                println!(
+                    "  append: version {} holds {} input file(s); {}",
+                    a.version,
+                    a.ingested,
+                    if a.new_files == 0 {
+                        "no new input file: nothing to append".to_string()
+                    } else {
+                        format!(
+                            "{} new input file(s) would make version {} (the input and estimate above are theirs)",
+                            a.new_files,
+                            a.version + 1
+                        )
+                    }
+                );
             }
         }
         Command::Stats {

@@ -185,7 +185,8 @@ pub struct SinkConfig {
     /// Windows per row group; by default 8192, capped at about 4 MiB of window data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row_group_rows: Option<i64>,
-    /// `error`: refuse a non-empty path; `overwrite`: replace a seqwin dataset.
+    /// `error`: refuse a non-empty path; `overwrite`: replace a seqwin dataset;
+    /// `append`: add the windows of new input files as a new version.
     #[serde(default)]
     pub mode: SinkMode,
     /// Object store settings, as for `source.storage_options`.
@@ -235,6 +236,9 @@ pub enum SinkMode {
     Error,
     /// Replace an existing seqwin dataset (never anything else).
     Overwrite,
+    /// Add the windows of input files not yet in the dataset as a new
+    /// version (docs/format.md §5.1); a missing or empty path is a first run.
+    Append,
 }
 
 impl PipelineConfig {

@@ -88,6 +88,17 @@ pub enum Error {
         source: Box<crate::store::StoreError>,
     },
 
+    /// Another run committed the version an append was about to commit
+    /// (object stores; exit code 2). This run's files were removed and the
+    /// dataset is unchanged: run the append again.
+    #[error("{path}: another seqwin run committed version {version} of this dataset first; this run's files were removed and the dataset is unchanged (run the append again to add what is still missing)")]
+    CommitConflict {
+        /// The sink URL.
+        path: PathBuf,
+        /// The version both runs tried to commit.
+        version: u64,
+    },
+
     /// A dataset given to `inspect` is not a valid seqwin dataset.
     #[error("{path}: {message}")]
     Dataset {
@@ -152,6 +163,7 @@ impl Error {
             | Error::Sink { .. }
             | Error::SourceStore { .. }
             | Error::SinkStore { .. }
+            | Error::CommitConflict { .. }
             | Error::Dataset { .. } => 2,
             Error::Io { .. }
             | Error::Write { .. }

@@ -115,6 +115,18 @@ pub fn is_data_file_name(name: &str) -> bool {
         })
 }
 
+/// The sequence number of a data file name (`part-00012.parquet` and
+/// `part-00012-1.parquet` are both 12); `None` for other names. An append
+/// numbers its files after the largest number of each partition, so its
+/// names never collide with existing ones.
+pub fn data_file_seq(name: &str) -> Option<usize> {
+    if !is_data_file_name(name) {
+        return None;
+    }
+    let stem = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
+    stem.split('-').next()?.parse().ok()
+}
+
 /// Whether a file name (the last path component) is one [`part_file_name`] makes.
 pub fn is_part_file_name(name: &str) -> bool {
     name.strip_prefix("part-")
@@ -138,4 +150,27 @@ pub fn directory_values(root: &Path, file: &Path) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_file_numbers() {
+        assert_eq!(data_file_seq("part-00012.parquet"), Some(12));
+        assert_eq!(data_file_seq("part-00012-1.parquet"), Some(12));
+        assert_eq!(
+            data_file_seq("part-123456-17646551234567890120001234.parquet"),
+            Some(123456)
+        );
+        for other in [
+            "part-12.parquet",
+            "part-00012.parquet.bak",
+            "x.parquet",
+            "part-00012-a.parquet",
+        ] {
+            assert_eq!(data_file_seq(other), None, "{other}");
+        }
+    }
 }

@@ -1,5 +1,6 @@
-//! `seqwin inspect DATASET_DIR`: schema, partitions, counts and first rows of
-//! a dataset, after checking it against its manifest.
+//! `seqwin inspect DATASET_DIR`: schema, partitions, counts, versions and
+//! first rows of a dataset, after checking it against its manifest and its
+//! version log.
 
 use std::fs::File;
 use std::path::Path;
@@ -13,7 +14,7 @@ use crate::error::{contain, Error, Result};
 use serde::Serialize;
 
 use crate::sink::manifest::FileEntry;
-use crate::sink::{FieldEntry, Manifest, MANIFEST, SUCCESS};
+use crate::sink::{log_name, log_version, FieldEntry, Manifest, LOG_DIR, MANIFEST, SUCCESS};
 use crate::window::TokenAccount;
 
 fn bad(dir: &Path, message: impl Into<String>) -> Error {
@@ -60,9 +61,103 @@ pub struct Inspection {
     pub partitions: Vec<InspectedPartition>,
     /// Sum of the partitions' token accounts.
     pub totals: TokenAccount,
+    /// Every version in the log, oldest first (the last is the manifest's).
+    pub versions: Vec<VersionSummary>,
     /// The first file listed (its first rows are shown by [`Inspection::render`]).
     #[serde(skip)]
     pub first_file: Option<String>,
+}
+
+/// One version of a dataset, from its log entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VersionSummary {
+    /// The version number.
+    pub version: u64,
+    /// seqwin version that wrote it.
+    pub seqwin_version: String,
+    /// Input files ingested up to this version.
+    pub inputs: usize,
+    /// Data files of this version.
+    pub files: usize,
+    /// Windows of this version.
+    pub windows: u64,
+}
+
+impl VersionSummary {
+    fn of(m: &Manifest) -> VersionSummary {
+        VersionSummary {
+            version: m.version,
+            seqwin_version: m.seqwin_version.clone(),
+            inputs: m.inputs.len(),
+            files: m.partitions.iter().map(|p| p.files.len()).sum(),
+            windows: m.totals.windows,
+        }
+    }
+}
+
+/// The versions in the dataset's log, oldest first: numbered without gaps,
+/// each a manifest, the last one byte-equal to `_seqwin.json`. A dataset
+/// written before the log existed has one version, its manifest.
+///
+/// # Errors
+/// [`Error::Dataset`] naming the log entry that is missing or wrong.
+fn read_versions(dir: &Path, manifest: &Manifest) -> Result<Vec<VersionSummary>> {
+    let log = dir.join(LOG_DIR);
+    if !log.is_dir() {
+        return Ok(vec![VersionSummary::of(manifest)]);
+    }
+    let mut numbers = Vec::new();
+    for entry in std::fs::read_dir(&log).map_err(|e| bad(dir, format!("{LOG_DIR}: {e}")))? {
+        let entry = entry.map_err(|e| bad(dir, format!("{LOG_DIR}: {e}")))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        match log_version(&name) {
+            Some(v) => numbers.push(v),
+            None => return Err(bad(dir, format!("{LOG_DIR}/{name} is not a log entry"))),
+        }
+    }
+    numbers.sort_unstable();
+    let first = numbers.first().copied().unwrap_or(0);
+    let mut out = Vec::new();
+    for (k, v) in numbers.iter().enumerate() {
+        if *v != first + k as u64 {
+            return Err(bad(
+                dir,
+                format!(
+                    "the version log has a gap: {} is missing",
+                    log_name(first + k as u64)
+                ),
+            ));
+        }
+        let name = log_name(*v);
+        let text = std::fs::read(dir.join(&name)).map_err(|e| bad(dir, format!("{name}: {e}")))?;
+        let m: Manifest = serde_json::from_slice(&text)
+            .map_err(|e| bad(dir, format!("{name} is not a valid manifest: {e}")))?;
+        if m.version != *v {
+            return Err(bad(dir, format!("{name} says it is version {}", m.version)));
+        }
+        if *v == manifest.version {
+            let current = std::fs::read(dir.join(MANIFEST))
+                .map_err(|e| bad(dir, format!("{MANIFEST}: {e}")))?;
+            if current != text {
+                return Err(bad(
+                    dir,
+                    format!("{MANIFEST} differs from {name}, the log entry of its version"),
+                ));
+            }
+        }
+        out.push(VersionSummary::of(&m));
+    }
+    if numbers.last() != Some(&manifest.version) {
+        return Err(bad(
+            dir,
+            format!(
+                "{MANIFEST} is version {} but the newest log entry is {}",
+                manifest.version,
+                numbers.last().map_or("none".to_string(), |v| log_name(*v))
+            ),
+        ));
+    }
+    Ok(out)
 }
 
 /// The checks [`verify`] made.
@@ -140,6 +235,7 @@ pub fn verify(dir: &Path) -> Result<Inspection> {
         }
     }
     let parquet_files_found = check_nothing_else(dir, &listed)?;
+    let versions = read_versions(dir, &manifest)?;
     Ok(Inspection {
         dataset: dir.display().to_string(),
         dir: dir.to_path_buf(),
@@ -166,6 +262,7 @@ pub fn verify(dir: &Path) -> Result<Inspection> {
             })
             .collect(),
         totals: manifest.totals.clone(),
+        versions,
         first_file,
     })
 }
@@ -290,9 +387,12 @@ fn check_nothing_else(dir: &Path, listed: &std::collections::BTreeSet<String>) -
             .expect("below dir")
             .to_string_lossy()
             .into_owned();
+        let in_log = entry.depth() == 2
+            && rel.starts_with(&format!("{LOG_DIR}/"))
+            && log_version(&entry.file_name().to_string_lossy()).is_some();
         if listed.contains(&rel) {
             parquet_files += 1;
-        } else if rel != MANIFEST && rel != SUCCESS {
+        } else if rel != MANIFEST && rel != SUCCESS && !in_log {
             return Err(bad(dir, format!("{rel} is not listed in the manifest")));
         }
     }
@@ -345,6 +445,22 @@ impl Inspection {
             "total: {} windows ({} padded), {} documents, {} tokens in, {} targeted, {} never a target\n",
             t.windows, t.padded_windows, t.documents, t.tokens_in, t.tokens_targeted, t.tokens_never_targeted
         ));
+        out.push_str("versions:\n");
+        for v in &self.versions {
+            out.push_str(&format!(
+                "  {:>6} {:>10} windows {:>4} file(s) {:>4} input file(s)  seqwin {}{}\n",
+                v.version,
+                v.windows,
+                v.files,
+                v.inputs,
+                v.seqwin_version,
+                if Some(v) == self.versions.last() {
+                    "  (current)"
+                } else {
+                    ""
+                }
+            ));
+        }
         if let Some(name) = &self.first_file {
             out.push_str(&format!("first rows of {name}:\n"));
             let file = File::open(dir.join(name)).map_err(|e| bad(dir, format!("{name}: {e}")))?;

@@ -57,7 +57,7 @@ pub mod manifest {
 }
 
 pub use error::{Error, Result};
-pub use pipeline::{Pipeline, RunOptions, RunReport};
+pub use pipeline::{Outcome, Pipeline, RunOptions, RunReport};
 
 /// The seqwin version, recorded in every file and manifest.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

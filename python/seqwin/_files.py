@@ -50,9 +50,9 @@ class DatasetFiles:
                 if "does not exist" not in str(e):
                     raise
                 raise FileNotFoundError(f"{root} is not a complete seqwin dataset (no _SUCCESS)") from None
-        self.manifest: dict[str, Any] = json.loads(
-            bytes(_seqwin.read_dataset_file(self.root, "_seqwin.json", self.storage_options))
-        )
+        self.manifest: dict[str, Any] = self._latest_manifest()
+        #: The dataset version read (docs/format.md §3.1).
+        self.version: int = int(self.manifest.get("version", 0))
         parts = self.manifest["partitions"]
         splits: list[str] = sorted({p["values"][SPLIT_KEY] for p in parts if p["values"].get(SPLIT_KEY) is not None})
         if split is None:
@@ -85,6 +85,34 @@ class DatasetFiles:
         self.windows = int(self.rg_start[-1])
         seq_len = int(self.manifest.get("config", {}).get("windows", {}).get("seq_len", 0))
         self.seq_len: int | None = seq_len or None
+
+    def _read(self, name: str) -> bytes | None:
+        """A small file of the dataset, or None if it does not exist."""
+        if not is_remote(self.root):
+            path = pathlib.Path(self.root) / name
+            return path.read_bytes() if path.exists() else None
+        try:
+            return bytes(_seqwin.read_dataset_file(self.root, name, self.storage_options))
+        except OSError as e:
+            if "does not exist" in str(e):
+                return None
+            raise
+
+    def _latest_manifest(self) -> dict[str, Any]:
+        """The manifest of the newest version: ``_seqwin.json``, or a newer
+        entry of the version log (on an object store ``_seqwin.json`` is
+        written just after the log entry that commits a version, and lags
+        behind it if the writer died in between)."""
+        text = self._read("_seqwin.json")
+        if text is None:
+            raise FileNotFoundError(f"{self.root} is not a complete seqwin dataset (no _seqwin.json)")
+        manifest: dict[str, Any] = json.loads(text)
+        while "version" in manifest:
+            newer = self._read(f"_seqwin_log/{int(manifest['version']) + 1:020d}.json")
+            if newer is None:
+                break
+            manifest = json.loads(newer)
+        return manifest
 
     def reader(self) -> _seqwin.RowGroupReader:
         """The Rust reader of this split's files, opened once per process."""

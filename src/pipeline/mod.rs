@@ -16,6 +16,7 @@
 //! sequential steps from the source order alone, so the bytes written are the
 //! same whatever the thread count.
 
+mod append;
 mod ordered;
 mod prepare;
 mod route;
@@ -32,6 +33,7 @@ use std::path::{Path, PathBuf};
 
 use arrow::datatypes::{DataType, Field, SchemaRef};
 
+use crate::config::SinkMode;
 use crate::error::{Error, Result};
 use crate::plan::{Plan, RowOrder, SourceColumns};
 use crate::sink::Manifest;
@@ -70,16 +72,60 @@ pub struct ProgressCounter {
 /// What a run wrote.
 #[derive(Debug, Clone)]
 pub struct RunReport {
-    /// The manifest written to `_seqwin.json`.
+    /// The manifest written to `_seqwin.json` (after an append: of the
+    /// whole new version; when there was nothing to append: the current one).
     pub manifest: Manifest,
     /// The dataset directory.
     pub sink: PathBuf,
+    /// What the run did to the dataset.
+    pub outcome: Outcome,
+}
+
+/// What a run did to its sink.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Wrote a new dataset (version 0).
+    Written,
+    /// Appended new input files as a new version.
+    Appended {
+        /// Input files read.
+        inputs: usize,
+        /// Windows written.
+        windows: u64,
+        /// Part files written.
+        files: usize,
+    },
+    /// Every input file was already in the dataset: no new version.
+    NothingNew,
 }
 
 impl RunReport {
     /// The closing paragraph printed by the CLI.
     pub fn summary(&self) -> String {
         let m = &self.manifest;
+        match self.outcome {
+            Outcome::Written => {}
+            Outcome::Appended {
+                inputs,
+                windows,
+                files,
+            } => {
+                return format!(
+                    "seqwin: appended {windows} windows from {inputs} new input file(s) in {files} new file(s) to {} as version {}; it now holds {} windows from {} input files.",
+                    self.sink.display(),
+                    m.version,
+                    m.totals.windows,
+                    m.inputs.len()
+                )
+            }
+            Outcome::NothingNew => {
+                return format!(
+                    "seqwin: nothing to append: every input file is already in version {} of {}; no new version was written.",
+                    m.version,
+                    self.sink.display()
+                )
+            }
+        }
         let t = &m.totals;
         let files: usize = m.partitions.iter().map(|p| p.files.len()).sum();
         let bytes: u64 = m
@@ -140,6 +186,20 @@ pub struct CheckReport {
     pub bytes: u64,
     /// The output schema.
     pub schema: SchemaRef,
+    /// Under `sink.mode: append` with a dataset at the sink: what the run
+    /// would add (the figures above then cover the new files only).
+    pub append: Option<AppendCheck>,
+}
+
+/// What an append would add to the dataset at the sink.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AppendCheck {
+    /// The dataset's current version.
+    pub version: u64,
+    /// Input files it holds.
+    pub ingested: usize,
+    /// Listed input files it does not hold yet.
+    pub new_files: usize,
 }
 
 impl Pipeline {
@@ -172,11 +232,20 @@ impl Pipeline {
         let source = Source::open(&self.plan.source)?;
         let layout = run_layout(&self.plan, &source.schema);
         let w = &self.plan.window;
-        let tokens: u64 = source.units.iter().map(|u| u.tokens_estimate).sum();
+        let (new, append) = match self.plan.sink.mode {
+            SinkMode::Append => append::plan(&self.plan, &source)?,
+            _ => (vec![true; source.files.len()], None),
+        };
+        let units = source.units.iter().filter(|u| new[u.file]);
+        let tokens: u64 = units.map(|u| u.tokens_estimate).sum();
+        let rows: u64 = (source.files.iter().zip(&new))
+            .filter(|(_, n)| **n)
+            .map(|(f, _)| f.rows)
+            .sum();
         let docs = if source.flat && self.plan.source.columns.id.is_none() {
             1
         } else {
-            source.total_rows()
+            rows
         };
         let separator = w.separator.is_some();
         let windows = match self.plan.order {
@@ -184,15 +253,17 @@ impl Pipeline {
                 let stream = tokens + docs * separator as u64;
                 Lanes::new(stream, batch_size as u64, w.seq_len as u64).rows()
             }
+            _ if !new.contains(&true) => 0,
             _ => Geometry::of(w).estimate(tokens, docs, w.pack, separator),
         };
         Ok(CheckReport {
-            files: source.files.len(),
-            rows: source.total_rows(),
+            files: new.iter().filter(|n| **n).count(),
+            rows,
             tokens,
             windows,
             bytes: windows * geometry::row_bytes(&layout.spec),
             schema: layout.schema,
+            append,
         })
     }
 

@@ -13,10 +13,12 @@ use arrow::datatypes::SchemaRef;
 use indicatif::{ProgressBar, ProgressStyle};
 use parquet::arrow::arrow_writer::ArrowRowGroupWriterFactory;
 
+use super::append;
 use super::ordered::{buckets_for, scatter_job, ScatteredPart};
 use super::prepare::{prepare, Context, Prepared};
 use super::route::{Event, Router};
-use super::{run_layout, Pipeline, ProgressCounter, RunOptions, RunReport};
+use super::{run_layout, Outcome, Pipeline, ProgressCounter, RunOptions, RunReport};
+use crate::config::SinkMode;
 use crate::error::{Error, Result};
 use crate::order::{Keying, Spill};
 use crate::plan::{Plan, RowOrder};
@@ -106,6 +108,9 @@ pub(super) struct Run<'a, T: Token> {
     pub(super) spill_buffered: usize,
     /// Bytes of one output row (window), for the queued-windows budget.
     pub(super) row_bytes: u64,
+    /// Partition directory → number of its first part file (after the
+    /// existing ones, when appending).
+    pub(super) next_file_seq: HashMap<String, usize>,
 }
 
 /// Memory for TBPTT's lane/step buckets (write buffers and the bucket being
@@ -127,9 +132,35 @@ impl<'a, T: Token> Run<'a, T> {
         let started = Instant::now();
         // Declared first, dropped last: a signal during the cleanup below ends the process.
         let _armed = crate::cancel::arm();
-        let source = pool.install(|| Source::open(&plan.source))?;
-        let staging = Target::prepare(&plan.sink)?;
+        let (source, staging) = if plan.sink.mode == SinkMode::Append {
+            // The dataset's state first: it decides which files are new.
+            let staging = Target::prepare(&plan.sink)?;
+            match append::open_new_files(plan, pool, &staging)? {
+                Some(source) => (source, staging),
+                None => {
+                    let manifest = staging.previous().cloned().ok_or_else(|| {
+                        Error::Internal("an append to an empty sink found no input".into())
+                    })?;
+                    return Ok(RunReport {
+                        manifest,
+                        sink: plan.sink.path.to_path_buf(),
+                        outcome: Outcome::NothingNew,
+                    });
+                }
+            }
+        } else {
+            let source = pool.install(|| Source::open(&plan.source))?;
+            (source, Target::prepare(&plan.sink)?)
+        };
         let layout = run_layout(plan, &source.schema);
+        if let Some(previous) = staging.previous() {
+            let sink = plan.sink.path.to_path_buf();
+            append::check_schema(&sink, previous, &FieldEntry::of_schema(&layout.schema))?;
+        }
+        let next_file_seq = staging
+            .previous()
+            .map(append::next_file_seq)
+            .unwrap_or_default();
         let carry_columns: Vec<usize> = plan
             .source
             .columns
@@ -188,6 +219,7 @@ impl<'a, T: Token> Run<'a, T> {
             spill_flush_bytes,
             row_bytes,
             spill_buffered: 0,
+            next_file_seq,
         };
         run.main_pass(&ctx, pool, progress.as_ref(), counter)?;
         if plan.order != RowOrder::Source {
@@ -224,6 +256,7 @@ impl<'a, T: Token> Run<'a, T> {
         }
         let manifest = Manifest {
             seqwin_version: crate::VERSION.to_string(),
+            version: staging.next_version(),
             config: plan.config.redacted(),
             mode: plan.sink.mode,
             inputs: source
@@ -231,8 +264,12 @@ impl<'a, T: Token> Run<'a, T> {
                 .iter()
                 .map(|f| InputEntry {
                     path: f.path.display().to_string(),
+                    rel_path: Some(f.rel.clone()),
                     bytes: f.bytes,
                     rows: f.rows,
+                    modified: f.modified.clone(),
+                    etag: f.etag.clone(),
+                    version: staging.next_version(),
                 })
                 .collect(),
             partitions,
@@ -241,11 +278,13 @@ impl<'a, T: Token> Run<'a, T> {
             partition_by: plan.sink.partition_by.clone(),
             elapsed_seconds: started.elapsed().as_secs_f64(),
         };
+        let (manifest, outcome) = append::finish(staging.previous(), manifest);
         crate::cancel::interrupted()?;
         staging.commit(&manifest)?;
         Ok(RunReport {
             manifest,
             sink: plan.sink.path.to_path_buf(),
+            outcome,
         })
     }
 
@@ -286,7 +325,12 @@ impl<'a, T: Token> Run<'a, T> {
                 windower: Windower::new(&self.plan.window, starts),
                 extra: TokenAccount::default(),
                 queue: VecDeque::new(),
-                files: PartFiles::new(self.parts.len(), dir, Arc::clone(&self.write)),
+                files: PartFiles::new(
+                    self.parts.len(),
+                    dir,
+                    Arc::clone(&self.write),
+                    self.next_file_seq.get(dir).copied().unwrap_or(0),
+                ),
                 spill,
                 windows_spilled: 0,
                 batches: VecDeque::new(),

@@ -170,6 +170,9 @@ impl Plan {
         let split = config.split.as_ref().map(|s| compile_split(s, p));
         let source = compile_source(&config.source, base, p);
         let sink = compile_sink(&config.sink, base, split.is_some(), &source, &window, p);
+        if sink.mode == SinkMode::Append && config.tbptt.is_some() {
+            p.push("`sink.mode: append` cannot be combined with `tbptt`: its lanes divide each partition's whole stream, which an append would change; write a new dataset with `sink.mode: overwrite`".into());
+        }
         if !problems.is_empty() {
             return Err(Error::ConfigInvalid {
                 path: pipeline_path.to_path_buf(),

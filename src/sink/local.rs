@@ -10,15 +10,21 @@
 //!     .NAME.seqwin.lock                 held (flock) for the whole run, then removed
 //!     .NAME.seqwin-staging-PID/         everything is written here …
 //!         split=train/part-00000.parquet
+//!         _seqwin_log/00000000000000000000.json
 //!         _seqwin.json
 //!         _SUCCESS
 //!     NAME/                             … and swapped into place at the end
 //! ```
+//!
+//! An append builds the whole next version in the staging directory: the
+//! new part files, hard links to every file of the current version, the
+//! next log entry and manifest; the same swap then publishes it, so a
+//! directory reader sees the old version or the new one, never a mix.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use super::manifest::{Manifest, MANIFEST, SUCCESS};
+use super::manifest::{log_name, log_version, Manifest, LOG_DIR, MANIFEST, SUCCESS};
 use crate::config::SinkMode;
 use crate::error::{Error, Result};
 use crate::oom::{Cleanup, Removal};
@@ -30,6 +36,10 @@ pub struct Staging {
     sink: PathBuf,
     dir: PathBuf,
     committed: bool,
+    /// The current version of the dataset an append adds to.
+    previous: Option<Manifest>,
+    /// The version of the dataset an overwrite replaces.
+    replaced: Option<u64>,
     /// Removes `dir` if the process runs out of memory.
     _oom: Cleanup,
     /// Dropped after `dir` is removed: the lock and the parents this run made.
@@ -160,11 +170,20 @@ pub(crate) fn create_dir_all(dir: &Path) -> Result<()> {
     })
 }
 
+/// What a sink holds before a run writes it.
+#[derive(Debug, Default)]
+struct Found {
+    /// The version of the dataset an overwrite replaces.
+    replaced: Option<u64>,
+    /// The current manifest of the dataset an append adds to.
+    previous: Option<Manifest>,
+}
+
 /// Checks that `sink` may be written under `mode`.
-fn check_sink_state(sink: &Path, mode: SinkMode) -> Result<()> {
+fn check_sink_state(sink: &Path, mode: SinkMode) -> Result<Found> {
     let meta = match std::fs::symlink_metadata(sink) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Found::default()),
         Err(e) => return Err(Error::io(sink, e)),
     };
     if meta.file_type().is_symlink() {
@@ -178,15 +197,42 @@ fn check_sink_state(sink: &Path, mode: SinkMode) -> Result<()> {
     }
     let mut entries = std::fs::read_dir(sink).map_err(|e| Error::io(sink, e))?;
     if entries.next().is_none() {
-        return Ok(());
+        return Ok(Found::default());
     }
     match mode {
         SinkMode::Error => Err(Error::sink(
             sink,
             "sink.path is not empty (sink.mode: error); remove it or set sink.mode: overwrite",
         )),
-        SinkMode::Overwrite => prove_dataset(sink),
+        SinkMode::Overwrite => Ok(Found {
+            replaced: Some(prove_dataset(sink, "overwrite")?),
+            previous: None,
+        }),
+        SinkMode::Append => {
+            prove_dataset(sink, "append to")?;
+            let path = sink.join(MANIFEST);
+            let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            let previous = serde_json::from_slice(&text).map_err(|e| {
+                Error::sink(
+                    sink,
+                    format!("{MANIFEST} cannot be read by this seqwin version ({e}); refusing to append to it"),
+                )
+            })?;
+            Ok(Found {
+                replaced: None,
+                previous: Some(previous),
+            })
+        }
     }
+}
+
+/// The manifest of the current version of the dataset at `sink`, read
+/// without locking or writing anything (`None` for a missing or empty path).
+///
+/// # Errors
+/// As [`Staging::prepare`] under `append`.
+pub fn current_version(sink: &Path) -> Result<Option<Manifest>> {
+    check_sink_state(sink, SinkMode::Append).map(|found| found.previous)
 }
 
 /// Paths named in messages before "and N more".
@@ -199,6 +245,9 @@ struct ManifestFiles {
     /// Required: every manifest names its writer.
     #[allow(dead_code)]
     seqwin_version: String,
+    /// The dataset's version (0 before versions existed).
+    #[serde(default)]
+    version: u64,
     partitions: Vec<PartitionFiles>,
 }
 
@@ -218,12 +267,13 @@ struct FileName {
 /// replacing it destroys only what seqwin wrote: `_seqwin.json` parses as a
 /// manifest, `_SUCCESS` is present, and the tree holds exactly the files the
 /// manifest lists (as regular files), the directories leading to them, the
-/// manifest and `_SUCCESS` — no other file, directory or symbolic link.
-fn prove_dataset(sink: &Path) -> Result<()> {
+/// manifest, `_SUCCESS` and the version log — no other file, directory or
+/// symbolic link. `verb` names what is refused. Returns the dataset's version.
+fn prove_dataset(sink: &Path, verb: &str) -> Result<u64> {
     let refuse = |why: String| {
         Err(Error::sink(
             sink,
-            format!("sink.path is not a seqwin dataset ({why}); refusing to overwrite it"),
+            format!("sink.path is not a seqwin dataset ({why}); refusing to {verb} it"),
         ))
     };
     let regular = |name: &str| {
@@ -285,11 +335,13 @@ fn prove_dataset(sink: &Path) -> Result<()> {
             let path = rel.join(entry.file_name());
             let kind = entry.file_type().map_err(|e| Error::io(entry.path(), e))?;
             let top = rel.as_os_str().is_empty();
+            let in_log = rel == Path::new(LOG_DIR);
             let ours = if kind.is_dir() {
-                dirs.contains(&path)
+                dirs.contains(&path) || (top && path == Path::new(LOG_DIR))
             } else if kind.is_file() {
                 files.contains(&path)
                     || (top && (path == Path::new(MANIFEST) || path == Path::new(SUCCESS)))
+                    || (in_log && log_version(&entry.file_name().to_string_lossy()).is_some())
             } else {
                 false
             };
@@ -319,7 +371,7 @@ fn prove_dataset(sink: &Path) -> Result<()> {
             name_some(missing)
         ));
     }
-    Ok(())
+    Ok(listed.version)
 }
 
 /// The first [`NAMED_PATHS`] of `paths` (sorted), and how many more there are.
@@ -397,7 +449,7 @@ impl Staging {
                 }
             }
         }
-        check_sink_state(&sink, plan.mode)?;
+        let Found { previous, replaced } = check_sink_state(&sink, plan.mode)?;
         let dir = sibling(&sink, &format!("seqwin-staging-{}", std::process::id()));
         std::fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?;
         Ok(Staging {
@@ -405,8 +457,23 @@ impl Staging {
             sink,
             dir,
             committed: false,
+            previous,
+            replaced,
             _claim: claim,
         })
+    }
+
+    /// The current version of the dataset an append adds to (`None` for
+    /// other modes and for an append to a missing or empty path).
+    pub fn previous(&self) -> Option<&Manifest> {
+        self.previous.as_ref()
+    }
+
+    /// The version number of the dataset this run writes: one more than
+    /// the version it appends to or replaces, 0 for a new dataset.
+    pub fn next_version(&self) -> u64 {
+        let current = self.previous.as_ref().map(|m| m.version).or(self.replaced);
+        current.map_or(0, |v| v + 1)
     }
 
     /// The staging directory.
@@ -421,13 +488,26 @@ impl Staging {
     /// [`Error::Io`] on write or rename failures; [`Error::Sink`] if the sink
     /// changed under the run.
     pub fn commit(mut self, manifest: &Manifest) -> Result<()> {
+        if self.previous.is_some() {
+            link_tree(&self.sink, &self.dir)?;
+        }
+        let text = serde_json::to_string_pretty(manifest)
+            .map_err(|e| Error::Internal(e.to_string()))?
+            + "\n";
+        let log = self.dir.join(log_name(manifest.version));
+        create_dir_all(&self.dir.join(LOG_DIR))?;
+        std::fs::write(&log, &text).map_err(|e| Error::io(&log, e))?;
         let mpath = self.dir.join(MANIFEST);
-        let text =
-            serde_json::to_string_pretty(manifest).map_err(|e| Error::Internal(e.to_string()))?;
-        std::fs::write(&mpath, text + "\n").map_err(|e| Error::io(&mpath, e))?;
+        std::fs::write(&mpath, text).map_err(|e| Error::io(&mpath, e))?;
         let spath = self.dir.join(SUCCESS);
         File::create(&spath).map_err(|e| Error::io(&spath, e))?;
-        check_sink_state(&self.sink, manifest.mode)?;
+        let now = check_sink_state(&self.sink, manifest.mode)?.previous;
+        if now.as_ref().map(|m| m.version) != self.previous.as_ref().map(|m| m.version) {
+            return Err(Error::sink(
+                &self.sink,
+                "the dataset changed while this append ran (another writer ignored the lock); nothing was changed",
+            ));
+        }
         let replace = std::fs::read_dir(&self.sink)
             .map(|mut d| d.next().is_some())
             .unwrap_or(false);
@@ -452,6 +532,27 @@ impl Drop for Staging {
         }
         // `_claim` drops next: the lock file and the parents this run created.
     }
+}
+
+/// Hard-links every file of the dataset `from` except its manifest and
+/// `_SUCCESS` into `to`, at the same relative paths: the next version shares
+/// the current one's files without copying them (copies them on a
+/// filesystem that refuses hard links).
+fn link_tree(from: &Path, to: &Path) -> Result<()> {
+    for entry in walkdir::WalkDir::new(from).min_depth(1) {
+        let entry = entry.map_err(|e| Error::io(from, std::io::Error::other(e.to_string())))?;
+        let rel = entry.path().strip_prefix(from).expect("below from");
+        let target = to.join(rel);
+        if entry.file_type().is_dir() {
+            create_dir_all(&target)?;
+        } else if rel != Path::new(MANIFEST) && rel != Path::new(SUCCESS) {
+            // A filesystem without hard links gets copies (slower, same result).
+            if std::fs::hard_link(entry.path(), &target).is_err() {
+                std::fs::copy(entry.path(), &target).map_err(|e| Error::io(&target, e))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Atomically swaps two directories (Linux `renameat2(RENAME_EXCHANGE)`);

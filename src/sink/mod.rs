@@ -17,7 +17,10 @@ pub mod rolling;
 
 pub use encode::{encode_row_group, writer_properties};
 pub use local::Staging;
-pub use manifest::{FieldEntry, InputEntry, Manifest, PartitionEntry, MANIFEST, SUCCESS};
+pub use manifest::{
+    log_name, log_version, FieldEntry, InputEntry, Manifest, PartitionEntry, LOG_DIR, MANIFEST,
+    SUCCESS,
+};
 pub use rolling::{
     EncodedRowGroup, OpenFiles, PartFiles, RowGroupJob, Take, WriteSettings, MAX_OPEN_FILES,
 };
@@ -86,6 +89,20 @@ pub fn check_partition_dir(
     Ok(())
 }
 
+/// The manifest of the current version of the dataset at `plan.path`, read
+/// without locking or writing anything (`None` when there is no dataset):
+/// what an append would add to.
+///
+/// # Errors
+/// [`Error::Sink`] when the path holds something other than a seqwin
+/// dataset; [`Error::Io`].
+pub fn current_version(plan: &SinkPlan) -> Result<Option<Manifest>> {
+    match &plan.path {
+        Location::Local(path) => local::current_version(path),
+        Location::Remote(url) => remote::current_version(plan, url.as_str()),
+    }
+}
+
 impl Target {
     /// Prepares the sink of `plan` (see [`Staging::prepare`] and
     /// [`RemoteStaging::prepare`]).
@@ -98,6 +115,24 @@ impl Target {
                 Ok(Target::Remote(RemoteStaging::prepare(plan, url.as_str())?))
             }
             Location::Local(path) => Ok(Target::Local(Staging::prepare(plan, path)?)),
+        }
+    }
+
+    /// The current version of the dataset an append adds to (`None` for
+    /// other modes, and for an append to a missing or empty sink).
+    pub fn previous(&self) -> Option<&Manifest> {
+        match self {
+            Target::Local(s) => s.previous(),
+            Target::Remote(r) => r.previous(),
+        }
+    }
+
+    /// The version number of the dataset this run writes (see
+    /// [`Staging::next_version`]).
+    pub fn next_version(&self) -> u64 {
+        match self {
+            Target::Local(s) => s.next_version(),
+            Target::Remote(r) => r.next_version(),
         }
     }
 

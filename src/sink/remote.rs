@@ -11,7 +11,18 @@
 //!
 //! A run that fails removes what it wrote (where the store still answers),
 //! puts back the old `_SUCCESS` if the old manifest is still in place, and
-//! never writes `_SUCCESS`.
+//! never writes `_SUCCESS`. Every run writes its manifest to the version log
+//! (`_seqwin_log/N.json`) before `_seqwin.json`; `overwrite` numbers its
+//! version after the newest one it replaces and deletes the old log entries
+//! with the old objects in step 5 (one left behind by a crash is older than
+//! the new version, so it is never taken for the current one).
+//!
+//! `append` leaves the current version alone: no marker, `_SUCCESS` stays;
+//! data files are uploaded under names tagged with this run
+//! (`part-00003-<tag>.parquet`, never an existing or a concurrent run's
+//! key); the commit is the conditional creation (`PutMode::Create`) of the
+//! next log entry, so of two concurrent appends exactly one commits and the
+//! other removes its files and fails; `_seqwin.json` and `_SUCCESS` follow.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -19,8 +30,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use object_store::path::Path as Key;
-use object_store::{ObjectMeta, ObjectStoreExt};
+use object_store::{ObjectMeta, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
+use super::manifest::{log_name, log_version, LOG_DIR};
 use super::{Manifest, MANIFEST, SUCCESS};
 use crate::config::SinkMode;
 use crate::error::{Error, Result};
@@ -40,7 +52,7 @@ pub struct RemoteDest {
     /// The sink location.
     pub remote: Remote,
     /// Inserted before `.parquet` so that new names never equal old ones.
-    tag: &'static str,
+    tag: String,
     /// Every key this run started writing.
     written: Mutex<Vec<Key>>,
 }
@@ -65,6 +77,12 @@ impl RemoteDest {
 pub struct RemoteStaging {
     dest: Arc<RemoteDest>,
     old: Vec<ObjectMeta>,
+    /// The current version an append adds to.
+    previous: Option<Manifest>,
+    /// The newest version in the log of the dataset an overwrite replaces.
+    replaced: Option<u64>,
+    mode: SinkMode,
+    had_success: bool,
     removed_success: bool,
     marker_created: bool,
     manifest_written: bool,
@@ -114,20 +132,40 @@ impl RemoteStaging {
                         format!("sink.path is not a seqwin dataset (no {MANIFEST} under this prefix); refusing to overwrite it"),
                     ))
                 }
-                SinkMode::Overwrite => {}
+                SinkMode::Overwrite | SinkMode::Append => {}
             }
         }
         let depth = remote.prefix.parts().count();
-        let tag = if old.iter().any(|m| {
+        let previous = match plan.mode {
+            SinkMode::Append if !old.is_empty() => {
+                if has(&marker_key) {
+                    return Err(Error::sink(
+                        url,
+                        format!("an interrupted run left {WRITING} under this prefix: the dataset is incomplete; refusing to append to it (rebuild it with sink.mode: overwrite)"),
+                    ));
+                }
+                Some(latest_version(&remote, &old, url)?)
+            }
+            _ => None,
+        };
+        let tag = if plan.mode == SinkMode::Append {
+            format!(
+                "-{}{:07}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos()),
+                std::process::id() % 10_000_000
+            )
+        } else if old.iter().any(|m| {
             m.location
                 .parts()
                 .skip(depth)
                 .last()
                 .is_some_and(|p| is_part_file_name(p.as_ref()))
         }) {
-            "-1"
+            "-1".to_string()
         } else {
-            ""
+            String::new()
         };
         let spill = std::env::temp_dir().join(format!(
             "seqwin-sort-{}-{}",
@@ -137,6 +175,11 @@ impl RemoteStaging {
                 .map_or(0, |d| d.as_nanos())
         ));
         let (had_marker, had_success) = (has(&marker_key), has(&success_key));
+        let log = key(LOG_DIR)?;
+        let replaced = (old.iter())
+            .filter(|m| m.location.prefix_matches(&log))
+            .filter_map(|m| m.location.filename().and_then(log_version))
+            .max();
         let mut staging = RemoteStaging {
             dest: Arc::new(RemoteDest {
                 remote,
@@ -144,6 +187,10 @@ impl RemoteStaging {
                 written: Mutex::new(Vec::new()),
             }),
             old,
+            previous,
+            replaced,
+            mode: plan.mode,
+            had_success,
             removed_success: false,
             marker_created: false,
             manifest_written: false,
@@ -151,6 +198,9 @@ impl RemoteStaging {
             spill,
         };
         let io = |e| Error::io(url, store::io_error(e));
+        if plan.mode == SinkMode::Append {
+            return Ok(staging);
+        }
         if !had_marker {
             staging
                 .dest
@@ -164,6 +214,18 @@ impl RemoteStaging {
             staging.removed_success = true;
         }
         Ok(staging)
+    }
+
+    /// The current version of the dataset an append adds to.
+    pub fn previous(&self) -> Option<&Manifest> {
+        self.previous.as_ref()
+    }
+
+    /// The version number of the dataset this run writes: one more than
+    /// the version it appends to or the newest one it replaces, else 0.
+    pub fn next_version(&self) -> u64 {
+        let current = self.previous.as_ref().map(|m| m.version).or(self.replaced);
+        current.map_or(0, |v| v + 1)
     }
 
     /// The destination the data files are written to.
@@ -188,18 +250,63 @@ impl RemoteStaging {
             let p = remote.display(k);
             move |e| Error::io(p, store::io_error(e))
         };
-        let text =
-            serde_json::to_string_pretty(manifest).map_err(|e| Error::Internal(e.to_string()))?;
+        let text = serde_json::to_string_pretty(manifest)
+            .map_err(|e| Error::Internal(e.to_string()))?
+            + "\n";
+        let log_key = key(&log_name(manifest.version))?;
+        if self.mode == SinkMode::Append {
+            let options = PutOptions {
+                mode: PutMode::Create,
+                ..PutOptions::default()
+            };
+            let put = store::block_on(remote.store.put_opts(
+                &log_key,
+                PutPayload::from(text.clone().into_bytes()),
+                options,
+            ));
+            match put {
+                Ok(_) => {}
+                Err(object_store::Error::AlreadyExists { .. }) => {
+                    return Err(Error::CommitConflict {
+                        path: url,
+                        version: manifest.version,
+                    })
+                }
+                Err(e @ object_store::Error::NotImplemented { .. }) => {
+                    return Err(Error::sink(
+                        &url,
+                        format!(
+                            "sink.mode: append needs the store's conditional put (create only if absent), which it refused: {}; enable it (for S3: storage option conditional_put: etag)",
+                            store::describe(&e).trim_end_matches('.')
+                        ),
+                    ))
+                }
+                Err(e) => return Err(io(&log_key)(e)),
+            }
+            self.committed = true;
+            self.manifest_written = true;
+        } else {
+            remote
+                .put(&log_key, text.clone().into_bytes())
+                .map_err(io(&log_key))?;
+        }
         let manifest_key = key(MANIFEST)?;
         remote
-            .put(&manifest_key, (text + "\n").into_bytes())
+            .put(&manifest_key, text.into_bytes())
             .map_err(io(&manifest_key))?;
         self.manifest_written = true;
         let success_key = key(SUCCESS)?;
+        if self.mode == SinkMode::Append && self.had_success {
+            self.committed = true;
+            return Ok(());
+        }
         remote
             .put(&success_key, Vec::new())
             .map_err(io(&success_key))?;
         self.committed = true;
+        if self.mode == SinkMode::Append {
+            return Ok(());
+        }
         let mut keep: HashSet<Key> = self
             .dest
             .written
@@ -210,6 +317,7 @@ impl RemoteStaging {
             .collect();
         keep.insert(manifest_key);
         keep.insert(success_key);
+        keep.insert(log_key);
         let stale: Vec<Key> = self
             .old
             .iter()
@@ -227,6 +335,79 @@ impl RemoteStaging {
             )
         })
     }
+}
+
+/// The manifest of the current version of the dataset at `url`, without
+/// writing anything (`None` for an empty prefix).
+///
+/// # Errors
+/// As [`RemoteStaging::prepare`] under `append`.
+pub fn current_version(plan: &SinkPlan, url: &str) -> Result<Option<Manifest>> {
+    let remote = Remote::open(url, &plan.storage_options).map_err(|e| Error::sink_store(url, e))?;
+    let old = remote.list(&remote.prefix).map_err(|e| {
+        Error::sink(
+            url,
+            format!("cannot list the sink: {}", store::describe(&e)),
+        )
+    })?;
+    if old.is_empty() {
+        return Ok(None);
+    }
+    let marker = remote
+        .child(WRITING)
+        .map_err(|e| Error::sink_store(url, e))?;
+    if old.iter().any(|m| m.location == marker) {
+        return Err(Error::sink(
+            url,
+            format!("an interrupted run left {WRITING} under this prefix: the dataset is incomplete; refusing to append to it (rebuild it with sink.mode: overwrite)"),
+        ));
+    }
+    latest_version(&remote, &old, url).map(Some)
+}
+
+/// The manifest of the current version under a prefix: the log entry with
+/// the largest number, or `_seqwin.json` for a dataset without a log.
+fn latest_version(remote: &Remote, old: &[ObjectMeta], url: &str) -> Result<Manifest> {
+    let log = remote
+        .child(LOG_DIR)
+        .map_err(|e| Error::sink_store(url, e))?;
+    let latest = old
+        .iter()
+        .filter(|m| m.location.prefix_matches(&log))
+        .filter_map(|m| {
+            let name = m.location.filename()?;
+            log_version(name).map(|v| (v, m.location.clone()))
+        })
+        .max_by_key(|(v, _)| *v);
+    let key = match latest {
+        Some((_, k)) => k,
+        None => {
+            let k = remote
+                .child(MANIFEST)
+                .map_err(|e| Error::sink_store(url, e))?;
+            if !old.iter().any(|m| m.location == k) {
+                return Err(Error::sink(
+                    url,
+                    format!("sink.path is not a seqwin dataset (no {MANIFEST} under this prefix); refusing to append to it"),
+                ));
+            }
+            k
+        }
+    };
+    let text = store::block_on(async {
+        let got = remote.store.get(&key).await?;
+        got.bytes().await
+    })
+    .map_err(|e| Error::io(remote.display(&key), store::io_error(e)))?;
+    serde_json::from_slice(&text).map_err(|e| {
+        Error::sink(
+            url,
+            format!(
+                "{} cannot be read by this seqwin version ({e}); refusing to append to it",
+                remote.display(&key).display()
+            ),
+        )
+    })
 }
 
 impl Drop for RemoteStaging {

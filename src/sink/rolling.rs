@@ -352,13 +352,19 @@ pub struct PartFiles {
 }
 
 impl PartFiles {
-    /// The files of partition `part` in directory `dir` (empty: the root).
-    pub fn new(part: usize, dir: &str, settings: Arc<WriteSettings>) -> PartFiles {
+    /// The files of partition `part` in directory `dir` (empty: the root),
+    /// numbered from `first_seq` (0, or after a dataset's files when appending).
+    pub fn new(
+        part: usize,
+        dir: &str,
+        settings: Arc<WriteSettings>,
+        first_seq: usize,
+    ) -> PartFiles {
         PartFiles {
             part,
             dir: dir.to_string(),
             settings,
-            started: 0,
+            started: first_seq,
             open: None,
             done: Vec::new(),
             planned: 0,

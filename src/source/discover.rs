@@ -14,7 +14,7 @@ use crate::location::{glob_root, GLOB_CHARS};
 use crate::plan::SourcePlan;
 use crate::store::Remote;
 
-use super::{Opened, RemoteFile};
+use super::{Opened, RemoteFile, Select, Stamp};
 
 /// A footer that could not be read, or whose reader panicked (`contain`).
 pub(super) fn unreadable(p: &Path, m: impl std::fmt::Display) -> Error {
@@ -28,16 +28,52 @@ pub(super) fn reader_failed(p: &Path, m: String) -> Error {
     )
 }
 
-/// Lists a local source (directory, file or glob) and reads every footer.
-pub(super) fn open_local(path: &Path) -> Result<(Vec<Result<Opened>>, PathBuf)> {
+/// A local file's modification time as `SECONDS.NANOSECONDS` since the epoch.
+fn mtime_text(meta: &std::fs::Metadata) -> Option<String> {
+    let t = meta.modified().ok()?;
+    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+    Some(format!("{}.{:09}", d.as_secs(), d.subsec_nanos()))
+}
+
+/// Lists a local source (directory, file or glob) and reads the footer of
+/// every file `select` keeps.
+pub(super) fn open_local(
+    path: &Path,
+    select: Select<'_>,
+) -> Result<(Vec<Result<Opened>>, PathBuf)> {
     let (paths, root) = discover(path)?;
-    let opened = paths
-        .par_iter()
-        .map(|p| {
+    let mut kept = Vec::with_capacity(paths.len());
+    for p in paths {
+        let meta = std::fs::metadata(&p)
+            .map_err(|e| Error::input(&p, format!("cannot open input file: {e}")))?;
+        let stamp = Stamp {
+            modified: mtime_text(&meta),
+            rel: relative(&p, &root),
+            path: p,
+            bytes: meta.len(),
+            etag: None,
+        };
+        if select(&stamp)? {
+            kept.push(stamp);
+        }
+    }
+    let opened = kept
+        .into_par_iter()
+        .map(|stamp| {
+            let p = &stamp.path;
             tracing::debug!(path = %p.display(), "opening input file");
             let file = File::open(p)
                 .map_err(|e| Error::input(p, format!("cannot open input file: {e}")))?;
             let bytes = file.metadata().map_err(|e| Error::io(p, e))?.len();
+            if bytes != stamp.bytes {
+                return Err(Error::input(
+                    p,
+                    format!(
+                        "the file changed while it was listed: {} bytes, then {bytes}",
+                        stamp.bytes
+                    ),
+                ));
+            }
             let meta = contain(
                 || {
                     crate::footer::check_file(&file).map_err(|e| unreadable(p, e))?;
@@ -46,15 +82,19 @@ pub(super) fn open_local(path: &Path) -> Result<(Vec<Result<Opened>>, PathBuf)> 
                 },
                 |m| reader_failed(p, m),
             )?;
-            Ok((p.clone(), bytes, meta, None))
+            Ok((stamp, meta, None))
         })
         .collect();
     Ok((opened, root))
 }
 
 /// Lists an object store source (a prefix, one object, or a glob over keys)
-/// and reads every footer with range requests.
-pub(super) fn open_remote(plan: &SourcePlan, url: &str) -> Result<(Vec<Result<Opened>>, PathBuf)> {
+/// and reads the footer of every object `select` keeps with range requests.
+pub(super) fn open_remote(
+    plan: &SourcePlan,
+    url: &str,
+    select: Select<'_>,
+) -> Result<(Vec<Result<Opened>>, PathBuf)> {
     tracing::debug!(url, "opening object store source");
     let remote =
         Remote::open(url, &plan.storage_options).map_err(|e| Error::source_store(url, e))?;
@@ -67,7 +107,7 @@ pub(super) fn open_remote(plan: &SourcePlan, url: &str) -> Result<(Vec<Result<Op
         })
     };
     let key_text = remote.prefix.as_ref().to_string();
-    let mut found: Vec<(Key, u64)> = Vec::new();
+    let mut found: Vec<object_store::ObjectMeta> = Vec::new();
     let root: PathBuf;
     if key_text.contains(GLOB_CHARS) {
         let literal: Vec<&str> = key_text
@@ -85,7 +125,7 @@ pub(super) fn open_remote(plan: &SourcePlan, url: &str) -> Result<(Vec<Result<Op
         root = remote.display(&prefix);
         for m in listing(&prefix)? {
             if pattern.matches_with(m.location.as_ref(), options) {
-                found.push((m.location, m.size));
+                found.push(m);
             }
         }
         if found.is_empty() {
@@ -101,7 +141,7 @@ pub(super) fn open_remote(plan: &SourcePlan, url: &str) -> Result<(Vec<Result<Op
                     .take(remote.prefix.parts().count().saturating_sub(1))
                     .collect();
                 root = remote.display(&parent);
-                found.push((m.location, m.size));
+                found.push(m);
             }
             _ => {
                 root = PathBuf::from(url);
@@ -116,7 +156,7 @@ pub(super) fn open_remote(plan: &SourcePlan, url: &str) -> Result<(Vec<Result<Op
                         .last()
                         .is_some_and(|p| p.as_ref().to_ascii_lowercase().ends_with(".parquet"));
                     if parquet && !hidden {
-                        found.push((m.location, m.size));
+                        found.push(m);
                     }
                 }
                 if found.is_empty() {
@@ -128,9 +168,24 @@ pub(super) fn open_remote(plan: &SourcePlan, url: &str) -> Result<(Vec<Result<Op
             }
         }
     }
-    let opened = found
-        .par_iter()
-        .map(|(key, size)| {
+    let mut kept = Vec::with_capacity(found.len());
+    for m in found {
+        let path = remote.display(&m.location);
+        let stamp = Stamp {
+            rel: relative(&path, &root),
+            path,
+            bytes: m.size,
+            modified: Some(m.last_modified.to_rfc3339()),
+            etag: m.e_tag.clone(),
+        };
+        if select(&stamp)? {
+            kept.push((m.location, stamp));
+        }
+    }
+    let opened = kept
+        .into_par_iter()
+        .map(|(key, stamp)| {
+            let (key, size) = (&key, &stamp.bytes);
             let p = remote.display(key);
             tracing::debug!(path = %p.display(), "opening input file (footer range request)");
             let md = contain(
@@ -143,8 +198,7 @@ pub(super) fn open_remote(plan: &SourcePlan, url: &str) -> Result<(Vec<Result<Op
             let meta = ArrowReaderMetadata::try_new(Arc::new(md), ArrowReaderOptions::new())
                 .map_err(|e| unreadable(&p, e))?;
             Ok((
-                p,
-                *size,
+                stamp.clone(),
                 meta,
                 Some(RemoteFile {
                     store: Arc::clone(&remote.store),
@@ -154,6 +208,17 @@ pub(super) fn open_remote(plan: &SourcePlan, url: &str) -> Result<(Vec<Result<Op
         })
         .collect();
     Ok((opened, root))
+}
+
+/// `path` relative to the source root, `/`-separated (the whole path when
+/// it is not below the root).
+fn relative(path: &Path, root: &Path) -> String {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    parts.join("/")
 }
 
 /// Lists the files of a source path, sorted, with the root that hive

@@ -25,6 +25,28 @@ use crate::error::{Error, Result};
 use crate::location::Location;
 use crate::plan::SourcePlan;
 
+/// What a listed input file looks like before its footer is read: enough
+/// to tell whether it is new or changed since an earlier run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    /// Path (or URL) as resolved.
+    pub path: PathBuf,
+    /// The path relative to the source's root (directory, glob root, or a
+    /// single file's directory), `/`-separated: the same whatever the
+    /// working directory or the spelling of `source.path`.
+    pub rel: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Local mtime as `SECONDS.NANOSECONDS`, or an object's `Last-Modified` (RFC 3339).
+    pub modified: Option<String>,
+    /// An object's ETag.
+    pub etag: Option<String>,
+}
+
+/// Decides, from its [`Stamp`], whether a listed file is read (`Ok(false)`:
+/// skipped; an error stops the run).
+pub type Select<'a> = &'a (dyn Fn(&Stamp) -> Result<bool> + Sync);
+
 /// One input file with its footer.
 #[derive(Debug, Clone)]
 pub struct InputFile {
@@ -32,6 +54,12 @@ pub struct InputFile {
     pub path: PathBuf,
     /// Size in bytes.
     pub bytes: u64,
+    /// Modification stamp when listed (see [`Stamp`]).
+    pub modified: Option<String>,
+    /// An object's ETag.
+    pub etag: Option<String>,
+    /// The path relative to the source's root (see [`Stamp::rel`]).
+    pub rel: String,
     /// Rows in the file.
     pub rows: u64,
     /// Hive partition values from the directories, in key order of the first file.
@@ -54,8 +82,8 @@ pub(super) struct RemoteFile {
     key: Key,
 }
 
-/// A file found by discovery: path (or URL), size, footer, store location.
-pub(super) type Opened = (PathBuf, u64, ArrowReaderMetadata, Option<RemoteFile>);
+/// A file found by discovery: its stamp, footer, store location.
+pub(super) type Opened = (Stamp, ArrowReaderMetadata, Option<RemoteFile>);
 
 /// One row group of one file: the unit of parallel reading.
 #[derive(Debug, Clone, Copy)]
@@ -95,18 +123,37 @@ impl Source {
     /// not Parquet or is corrupted, a missing column (listing the available
     /// ones) or a column of the wrong type.
     pub fn open(plan: &SourcePlan) -> Result<Source> {
+        let source = Source::open_selected(plan, &|_| Ok(true), 0)?;
+        Ok(source.expect("discovery finds at least one file"))
+    }
+
+    /// Like [`Source::open`], but reads only the files `select` keeps
+    /// (`None` when it keeps none); documents without an id are numbered
+    /// from `first_ordinal` (the rows read by earlier runs).
+    ///
+    /// # Errors
+    /// As [`Source::open`], and whatever `select` returns.
+    pub fn open_selected(
+        plan: &SourcePlan,
+        select: Select<'_>,
+        first_ordinal: u64,
+    ) -> Result<Option<Source>> {
         let (opened, root) = match &plan.path {
-            Location::Local(path) => open_local(path)?,
-            Location::Remote(url) => open_remote(plan, url.as_str())?,
+            Location::Local(path) => open_local(path, select)?,
+            Location::Remote(url) => open_remote(plan, url.as_str(), select)?,
         };
+        if opened.is_empty() {
+            return Ok(None);
+        }
         let mut files = Vec::with_capacity(opened.len());
         let mut units = Vec::new();
-        let mut ordinal = 0u64;
+        let mut ordinal = first_ordinal;
         let mut schema: Option<SchemaRef> = None;
         let mut hive_keys: Option<Vec<String>> = None;
         let mut flat = false;
         for item in opened {
-            let (path, bytes, meta, remote) = item?;
+            let (stamp, meta, remote) = item?;
+            let (path, bytes) = (stamp.path, stamp.bytes);
             let hive = crate::hive::directory_values(&root, &path);
             let keys: Vec<String> = hive.iter().map(|(k, _)| k.clone()).collect();
             match &hive_keys {
@@ -189,6 +236,9 @@ impl Source {
                 schema: file_schema,
                 path,
                 bytes,
+                modified: stamp.modified,
+                etag: stamp.etag,
+                rel: stamp.rel,
                 rows: first_row,
                 hive,
                 meta,
@@ -196,12 +246,12 @@ impl Source {
                 remote,
             });
         }
-        Ok(Source {
+        Ok(Some(Source {
             files,
             units,
             schema: schema.expect("at least one file"),
             flat,
-        })
+        }))
     }
 
     /// Total rows over all files.

@@ -199,11 +199,13 @@ fn run_json_is_the_summary_and_token_account() {
             "bytes",
             "elapsed_seconds",
             "files",
+            "outcome",
             "partitions",
             "seqwin_version",
             "sink",
             "tokens_per_second",
-            "totals"
+            "totals",
+            "version"
         ]
     );
     // --quiet keeps the JSON (it only silences the progress bar and summary).
@@ -353,13 +355,18 @@ fn inspect_json_says_what_was_verified() {
     assert_eq!(j["partitions"][0]["account"]["windows"], 6);
     assert_eq!(j["totals"]["tokens_in"], 10);
     assert_eq!(j["totals"]["tokens_targeted"], 9);
+    assert_eq!(
+        j["versions"],
+        serde_json::json!([{"version": 0, "seqwin_version": env!("CARGO_PKG_VERSION"),
+                            "inputs": 1, "files": 1, "windows": 6}])
+    );
     assert_eq!(j["schema"][0]["name"], "input");
     assert_eq!(j["schema"][1]["type"], "FixedSizeList(4 x non-null Int32)");
     // The text report is unchanged by the refactoring into verify + render.
     let text =
         String::from_utf8_lossy(&seqwin_no_log(&env, &["inspect", "out"]).stdout).into_owned();
     assert!(text.starts_with(&format!("dataset out (seqwin {})\nschema:\n  input: FixedSizeList(4 x non-null Int32) not null\n", env!("CARGO_PKG_VERSION"))), "{text}");
-    assert!(text.contains("total: 6 windows (0 padded), 1 documents, 10 tokens in, 9 targeted, 1 never a target\nfirst rows of part-00000.parquet:\n  input=[8, 5, 12, 12]  target=[5, 12, 12, 15]\n"), "{text}");
+    assert!(text.contains(&format!("total: 6 windows (0 padded), 1 documents, 10 tokens in, 9 targeted, 1 never a target\nversions:\n       0          6 windows    1 file(s)    1 input file(s)  seqwin {}  (current)\nfirst rows of part-00000.parquet:\n  input=[8, 5, 12, 12]  target=[5, 12, 12, 15]\n", env!("CARGO_PKG_VERSION"))), "{text}");
     // A failed verification: exit 2, message on stderr, nothing on stdout.
     std::fs::remove_file(env.path("out/_SUCCESS")).unwrap();
     let out = seqwin_no_log(&env, &["inspect", "out", "--json"]);

@@ -5,6 +5,8 @@
 mod harness;
 
 mod account;
+mod append;
+mod append_order;
 mod cli;
 mod determinism;
 mod errors;

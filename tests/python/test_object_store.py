@@ -432,13 +432,17 @@ def test_overwrite_replaces_a_seqwin_dataset(tmp_path, store):
     first = run(16)
     second = run(12)
     third = run(16)
-    for objects, seq_len in [(first, 16), (second, 12), (third, 16)]:
+    for version, (objects, seq_len) in enumerate([(first, 16), (second, 12), (third, 16)]):
         manifest = json.loads(objects["_seqwin.json"])
         listed = {f["name"] for p in manifest["partitions"] for f in p["files"]}
         parquet = {k for k in objects if k.endswith(".parquet")}
-        # Exactly the new dataset remains: the old files and the marker are gone.
+        # Exactly the new dataset remains: the old files, log entries and the
+        # marker are gone; each overwrite is numbered after the one it replaced.
         assert parquet == listed
-        assert set(objects) == parquet | {"_seqwin.json", "_SUCCESS"}
+        log = f"_seqwin_log/{version:020}.json"
+        assert set(objects) == parquet | {"_seqwin.json", "_SUCCESS", log}
+        assert manifest["version"] == version
+        assert objects[log] == objects["_seqwin.json"]
         assert manifest["config"]["windows"]["seq_len"] == seq_len
         assert listed
     # The second run could not reuse the first run's names while they existed.
