@@ -14,8 +14,9 @@
 //!   a `RecordBatch` of windows out, no files involved.
 //!
 //! ```
-//! use arrow::array::{Array, AsArray, ListArray};
-//! use arrow::datatypes::{Int32Type, Int64Type};
+//! use arrow_array::cast::AsArray;
+//! use arrow_array::types::{Int32Type, Int64Type};
+//! use arrow_array::{Array, ListArray};
 //! use seqwin::window::WindowSpec;
 //!
 //! // "helloworld", a=1 … z=26: 2 non-overlapping windows of 4.
@@ -45,6 +46,7 @@ mod sink;
 mod source;
 pub mod split;
 pub mod stats;
+#[cfg(feature = "cloud")]
 pub mod store;
 pub mod stream;
 pub mod window;

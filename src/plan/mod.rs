@@ -170,6 +170,7 @@ impl Plan {
         let split = config.split.as_ref().map(|s| compile_split(s, p));
         let source = compile_source(&config.source, base, p);
         let sink = compile_sink(&config.sink, base, split.is_some(), &source, &window, p);
+        check_cloud(&source, &sink)?;
         if !problems.is_empty() {
             return Err(Error::ConfigInvalid {
                 path: pipeline_path.to_path_buf(),
@@ -196,6 +197,27 @@ impl Plan {
         let config = PipelineConfig::parse(pipeline_path)?.with_overrides(overrides)?;
         Plan::try_new(config, pipeline_path)
     }
+}
+
+/// Object store paths need the `cloud` cargo feature: without it the first
+/// one (source, then sink) is refused before anything else is reported,
+/// since no fix of the other keys makes the pipeline runnable.
+///
+/// # Errors
+/// [`Error::CloudDisabled`] naming the key.
+fn check_cloud(source: &SourcePlan, sink: &SinkPlan) -> Result<()> {
+    if cfg!(feature = "cloud") {
+        return Ok(());
+    }
+    for (key, path) in [("source.path", &source.path), ("sink.path", &sink.path)] {
+        if let Location::Remote(url) = path {
+            return Err(Error::CloudDisabled {
+                key,
+                url: url.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `value` as a `usize` when it lies in `min..=max`; otherwise a problem
