@@ -63,9 +63,6 @@ pub mod remote {
         }
 
         /// Unreachable: there is no value to call it on.
-        ///
-        /// # Errors
-        /// None.
         pub fn commit(self, _: &Manifest) -> Result<()> {
             match self {}
         }
@@ -78,9 +75,6 @@ pub mod remote {
         }
 
         /// Unreachable: there is no value to call it on.
-        ///
-        /// # Errors
-        /// None.
         pub fn create(&self, _: &str) -> Result<(String, PathBuf, Upload)> {
             match *self {}
         }
@@ -88,9 +82,6 @@ pub mod remote {
 
     impl Upload {
         /// Unreachable: there is no value to call it on.
-        ///
-        /// # Errors
-        /// None.
         pub fn finish(&mut self) -> std::io::Result<()> {
             match *self {}
         }
