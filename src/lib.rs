@@ -29,6 +29,11 @@
 //! let second = targets.value(1);
 //! assert_eq!(second.as_primitive::<Int32Type>().values(), &[23, 15, 18, 12]);
 //! ```
+//!
+//! Cargo features: `cloud` (default) reads and writes `s3://`, `gs://` and
+//! `az://` paths (`seqwin::store`); without it such a path is refused when the
+//! pipeline is compiled ([`Error::CloudDisabled`]). `polars` adds
+//! `seqwin::polars`.
 
 pub mod cancel;
 pub mod cli;
