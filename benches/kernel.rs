@@ -7,8 +7,8 @@
 
 use std::hint::black_box;
 
-use arrow::array::ListArray;
-use arrow::datatypes::Int32Type;
+use arrow_array::types::Int32Type;
+use arrow_array::ListArray;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use seqwin::window::WindowSpec;
 

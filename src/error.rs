@@ -66,8 +66,19 @@ pub enum Error {
         message: String,
     },
 
+    /// An object store path in a seqwin built without the `cloud` cargo
+    /// feature (exit code 2).
+    #[error("`{key}`: \"{url}\" needs object-store support; this seqwin was built without the `cloud` feature (cargo install seqwin --features cloud)")]
+    CloudDisabled {
+        /// The config key (`source.path`, `sink.path`).
+        key: &'static str,
+        /// The object store URL.
+        url: crate::location::StoreUrl,
+    },
+
     /// The source's object store cannot be used as configured, or refused a
     /// request before anything was written (exit code 2).
+    #[cfg(feature = "cloud")]
     #[error("{path}: {source}")]
     SourceStore {
         /// The source URL or object.
@@ -79,6 +90,7 @@ pub enum Error {
 
     /// The sink's object store cannot be used as configured, or refused a
     /// request before anything was written (exit code 2).
+    #[cfg(feature = "cloud")]
     #[error("{path}: {source}")]
     SinkStore {
         /// The sink URL.
@@ -161,10 +173,11 @@ impl Error {
             | Error::Usage(_)
             | Error::Input { .. }
             | Error::Sink { .. }
-            | Error::SourceStore { .. }
-            | Error::SinkStore { .. }
             | Error::CommitConflict { .. }
+            | Error::CloudDisabled { .. }
             | Error::Dataset { .. } => 2,
+            #[cfg(feature = "cloud")]
+            Error::SourceStore { .. } | Error::SinkStore { .. } => 2,
             Error::Io { .. }
             | Error::Write { .. }
             | Error::OutOfMemory { .. }
@@ -194,6 +207,16 @@ impl Error {
         }
     }
 
+    pub(crate) fn sink(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Sink {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(feature = "cloud")]
+impl Error {
     pub(crate) fn source_store(path: impl Into<PathBuf>, source: crate::store::StoreError) -> Self {
         Error::SourceStore {
             path: path.into(),
@@ -205,13 +228,6 @@ impl Error {
         Error::SinkStore {
             path: path.into(),
             source: Box::new(source),
-        }
-    }
-
-    pub(crate) fn sink(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Error::Sink {
-            path: path.into(),
-            message: message.into(),
         }
     }
 }

@@ -11,8 +11,8 @@ pub const HIVE_DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 ///
 /// # Errors
 /// A message saying why the type cannot partition.
-pub fn check_value_type(dt: &arrow::datatypes::DataType) -> Result<(), String> {
-    use arrow::datatypes::DataType::*;
+pub fn check_value_type(dt: &arrow_schema::DataType) -> Result<(), String> {
+    use arrow_schema::DataType::*;
     match dt {
         Binary | LargeBinary | BinaryView | FixedSizeBinary(_) => Err(format!(
             "{dt} values cannot name partition directories (readers would decode text, not the bytes); carry it without partitioning on it"

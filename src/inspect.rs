@@ -5,8 +5,10 @@
 use std::fs::File;
 use std::path::Path;
 
-use arrow::array::{Array, AsArray};
-use arrow::util::display::{ArrayFormatter, FormatOptions};
+use arrow_array::Array;
+
+use arrow_array::cast::AsArray;
+use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 

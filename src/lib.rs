@@ -14,8 +14,9 @@
 //!   a `RecordBatch` of windows out, no files involved.
 //!
 //! ```
-//! use arrow::array::{Array, AsArray, ListArray};
-//! use arrow::datatypes::{Int32Type, Int64Type};
+//! use arrow_array::cast::AsArray;
+//! use arrow_array::types::{Int32Type, Int64Type};
+//! use arrow_array::{Array, ListArray};
 //! use seqwin::window::WindowSpec;
 //!
 //! // "helloworld", a=1 … z=26: 2 non-overlapping windows of 4.
@@ -28,6 +29,11 @@
 //! let second = targets.value(1);
 //! assert_eq!(second.as_primitive::<Int32Type>().values(), &[23, 15, 18, 12]);
 //! ```
+//!
+//! Cargo features: `cloud` (default) reads and writes `s3://`, `gs://` and
+//! `az://` paths (`seqwin::store`); without it such a path is refused when the
+//! pipeline is compiled ([`Error::CloudDisabled`]). `polars` adds
+//! `seqwin::polars`.
 
 pub mod cancel;
 pub mod cli;
@@ -47,6 +53,7 @@ mod sink;
 mod source;
 pub mod split;
 pub mod stats;
+#[cfg(feature = "cloud")]
 pub mod store;
 pub mod stream;
 pub mod window;

@@ -64,12 +64,9 @@ impl Location {
         };
         let lower = scheme.to_ascii_lowercase();
         if lower == "file" {
-            let url = url::Url::parse(text)
-                .map_err(|e| format!("`{text}` is not a valid file:// URL: {e}"))?;
-            return url
-                .to_file_path()
+            return file_url_path(&text[scheme.len() + 3..])
                 .map(|p| Location::local(p, base))
-                .map_err(|()| format!("`{text}` is not a local file:// URL"));
+                .map_err(|why| format!("`{text}` is not a local file:// URL: {why}"));
         }
         if SCHEMES.contains(&lower.as_str()) {
             let rest = &text[scheme.len() + 3..];
@@ -109,6 +106,49 @@ impl Location {
     }
 }
 
+/// The path of a `file://` URL (the text after `file://`): an empty or
+/// `localhost` host, an absolute path, `%XX` escapes decoded; a query or
+/// fragment (`?…`, `#…`) is not part of the path, as in RFC 8089.
+fn file_url_path(rest: &str) -> Result<PathBuf, String> {
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if !host.is_empty() && !host.eq_ignore_ascii_case("localhost") {
+        return Err(format!("it names the host `{host}`"));
+    }
+    if path.is_empty() {
+        return Err("it names no path".into());
+    }
+    let mut bytes = Vec::with_capacity(path.len());
+    let mut rest = path.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        let hex = |i: usize| tail.get(i).and_then(|&c| (c as char).to_digit(16));
+        match (b, hex(0), hex(1)) {
+            (b'%', Some(hi), Some(lo)) => {
+                bytes.push((hi * 16 + lo) as u8);
+                rest = &tail[2..];
+            }
+            _ => {
+                bytes.push(b);
+                rest = tail;
+            }
+        }
+    }
+    path_from_bytes(bytes)
+}
+
+#[cfg(unix)]
+fn path_from_bytes(bytes: Vec<u8>) -> Result<PathBuf, String> {
+    use std::os::unix::ffi::OsStringExt;
+    Ok(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
+}
+
+#[cfg(not(unix))]
+fn path_from_bytes(bytes: Vec<u8>) -> Result<PathBuf, String> {
+    String::from_utf8(bytes)
+        .map(PathBuf::from)
+        .map_err(|_| "its path is not UTF-8 once decoded".to_string())
+}
+
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -136,6 +176,18 @@ mod tests {
         assert_eq!(
             Location::parse("file:///tmp/a%20b", base).unwrap(),
             Location::Local(PathBuf::from("/tmp/a b"))
+        );
+        assert_eq!(
+            Location::parse("file://localhost/data/%E2%82%AC%2x?q#f", base).unwrap(),
+            Location::Local(PathBuf::from("/data/€%2x"))
+        );
+        assert_eq!(
+            Location::parse("file://server/share/x", base).unwrap_err(),
+            "`file://server/share/x` is not a local file:// URL: it names the host `server`"
+        );
+        assert_eq!(
+            Location::parse("file://", base).unwrap_err(),
+            "`file://` is not a local file:// URL: it names no path"
         );
         assert_eq!(
             Location::parse("S3://bucket/pre/fix/", base).unwrap(),

@@ -18,11 +18,13 @@ use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{RecordBatch, UInt64Array};
-use arrow::compute::{concat_batches, lexsort_to_indices, take_record_batch, SortColumn};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use arrow::ipc::reader::StreamReader;
-use arrow::ipc::writer::StreamWriter;
+use arrow_array::{RecordBatch, UInt64Array};
+use arrow_ipc::reader::StreamReader;
+use arrow_ipc::writer::StreamWriter;
+use arrow_ord::sort::{lexsort_to_indices, SortColumn};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_select::concat::concat_batches;
+use arrow_select::take::take_record_batch;
 use siphasher::sip::SipHasher24;
 
 use crate::error::{Error, Result};
@@ -127,7 +129,7 @@ impl Spill {
         first_index: u64,
         starts: &[u64],
     ) -> Result<Vec<(usize, RecordBatch)>> {
-        let internal = |e: arrow::error::ArrowError| Error::Internal(e.to_string());
+        let internal = |e: arrow_schema::ArrowError| Error::Internal(e.to_string());
         let n = batch.num_rows();
         let keys: Vec<u64> = (0..n)
             .map(|i| keying.key(first_index + i as u64, starts[i]))
@@ -147,7 +149,7 @@ impl Spill {
             .enumerate()
             .filter(|(_, idx)| !idx.is_empty())
             .map(|(b, idx)| {
-                let idx = arrow::array::UInt32Array::from(idx);
+                let idx = arrow_array::UInt32Array::from(idx);
                 Ok((b, take_record_batch(&full, &idx).map_err(internal)?))
             })
             .collect()
@@ -241,7 +243,7 @@ impl Spill {
         if batches.is_empty() {
             return Ok(None);
         }
-        let internal = |e: arrow::error::ArrowError| Error::Internal(e.to_string());
+        let internal = |e: arrow_schema::ArrowError| Error::Internal(e.to_string());
         let all = concat_batches(&self.schema, &batches).map_err(internal)?;
         drop(batches);
         let k = all.num_columns();
@@ -272,9 +274,9 @@ impl Spill {
     }
 }
 
-fn spill_error(path: &Path, e: arrow::error::ArrowError) -> Error {
+fn spill_error(path: &Path, e: arrow_schema::ArrowError) -> Error {
     match e {
-        arrow::error::ArrowError::IoError(_, io) => Error::io(path, io),
+        arrow_schema::ArrowError::IoError(_, io) => Error::io(path, io),
         other => Error::write(path, other),
     }
 }

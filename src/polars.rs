@@ -20,9 +20,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{make_array, ArrayRef, RecordBatch};
-use arrow::datatypes::{Field, Schema};
-use arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
+use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
+use arrow_array::{make_array, ArrayRef, RecordBatch};
+use arrow_schema::{Field, Schema};
 use polars_arrow::ffi as pffi;
 use polars_core::prelude::{Column, CompatLevel, DataFrame, Series};
 
@@ -54,13 +54,13 @@ fn to_arrow_rs(
     };
     let field = Field::try_from(&c_schema).map_err(ffi_error)?;
     // SAFETY: `c_array` was exported for exactly this schema.
-    let data = unsafe { arrow::ffi::from_ffi(c_array, &c_schema) }.map_err(ffi_error)?;
+    let data = unsafe { arrow_array::ffi::from_ffi(c_array, &c_schema) }.map_err(ffi_error)?;
     Ok((field, make_array(data)))
 }
 
 /// An arrow-rs array as a Polars series, sharing its buffers.
 fn to_polars(name: &str, array: &ArrayRef) -> Result<Series> {
-    let (c_array, c_schema) = arrow::ffi::to_ffi(&array.to_data()).map_err(ffi_error)?;
+    let (c_array, c_schema) = arrow_array::ffi::to_ffi(&array.to_data()).map_err(ffi_error)?;
     // SAFETY: as in `to_arrow_rs`, in the other direction.
     let (c_array, c_schema) = unsafe {
         (

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, ListArray, RecordBatch, StringArray};
-use arrow::datatypes::Int32Type;
+use arrow_array::types::Int32Type;
+use arrow_array::{ArrayRef, Int64Array, ListArray, RecordBatch, StringArray};
 use polars_core::prelude::*;
 use seqwin::stream::{StreamConfig, StreamWindower};
 
@@ -102,16 +102,16 @@ fn polars_frame_equals_the_stream_windower_and_the_plain_loop() {
         StreamWindower::window_all(&config, &batch.schema(), [batch.clone()]).unwrap();
     let mut expected_keys = Vec::new();
     for b in &expected_batches {
-        use arrow::array::AsArray;
+        use arrow_array::cast::AsArray;
         let split = b.column_by_name("split").unwrap().as_string::<i32>();
         let id = b
             .column_by_name("doc_id")
             .unwrap()
-            .as_primitive::<arrow::datatypes::Int64Type>();
+            .as_primitive::<arrow_array::types::Int64Type>();
         let start = b
             .column_by_name("start")
             .unwrap()
-            .as_primitive::<arrow::datatypes::Int64Type>();
+            .as_primitive::<arrow_array::types::Int64Type>();
         for i in 0..b.num_rows() {
             expected_keys.push((split.value(i).to_string(), id.value(i), start.value(i)));
         }

@@ -28,8 +28,8 @@ use std::os::unix::fs::FileExt;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{RecordBatch, RecordBatchIterator};
-use arrow::ffi_stream::FFI_ArrowArrayStream;
+use arrow_array::ffi_stream::FFI_ArrowArrayStream;
+use arrow_array::{RecordBatch, RecordBatchIterator};
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
@@ -178,7 +178,7 @@ impl Files {
         });
         drop(slots);
         // decoded[rg * columns + c]: the batches of one column chunk.
-        let mut per_column: Vec<Vec<arrow::array::ArrayRef>> = vec![Vec::new(); columns.len()];
+        let mut per_column: Vec<Vec<arrow_array::ArrayRef>> = vec![Vec::new(); columns.len()];
         let mut fields = Vec::with_capacity(columns.len());
         for (t, d) in decoded.into_iter().enumerate() {
             let batches = d.ok_or("a decoding thread failed")??;
@@ -195,16 +195,16 @@ impl Files {
         }
         let mut arrays = Vec::with_capacity(columns.len());
         for parts in per_column {
-            let refs: Vec<&dyn arrow::array::Array> = parts.iter().map(|a| a.as_ref()).collect();
+            let refs: Vec<&dyn arrow_array::Array> = parts.iter().map(|a| a.as_ref()).collect();
             arrays.push(match refs.as_slice() {
                 [one] => {
                     let _ = one;
                     std::sync::Arc::clone(&parts[0])
                 }
-                _ => arrow::compute::concat(&refs).map_err(|e| e.to_string())?,
+                _ => arrow_select::concat::concat(&refs).map_err(|e| e.to_string())?,
             });
         }
-        let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
+        let schema = std::sync::Arc::new(arrow_schema::Schema::new(fields));
         RecordBatch::try_new(schema, arrays).map_err(|e| e.to_string())
     }
 
@@ -268,7 +268,7 @@ impl Files {
     }
 }
 
-fn field_names(schema: &arrow::datatypes::Schema) -> String {
+fn field_names(schema: &arrow_schema::Schema) -> String {
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     names.join(", ")
 }

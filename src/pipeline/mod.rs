@@ -31,7 +31,7 @@ use run::Run;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use arrow::datatypes::{DataType, Field, SchemaRef};
+use arrow_schema::{DataType, Field, SchemaRef};
 
 use crate::config::SinkMode;
 use crate::error::{Error, Result};
@@ -376,7 +376,7 @@ fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
 }
 
 /// The output layout of a run for source batches of `schema`.
-pub(crate) fn run_layout(plan: &Plan, schema: &arrow::datatypes::Schema) -> OutputLayout {
+pub(crate) fn run_layout(plan: &Plan, schema: &arrow_schema::Schema) -> OutputLayout {
     output_layout(
         &plan.window,
         &plan.source.columns,
@@ -393,7 +393,7 @@ pub(crate) fn output_layout(
     columns: &SourceColumns,
     partition_by: &[String],
     tbptt: bool,
-    schema: &arrow::datatypes::Schema,
+    schema: &arrow_schema::Schema,
 ) -> OutputLayout {
     let id_type = if columns.id.is_some() {
         schema.field(1).data_type().clone()

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow_array::RecordBatch;
 use parquet::arrow::arrow_writer::ArrowRowGroupWriterFactory;
 use rayon::prelude::*;
 
@@ -72,7 +72,7 @@ pub(super) fn take_rows(batches: &mut VecDeque<RecordBatch>, n: usize) -> Result
     if parts.len() == 1 {
         return Ok(parts.pop().expect("one"));
     }
-    arrow::compute::concat_batches(&parts[0].schema(), &parts)
+    arrow_select::concat::concat_batches(&parts[0].schema(), &parts)
         .map_err(|e| Error::Internal(e.to_string()))
 }
 

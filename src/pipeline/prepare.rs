@@ -6,10 +6,13 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray};
-use arrow::buffer::ScalarBuffer;
-use arrow::datatypes::{DataType, UInt64Type};
-use arrow::util::display::{ArrayFormatter, FormatOptions};
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::UInt64Type;
+use arrow_buffer::ScalarBuffer;
+use arrow_cast::display::{ArrayFormatter, FormatOptions};
+use arrow_schema::DataType;
 
 use crate::error::{Error, Result};
 use crate::plan::{Plan, SourceColumns, SplitSpec};
@@ -138,14 +141,14 @@ pub(super) fn id_keys(column: &ArrayRef) -> std::result::Result<IdKeys, String> 
         ));
     }
     if dt.is_integer() {
-        let c = arrow::compute::cast(column, &DataType::Int64).map_err(|e| e.to_string())?;
+        let c = arrow_cast::cast::cast(column, &DataType::Int64).map_err(|e| e.to_string())?;
         return Ok(IdKeys::Ints(
-            c.as_primitive::<arrow::datatypes::Int64Type>()
+            c.as_primitive::<arrow_array::types::Int64Type>()
                 .values()
                 .to_vec(),
         ));
     }
-    let c = arrow::compute::cast(column, &DataType::Utf8).map_err(|e| e.to_string())?;
+    let c = arrow_cast::cast::cast(column, &DataType::Utf8).map_err(|e| e.to_string())?;
     Ok(IdKeys::Strs(c.as_string::<i32>().clone()))
 }
 

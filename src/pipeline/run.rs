@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use indicatif::{ProgressBar, ProgressStyle};
 use parquet::arrow::arrow_writer::ArrowRowGroupWriterFactory;
 

@@ -173,6 +173,7 @@ impl Plan {
         if sink.mode == SinkMode::Append && config.tbptt.is_some() {
             p.push("`sink.mode: append` cannot be combined with `tbptt`: its lanes divide each partition's whole stream, which an append would change; write a new dataset with `sink.mode: overwrite`".into());
         }
+        check_cloud(&source, &sink)?;
         if !problems.is_empty() {
             return Err(Error::ConfigInvalid {
                 path: pipeline_path.to_path_buf(),
@@ -199,6 +200,27 @@ impl Plan {
         let config = PipelineConfig::parse(pipeline_path)?.with_overrides(overrides)?;
         Plan::try_new(config, pipeline_path)
     }
+}
+
+/// Object store paths need the `cloud` cargo feature: without it the first
+/// one (source, then sink) is refused before anything else is reported,
+/// since no fix of the other keys makes the pipeline runnable.
+///
+/// # Errors
+/// [`Error::CloudDisabled`] naming the key.
+fn check_cloud(source: &SourcePlan, sink: &SinkPlan) -> Result<()> {
+    if cfg!(feature = "cloud") {
+        return Ok(());
+    }
+    for (key, path) in [("source.path", &source.path), ("sink.path", &sink.path)] {
+        if let Location::Remote(url) = path {
+            return Err(Error::CloudDisabled {
+                key,
+                url: url.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `value` as a `usize` when it lies in `min..=max`; otherwise a problem

@@ -1,8 +1,8 @@
 //! Parquet encoding of the output: writer properties (encodings, statistics,
 //! the `seqwin.*` metadata) and row groups encoded on any thread.
 
-use arrow::array::{ArrayRef, RecordBatch};
-use arrow::datatypes::SchemaRef;
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::SchemaRef;
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowSchemaConverter;
 use parquet::basic::Encoding;
@@ -43,7 +43,7 @@ pub fn writer_properties(plan: &Plan, schema: &SchemaRef) -> WriterProperties {
     // Scalar columns (doc_id, start, lane, step, carried values) are small and
     // worth statistics and dictionaries; token lists are not.
     for f in schema.fields() {
-        if !matches!(f.data_type(), arrow::datatypes::DataType::FixedSizeList(..)) {
+        if !matches!(f.data_type(), arrow_schema::DataType::FixedSizeList(..)) {
             let path = ColumnPath::new(vec![f.name().clone()]);
             b = b
                 .set_column_dictionary_enabled(path.clone(), true)

@@ -104,7 +104,7 @@ pub struct FieldEntry {
 
 impl FieldEntry {
     /// The manifest's description of every field of `schema`.
-    pub fn of_schema(schema: &arrow::datatypes::Schema) -> Vec<FieldEntry> {
+    pub fn of_schema(schema: &arrow_schema::Schema) -> Vec<FieldEntry> {
         schema
             .fields()
             .iter()

@@ -12,8 +12,112 @@ use crate::plan::SinkPlan;
 pub mod encode;
 pub mod local;
 pub mod manifest;
+#[cfg(feature = "cloud")]
 pub mod remote;
 pub mod rolling;
+
+/// Without the `cloud` feature no sink is in an object store: plan
+/// compilation refuses such paths ([`Error::CloudDisabled`]), and these
+/// types, which have no values, keep the rest of the module free of `cfg`.
+#[cfg(not(feature = "cloud"))]
+pub mod remote {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use super::Manifest;
+    use crate::error::{Error, Result};
+    use crate::location::StoreUrl;
+    use crate::plan::SinkPlan;
+
+    /// A run writing to an object store prefix: none in this build.
+    #[derive(Debug)]
+    pub enum RemoteStaging {}
+
+    /// Where the data files of an object store run go: none in this build.
+    #[derive(Debug)]
+    pub enum RemoteDest {}
+
+    /// A multipart upload: none in this build.
+    pub enum Upload {}
+
+    impl RemoteStaging {
+        /// Refuses the sink: this build has no object stores.
+        ///
+        /// # Errors
+        /// Always [`Error::CloudDisabled`].
+        pub fn prepare(_: &SinkPlan, url: &StoreUrl) -> Result<RemoteStaging> {
+            Err(Error::CloudDisabled {
+                key: "sink.path",
+                url: url.clone(),
+            })
+        }
+
+        /// Unreachable: there is no value to call it on.
+        pub fn dest(&self) -> Arc<RemoteDest> {
+            match *self {}
+        }
+
+        /// Unreachable: there is no value to call it on.
+        pub fn spill_root(&self) -> PathBuf {
+            match *self {}
+        }
+
+        /// Unreachable: there is no value to call it on.
+        pub fn commit(self, _: &Manifest) -> Result<()> {
+            match self {}
+        }
+
+        /// Unreachable: there is no value to call it on.
+        pub fn previous(&self) -> Option<&Manifest> {
+            match *self {}
+        }
+
+        /// Unreachable: there is no value to call it on.
+        pub fn next_version(&self) -> u64 {
+            match *self {}
+        }
+    }
+
+    /// Refuses the sink: this build has no object stores.
+    ///
+    /// # Errors
+    /// Always [`Error::CloudDisabled`].
+    pub fn current_version(_: &SinkPlan, url: &StoreUrl) -> Result<Option<Manifest>> {
+        Err(Error::CloudDisabled {
+            key: "sink.path",
+            url: url.clone(),
+        })
+    }
+
+    impl RemoteDest {
+        /// Unreachable: there is no value to call it on.
+        pub fn file_name(&self, _: &str) -> String {
+            match *self {}
+        }
+
+        /// Unreachable: there is no value to call it on.
+        pub fn create(&self, _: &str) -> Result<(String, PathBuf, Upload)> {
+            match *self {}
+        }
+    }
+
+    impl Upload {
+        /// Unreachable: there is no value to call it on.
+        pub fn finish(&mut self) -> std::io::Result<()> {
+            match *self {}
+        }
+    }
+
+    impl std::io::Write for Upload {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            match *self {}
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            match *self {}
+        }
+    }
+}
 
 pub use encode::{encode_row_group, writer_properties};
 pub use local::Staging;
@@ -30,6 +134,9 @@ use remote::{RemoteDest, RemoteStaging};
 /// The sink of a run: a local staging directory renamed into place at the
 /// end, or an object store prefix written under the protocol of [`remote`].
 #[derive(Debug)]
+// Without `cloud` the remote variant has no values, so the size difference
+// costs nothing.
+#[cfg_attr(not(feature = "cloud"), allow(clippy::large_enum_variant))]
 pub enum Target {
     /// A local directory.
     Local(Staging),
@@ -99,7 +206,7 @@ pub fn check_partition_dir(
 pub fn current_version(plan: &SinkPlan) -> Result<Option<Manifest>> {
     match &plan.path {
         Location::Local(path) => local::current_version(path),
-        Location::Remote(url) => remote::current_version(plan, url.as_str()),
+        Location::Remote(url) => remote::current_version(plan, url),
     }
 }
 
@@ -111,9 +218,7 @@ impl Target {
     /// [`Error::Sink`] when the sink may not be written; [`Error::Io`].
     pub fn prepare(plan: &SinkPlan) -> Result<Target> {
         match &plan.path {
-            Location::Remote(url) => {
-                Ok(Target::Remote(RemoteStaging::prepare(plan, url.as_str())?))
-            }
+            Location::Remote(url) => Ok(Target::Remote(RemoteStaging::prepare(plan, url)?)),
             Location::Local(path) => Ok(Target::Local(Staging::prepare(plan, path)?)),
         }
     }

@@ -37,8 +37,11 @@ use super::{Manifest, MANIFEST, SUCCESS};
 use crate::config::SinkMode;
 use crate::error::{Error, Result};
 use crate::hive::is_part_file_name;
+use crate::location::StoreUrl;
 use crate::plan::SinkPlan;
 use crate::store::{self, Remote};
+
+pub use crate::store::Upload;
 
 /// Marker written at the start of a run and removed after `_SUCCESS`.
 pub const WRITING: &str = "_seqwin.writing";
@@ -70,6 +73,26 @@ impl RemoteDest {
     pub fn record(&self, key: Key) {
         self.written.lock().expect("not poisoned").push(key);
     }
+
+    /// Starts the upload of the data file `name` (tagged by
+    /// [`RemoteDest::file_name`]), recorded for cleanup: the object's name
+    /// below the sink, its URL and the upload.
+    ///
+    /// # Errors
+    /// [`Error::SinkStore`] for an invalid key, [`Error::Io`] when the store
+    /// refuses the upload.
+    pub fn create(&self, name: &str) -> Result<(String, PathBuf, Upload)> {
+        let name = self.file_name(name);
+        let key = self
+            .remote
+            .child(&name)
+            .map_err(|e| Error::sink_store(&self.remote.url, e))?;
+        let path = self.remote.display(&key);
+        self.record(key.clone());
+        let upload =
+            Upload::start(self.remote.store.as_ref(), &key).map_err(|e| Error::io(&path, e))?;
+        Ok((name, path, upload))
+    }
 }
 
 /// A run writing to an object store prefix.
@@ -96,7 +119,8 @@ impl RemoteStaging {
     /// # Errors
     /// [`Error::Sink`] (exit 2) for missing credentials, a missing bucket, a
     /// refused prefix; [`Error::Io`] when the marker cannot be written.
-    pub fn prepare(plan: &SinkPlan, url: &str) -> Result<RemoteStaging> {
+    pub fn prepare(plan: &SinkPlan, url: &StoreUrl) -> Result<RemoteStaging> {
+        let url = url.as_str();
         let remote =
             Remote::open(url, &plan.storage_options).map_err(|e| Error::sink_store(url, e))?;
         if remote.prefix.as_ref().is_empty() {
@@ -342,7 +366,8 @@ impl RemoteStaging {
 ///
 /// # Errors
 /// As [`RemoteStaging::prepare`] under `append`.
-pub fn current_version(plan: &SinkPlan, url: &str) -> Result<Option<Manifest>> {
+pub fn current_version(plan: &SinkPlan, url: &StoreUrl) -> Result<Option<Manifest>> {
+    let url = url.as_str();
     let remote = Remote::open(url, &plan.storage_options).map_err(|e| Error::sink_store(url, e))?;
     let old = remote.list(&remote.prefix).map_err(|e| {
         Error::sink(

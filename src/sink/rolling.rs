@@ -8,7 +8,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow_schema::SchemaRef;
 use parquet::arrow::arrow_writer::{
     ArrowColumnChunk, ArrowRowGroupWriterFactory, ArrowWriterOptions,
 };
@@ -32,7 +32,7 @@ struct PartSink {
 
 enum SinkTo {
     File(File),
-    Store(crate::store::Upload),
+    Store(super::remote::Upload),
 }
 
 impl Write for PartSink {
@@ -94,15 +94,7 @@ impl PartFile {
                 (name, path, SinkTo::File(file))
             }
             Dest::Store(d) => {
-                let name = dest.file_name(&name);
-                let key = d
-                    .remote
-                    .child(&name)
-                    .map_err(|e| Error::sink_store(&d.remote.url, e))?;
-                let path = d.remote.display(&key);
-                d.record(key.clone());
-                let upload = crate::store::Upload::start(d.remote.store.as_ref(), &key)
-                    .map_err(|e| Error::io(&path, e))?;
+                let (name, path, upload) = d.create(&name)?;
                 (name, path, SinkTo::Store(upload))
             }
         };

@@ -3,18 +3,14 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use object_store::path::Path as Key;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use rayon::prelude::*;
 
 use crate::error::{contain, Error, Result};
-use crate::location::{glob_root, GLOB_CHARS};
-use crate::plan::SourcePlan;
-use crate::store::Remote;
+use crate::location::glob_root;
 
-use super::{Opened, RemoteFile, Select, Stamp};
+use super::{Opened, Select, Stamp};
 
 /// A footer that could not be read, or whose reader panicked (`contain`).
 pub(super) fn unreadable(p: &Path, m: impl std::fmt::Display) -> Error {
@@ -88,131 +84,9 @@ pub(super) fn open_local(
     Ok((opened, root))
 }
 
-/// Lists an object store source (a prefix, one object, or a glob over keys)
-/// and reads the footer of every object `select` keeps with range requests.
-pub(super) fn open_remote(
-    plan: &SourcePlan,
-    url: &str,
-    select: Select<'_>,
-) -> Result<(Vec<Result<Opened>>, PathBuf)> {
-    tracing::debug!(url, "opening object store source");
-    let remote =
-        Remote::open(url, &plan.storage_options).map_err(|e| Error::source_store(url, e))?;
-    let listing = |prefix: &Key| {
-        remote.list(prefix).map_err(|e| {
-            Error::input(
-                url,
-                format!("cannot list the source: {}", crate::store::describe(&e)),
-            )
-        })
-    };
-    let key_text = remote.prefix.as_ref().to_string();
-    let mut found: Vec<object_store::ObjectMeta> = Vec::new();
-    let root: PathBuf;
-    if key_text.contains(GLOB_CHARS) {
-        let literal: Vec<&str> = key_text
-            .split('/')
-            .take_while(|c| !c.contains(GLOB_CHARS))
-            .collect();
-        let pattern = glob::Pattern::new(&key_text)
-            .map_err(|e| Error::input(url, format!("invalid glob pattern: {e}")))?;
-        let options = glob::MatchOptions {
-            require_literal_separator: true,
-            require_literal_leading_dot: true,
-            ..glob::MatchOptions::new()
-        };
-        let prefix = Key::from_iter(literal.iter().copied());
-        root = remote.display(&prefix);
-        for m in listing(&prefix)? {
-            if pattern.matches_with(m.location.as_ref(), options) {
-                found.push(m);
-            }
-        }
-        if found.is_empty() {
-            return Err(Error::input(url, "no Parquet files match this glob"));
-        }
-    } else {
-        let single = remote.head(&remote.prefix).ok().flatten();
-        match single {
-            Some(m) if !key_text.is_empty() => {
-                let parent: Key = remote
-                    .prefix
-                    .parts()
-                    .take(remote.prefix.parts().count().saturating_sub(1))
-                    .collect();
-                root = remote.display(&parent);
-                found.push(m);
-            }
-            _ => {
-                root = PathBuf::from(url);
-                let depth = remote.prefix.parts().count();
-                for m in listing(&remote.prefix)? {
-                    let rel: Vec<_> = m.location.parts().skip(depth).collect();
-                    let hidden = rel.iter().any(|p| {
-                        let p = p.as_ref();
-                        p.starts_with('_') || p.starts_with('.')
-                    });
-                    let parquet = rel
-                        .last()
-                        .is_some_and(|p| p.as_ref().to_ascii_lowercase().ends_with(".parquet"));
-                    if parquet && !hidden {
-                        found.push(m);
-                    }
-                }
-                if found.is_empty() {
-                    return Err(Error::input(
-                        url,
-                        "no Parquet files found (searched recursively for *.parquet under this prefix)",
-                    ));
-                }
-            }
-        }
-    }
-    let mut kept = Vec::with_capacity(found.len());
-    for m in found {
-        let path = remote.display(&m.location);
-        let stamp = Stamp {
-            rel: relative(&path, &root),
-            path,
-            bytes: m.size,
-            modified: Some(m.last_modified.to_rfc3339()),
-            etag: m.e_tag.clone(),
-        };
-        if select(&stamp)? {
-            kept.push((m.location, stamp));
-        }
-    }
-    let opened = kept
-        .into_par_iter()
-        .map(|(key, stamp)| {
-            let (key, size) = (&key, &stamp.bytes);
-            let p = remote.display(key);
-            tracing::debug!(path = %p.display(), "opening input file (footer range request)");
-            let md = contain(
-                || {
-                    crate::store::read_footer(remote.store.as_ref(), key, *size)
-                        .map_err(|e| Error::source_store(&p, e))
-                },
-                |m| reader_failed(&p, m),
-            )?;
-            let meta = ArrowReaderMetadata::try_new(Arc::new(md), ArrowReaderOptions::new())
-                .map_err(|e| unreadable(&p, e))?;
-            Ok((
-                stamp.clone(),
-                meta,
-                Some(RemoteFile {
-                    store: Arc::clone(&remote.store),
-                    key: key.clone(),
-                }),
-            ))
-        })
-        .collect();
-    Ok((opened, root))
-}
-
 /// `path` relative to the source root, `/`-separated (the whole path when
 /// it is not below the root).
-fn relative(path: &Path, root: &Path) -> String {
+pub(super) fn relative(path: &Path, root: &Path) -> String {
     let rel = path.strip_prefix(root).unwrap_or(path);
     let parts: Vec<String> = rel
         .components()

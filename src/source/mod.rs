@@ -8,17 +8,59 @@
 
 mod discover;
 mod read;
+#[cfg(feature = "cloud")]
+mod remote;
 mod schema;
 
-use discover::{open_local, open_remote};
+/// Without the `cloud` feature no source is in an object store: plan
+/// compilation refuses such paths ([`Error::CloudDisabled`]), and these
+/// types, which have no values, keep the rest of the module free of `cfg`.
+#[cfg(not(feature = "cloud"))]
+mod remote {
+    use std::path::PathBuf;
+
+    use arrow_array::RecordBatch;
+
+    use super::{InputFile, Opened, Select, Unit};
+    use crate::error::{Error, Result};
+    use crate::location::StoreUrl;
+    use crate::plan::SourcePlan;
+
+    /// An input file in an object store: none in this build.
+    #[derive(Debug, Clone)]
+    pub(super) enum RemoteFile {}
+
+    impl RemoteFile {
+        pub(super) fn read_row_group(
+            &self,
+            _: &InputFile,
+            _: &Unit,
+            _: &[usize],
+        ) -> Result<std::result::Result<Vec<RecordBatch>, String>> {
+            match *self {}
+        }
+    }
+
+    pub(super) fn open_remote(
+        _: &SourcePlan,
+        url: &StoreUrl,
+        _: Select<'_>,
+    ) -> Result<(Vec<Result<Opened>>, PathBuf)> {
+        Err(Error::CloudDisabled {
+            key: "source.path",
+            url: url.clone(),
+        })
+    }
+}
+
+use discover::open_local;
+use remote::{open_remote, RemoteFile};
 pub(crate) use schema::project;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
-use object_store::path::Path as Key;
-use object_store::ObjectStore;
+use arrow_schema::SchemaRef;
 use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 
 use crate::error::{Error, Result};
@@ -75,15 +117,8 @@ pub struct InputFile {
     remote: Option<RemoteFile>,
 }
 
-/// An input file in an object store.
-#[derive(Debug, Clone)]
-pub(super) struct RemoteFile {
-    store: Arc<dyn ObjectStore>,
-    key: Key,
-}
-
 /// A file found by discovery: its stamp, footer, store location.
-pub(super) type Opened = (Stamp, ArrowReaderMetadata, Option<RemoteFile>);
+type Opened = (Stamp, ArrowReaderMetadata, Option<RemoteFile>);
 
 /// One row group of one file: the unit of parallel reading.
 #[derive(Debug, Clone, Copy)]
@@ -140,7 +175,7 @@ impl Source {
     ) -> Result<Option<Source>> {
         let (opened, root) = match &plan.path {
             Location::Local(path) => open_local(path, select)?,
-            Location::Remote(url) => open_remote(plan, url.as_str(), select)?,
+            Location::Remote(url) => open_remote(plan, url, select)?,
         };
         if opened.is_empty() {
             return Ok(None);

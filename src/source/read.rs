@@ -4,14 +4,13 @@
 use std::fs::File;
 use std::sync::Arc;
 
-use arrow::array::{new_null_array, ArrayRef, RecordBatch, StringArray};
-use arrow::datatypes::DataType;
+use arrow_array::{new_null_array, ArrayRef, RecordBatch, StringArray};
+use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 use parquet::file::reader::ChunkReader;
 
 use crate::error::{contain, Error, Result};
-use crate::store::Ranges;
 
 use super::{InputFile, Source, Unit};
 
@@ -47,12 +46,7 @@ impl Source {
                         })?;
                         decode_row_group(file, f, unit, &sorted).map_err(corrupt)?
                     }
-                    Some(r) => {
-                        let ranges = column_chunk_ranges(f, unit, &sorted);
-                        let data = Ranges::fetch(r.store.as_ref(), &r.key, f.bytes, ranges)
-                            .map_err(|e| Error::io(path, crate::store::io_error(e)))?;
-                        decode_row_group(data, f, unit, &sorted).map_err(corrupt)?
-                    }
+                    Some(r) => r.read_row_group(f, unit, &sorted)?.map_err(corrupt)?,
                 };
                 if batches.is_empty() {
                     return Err(corrupt("no rows decoded".into()));
@@ -60,7 +54,7 @@ impl Source {
                 let batch = if batches.len() == 1 {
                     batches.pop().expect("one batch")
                 } else {
-                    arrow::compute::concat_batches(&batches[0].schema(), &batches)
+                    arrow_select::concat::concat_batches(&batches[0].schema(), &batches)
                         .map_err(|e| corrupt(e.to_string()))?
                 };
                 if batch.num_rows() != unit.rows {
@@ -98,25 +92,6 @@ impl Source {
             |m| corrupt(format!("the Parquet reader failed ({m})")),
         )
     }
-}
-
-/// The byte ranges of the column chunks of `unit`'s row group that belong
-/// to the projected root columns (`roots`, sorted): all a remote read fetches.
-pub(super) fn column_chunk_ranges(
-    f: &InputFile,
-    unit: &Unit,
-    roots: &[usize],
-) -> Vec<std::ops::Range<u64>> {
-    let md = f.meta.metadata();
-    let descr = md.file_metadata().schema_descr();
-    let rg = md.row_group(unit.row_group);
-    (0..rg.num_columns())
-        .filter(|&c| roots.binary_search(&descr.get_column_root_idx(c)).is_ok())
-        .map(|c| {
-            let (start, len) = rg.column(c).byte_range();
-            start..start + len
-        })
-        .collect()
 }
 
 /// Decodes the projected columns (`roots`, sorted) of one row group.

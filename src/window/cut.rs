@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::ArrayRef;
-use arrow::buffer::ScalarBuffer;
-use arrow::datatypes::ArrowNativeType;
+use arrow_array::ArrayRef;
+use arrow_buffer::ArrowNativeType;
+use arrow_buffer::ScalarBuffer;
 
 use super::{Geometry, Lanes, Token, TokenAccount, WindowSpec};
 

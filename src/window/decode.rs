@@ -2,11 +2,12 @@
 //! output type checked, values converted to the output element type (shared
 //! with the input buffer when the types already agree).
 
-use arrow::array::{Array, ArrayRef};
-use arrow::buffer::ScalarBuffer;
-use arrow::datatypes::{
-    ArrowNativeType, ArrowPrimitiveType, DataType, Int32Type, Int64Type, UInt16Type, UInt32Type,
-};
+use arrow_array::types::{Int32Type, Int64Type, UInt16Type, UInt32Type};
+use arrow_array::ArrowPrimitiveType;
+use arrow_array::{Array, ArrayRef};
+use arrow_buffer::ArrowNativeType;
+use arrow_buffer::ScalarBuffer;
+use arrow_schema::DataType;
 
 use super::TokenDtype;
 
@@ -155,7 +156,7 @@ pub fn decode_tokens<T: Token>(
     dtype: TokenDtype,
     vocab_size: Option<u64>,
 ) -> std::result::Result<DecodedTokens<T>, TokenError> {
-    use arrow::array::AsArray;
+    use arrow_array::cast::AsArray;
     let (values, offsets, flat): (ArrayRef, Vec<usize>, bool) = match column.data_type() {
         DataType::List(_) => {
             let (values, offsets) = list_parts(column.as_list::<i32>())?;
@@ -174,7 +175,7 @@ pub fn decode_tokens<T: Token>(
             (l.values().slice(base, l.len() * size), offs, false)
         }
         dt if dt.is_integer() => (
-            arrow::array::make_array(column.to_data()),
+            arrow_array::make_array(column.to_data()),
             (0..=column.len()).collect(),
             true,
         ),
@@ -221,8 +222,8 @@ pub fn decode_tokens<T: Token>(
 }
 
 /// The values a (possibly sliced) list array covers, and its offsets rebased to 0.
-fn list_parts<O: arrow::array::OffsetSizeTrait>(
-    l: &arrow::array::GenericListArray<O>,
+fn list_parts<O: arrow_array::OffsetSizeTrait>(
+    l: &arrow_array::GenericListArray<O>,
 ) -> std::result::Result<(ArrayRef, Vec<usize>), TokenError> {
     check_null_docs(l)?;
     let o = l.value_offsets();
@@ -263,8 +264,8 @@ fn convert_values<T: Token>(
     error: impl Fn(usize, i128) -> TokenError,
     max: i128,
 ) -> std::result::Result<ScalarBuffer<T>, TokenError> {
-    use arrow::array::AsArray;
-    use arrow::datatypes::*;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::*;
     use std::any::TypeId;
     macro_rules! conv {
         ($arrow:ty, $native:ty, $unsigned:ty) => {{

@@ -3,12 +3,14 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
+use arrow_array::types::Int32Type;
+use arrow_array::ArrowPrimitiveType;
+use arrow_array::{
     Array, ArrayRef, FixedSizeListArray, Int32Array, Int64Array, PrimitiveArray, RecordBatch,
 };
-use arrow::buffer::ScalarBuffer;
-use arrow::compute::interleave;
-use arrow::datatypes::{ArrowPrimitiveType, DataType, Field, Int32Type, Schema, SchemaRef};
+use arrow_buffer::ScalarBuffer;
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_select::interleave::interleave;
 
 use super::{DocBatch, ExtraColumn, Lanes, Token, TokenDtype, WindowRef, WindowSpec};
 use crate::error::{Error, Result};
@@ -157,7 +159,7 @@ pub fn materialize<T: Token>(
                     m.resize(m.len() + w.len, 1u8);
                     m.resize(m.len() + l - w.len, 0u8);
                 }
-                fixed_list::<arrow::datatypes::UInt8Type>(field, m, l)
+                fixed_list::<arrow_array::types::UInt8Type>(field, m, l)
             }
             ExtraColumn::PositionIds | ExtraColumn::SegmentIds => {
                 let positions = *c == ExtraColumn::PositionIds;

@@ -45,8 +45,8 @@ pub use spec::{
 
 use std::sync::Arc;
 
-use arrow::array::{Array, Int64Array, RecordBatch};
-use arrow::datatypes::DataType;
+use arrow_array::{Array, Int64Array, RecordBatch};
+use arrow_schema::DataType;
 
 use crate::error::{Error, Result};
 
@@ -65,8 +65,9 @@ use crate::error::{Error, Result};
 /// # Example
 /// ```
 /// use std::sync::Arc;
-/// use arrow::array::{Array, AsArray, ListArray};
-/// use arrow::datatypes::{Int32Type, Int64Type};
+/// use arrow_array::{Array, ListArray};
+/// use arrow_array::cast::AsArray;
+/// use arrow_array::types::{Int32Type, Int64Type};
 /// use seqwin::window::WindowSpec;
 ///
 /// // "helloworld", a=1 … z=26

@@ -1,8 +1,9 @@
 //! The kernel against the plain nested loop of the dataset contract.
 
 use super::*;
-use arrow::array::{ArrayRef, AsArray, LargeListArray, ListArray};
-use arrow::datatypes::{Int32Type, Int64Type, UInt16Type};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, Int64Type, UInt16Type};
+use arrow_array::{ArrayRef, LargeListArray, ListArray};
 use proptest::prelude::*;
 
 /// One expected output row.
@@ -94,7 +95,7 @@ fn rows_of(batch: &RecordBatch, spec: &WindowSpec) -> Vec<Row> {
         let Some(c) = batch.column_by_name(name) else {
             return vec![Vec::new(); batch.num_rows()];
         };
-        let c = arrow::compute::cast(
+        let c = arrow_cast::cast::cast(
             c,
             &DataType::new_fixed_size_list(DataType::Int64, spec.seq_len as i32, false),
         )

@@ -153,7 +153,7 @@ fn files_roll_and_row_groups_follow_the_config() {
 
 #[test]
 fn output_schema_and_metadata_read_back() {
-    use arrow::datatypes::DataType;
+    use arrow_schema::DataType;
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let env = Env::new();
     let docs = random_docs(20, 60, 50, 2);

@@ -3,7 +3,7 @@
 use crate::harness::*;
 
 fn hello(env: &Env) {
-    let b = arrow::array::RecordBatch::try_from_iter(vec![(
+    let b = arrow_array::RecordBatch::try_from_iter(vec![(
         "tokens",
         docs_column(&[vec![8, 5, 12, 12, 15, 23, 15, 18, 12, 4]]),
     )])

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, ListArray, RecordBatch, StringArray};
-use arrow::datatypes::Int64Type;
+use arrow_array::types::Int64Type;
+use arrow_array::{ArrayRef, Int64Array, ListArray, RecordBatch, StringArray};
 
 use crate::harness::*;
 
@@ -56,7 +56,7 @@ fn bad_tokens(env: &Env, docs: Vec<Option<Vec<Option<i64>>>>) {
     write_parquet(&env.path("data/c.parquet"), &b, 2);
 }
 
-use arrow::array::Array;
+use arrow_array::Array;
 
 #[test]
 fn missing_source_path() {
@@ -261,6 +261,7 @@ fn file_urls_are_local_paths() {
     assert!(env.path("out/_SUCCESS").exists());
 }
 
+#[cfg(feature = "cloud")]
 #[test]
 fn missing_object_store_credentials_are_one_sentence() {
     // No AWS_* variables: refused before any request is made.
@@ -285,4 +286,37 @@ fn missing_object_store_credentials_are_one_sentence() {
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// A seqwin built without the `cloud` feature (`cargo test
+/// --no-default-features --test integration cloud_feature`, run by CI):
+/// `check` and `run` refuse an object store path up front, exit code 2, one
+/// sentence naming the key, nothing written.
+#[cfg(not(feature = "cloud"))]
+#[test]
+fn cloud_feature_object_store_paths_are_refused_without_it() {
+    let env = Env::new();
+    corpus(&env);
+    let sentence = |key: &str, url: &str| {
+        format!("seqwin: error: `{key}`: \"{url}\" needs object-store support; this seqwin was built without the `cloud` feature (cargo install seqwin --features cloud)\n")
+    };
+    let source = env.pipeline(
+        "source.yaml",
+        "source: {path: 's3://bucket/corpus', tokens: tokens}\nwindows: {seq_len: 4}\nsink: {path: out}\n",
+    );
+    let sink = env.pipeline(
+        "sink.yaml",
+        "source: {path: data, tokens: tokens}\nwindows: {seq_len: 4}\nsink: {path: 'gs://bucket/out'}\n",
+    );
+    for (pipeline, key, url) in [
+        (&source, "source.path", "s3://bucket/corpus"),
+        (&sink, "sink.path", "gs://bucket/out"),
+    ] {
+        for command in ["check", "run"] {
+            let out = env.seqwin(&[command, pipeline.to_str().unwrap()]);
+            assert_eq!(out.status.code(), Some(2), "{command} {key}");
+            assert_eq!(String::from_utf8_lossy(&out.stderr), sentence(key, url));
+        }
+    }
+    assert!(!env.path("out").exists());
 }

@@ -5,8 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, Int64Array, ListArray, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Int32Type, Int64Type};
+use arrow_array::{ArrayRef, Int64Array, ListArray, RecordBatch, StringArray};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, Int64Type};
+use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
@@ -143,7 +146,7 @@ pub struct Window {
 
 fn list_values(c: &ArrayRef, i: usize) -> Vec<i64> {
     let l = c.as_fixed_size_list();
-    let v = arrow::compute::cast(&l.value(i), &DataType::Int64).unwrap();
+    let v = arrow_cast::cast::cast(&l.value(i), &DataType::Int64).unwrap();
     v.as_primitive::<Int64Type>().values().to_vec()
 }
 
@@ -199,7 +202,7 @@ pub fn batch_windows(b: &RecordBatch, partition: &str) -> Vec<Window> {
         .map(|i| {
             let int = |n: &str| {
                 col(n).map(|c| {
-                    let c = arrow::compute::cast(&c, &DataType::Int64).unwrap();
+                    let c = arrow_cast::cast::cast(&c, &DataType::Int64).unwrap();
                     c.as_primitive::<Int64Type>().value(i)
                 })
             };

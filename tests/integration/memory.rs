@@ -9,9 +9,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int32Array, ListArray, RecordBatch};
-use arrow::buffer::OffsetBuffer;
-use arrow::datatypes::{DataType, Field};
+use arrow_array::{ArrayRef, Int32Array, ListArray, RecordBatch, StringArray};
+use arrow_buffer::OffsetBuffer;
+use arrow_schema::{DataType, Field};
 
 use crate::harness::*;
 
@@ -264,8 +264,7 @@ fn bucketed(path: &Path, tokens: usize) {
         Arc::new(values),
         None,
     );
-    let buckets =
-        arrow::array::StringArray::from_iter_values((0..docs).map(|i| format!("b{:03}", i % 300)));
+    let buckets = StringArray::from_iter_values((0..docs).map(|i| format!("b{:03}", i % 300)));
     let batch = RecordBatch::try_from_iter([
         ("tokens", Arc::new(list) as ArrayRef),
         ("bucket", Arc::new(buckets) as ArrayRef),

@@ -104,7 +104,7 @@ fn item_05_split_without_partition_by_split_is_refused() {
 fn item_06_partition_column_starting_with_underscore_or_dot_is_refused() {
     let env = Env::new();
     let b = corpus_batch(&random_docs(20, 30, 9, 1), 0, &["x", "y"]);
-    let renamed = arrow::array::RecordBatch::try_from_iter(vec![
+    let renamed = arrow_array::RecordBatch::try_from_iter(vec![
         ("doc_id", b.column(0).clone()),
         ("_src", b.column(1).clone()),
         (".lang", b.column(1).clone()),

@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
+use arrow_array::types::{UInt16Type, UInt64Type};
+use arrow_array::{
     ArrayRef, FixedSizeListArray, Int32Array, Int64Array, LargeListArray, ListArray, RecordBatch,
     StringArray, UInt16Array,
 };
-use arrow::datatypes::{DataType, Field, UInt16Type, UInt64Type};
+use arrow_schema::{DataType, Field};
 
 use crate::harness::*;
 
@@ -389,7 +390,7 @@ fn item_07_binary_partition_columns_are_refused() {
         ("tokens", docs_column(&[vec![1, 2, 3]])),
         (
             "tag",
-            Arc::new(arrow::array::BinaryArray::from(vec![&b"\xff\x00"[..]])) as ArrayRef,
+            Arc::new(arrow_array::BinaryArray::from(vec![&b"\xff\x00"[..]])) as ArrayRef,
         ),
     ])
     .unwrap();

@@ -2,7 +2,7 @@
 //! feature) against `seqwin run` on the same data: the same windows, in the
 //! same order within each split, however the input is cut into batches.
 
-use arrow::array::RecordBatch;
+use arrow_array::RecordBatch;
 use seqwin::stream::{StreamConfig, StreamWindower};
 
 use crate::harness::*;
@@ -22,7 +22,7 @@ fn stream_windows(config: &StreamConfig, batch: &RecordBatch, chunk: usize) -> V
         assert_eq!(b.schema(), w.schema());
         let splits = b
             .column_by_name("split")
-            .map(|c| arrow::array::AsArray::as_string::<i32>(c.as_ref()).clone());
+            .map(|c| arrow_array::cast::AsArray::as_string::<i32>(c.as_ref()).clone());
         for (i, mut win) in batch_windows(b, "").into_iter().enumerate() {
             if let Some(s) = &splits {
                 win.partition = format!("split={}", s.value(i));
