@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::sink::encode::RowGroupEncoder;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use indicatif::{ProgressBar, ProgressStyle};
-use parquet::arrow::arrow_writer::ArrowRowGroupWriterFactory;
 
 use super::ordered::{buckets_for, scatter_job, ScatteredPart};
 use super::prepare::{prepare, Context, Prepared};
@@ -530,7 +530,7 @@ impl<'a, T: Token> Run<'a, T> {
 
 pub(super) fn encode_job<T: Token>(
     job: Job<T>,
-    factory: &ArrowRowGroupWriterFactory,
+    factory: &RowGroupEncoder,
     layout: &OutputLayout,
     carry: &[usize],
 ) -> Result<EncodedRowGroup> {
