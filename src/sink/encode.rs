@@ -1,5 +1,6 @@
 //! Parquet encoding of the output: writer properties (encodings, statistics,
-//! the `seqwin.*` metadata) and row groups encoded on any thread.
+//! the `seqwin.*` metadata) and row groups encoded on any thread, the window
+//! columns straight through the column writer ([`RowGroupEncoder`]).
 
 use std::io::Write;
 use std::sync::Arc;
