@@ -17,7 +17,8 @@
 //! floor = decode + encode; the table gives medians and seqwin ÷ floor.
 //! `--matrix` instead encodes each case's windows under candidate settings
 //! (encoding of the window columns, compression, statistics and page index,
-//! page and row-group sizes): time on one thread and bytes.
+//! page and row-group sizes): time on one thread and bytes
+//! (`SEQWIN_FLOOR_KEEP=DIR` also writes a file per setting there).
 //!
 //! `cargo bench --bench floor [-- --reps 5 --cases A,B,C,D --data DIR --matrix]`
 
@@ -351,6 +352,20 @@ fn matrix(case: &str, plan: &Plan, schema: &SchemaRef, batches: &[RecordBatch], 
         } else {
             batches
         };
+        if let Ok(dir) = std::env::var("SEQWIN_FLOOR_KEEP") {
+            // Keep a file per setting, for reader checks (`benches/read_speed.py`-style).
+            let tag: String = name.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+            let path = Path::new(&dir).join(format!("{case}_{tag}.parquet"));
+            let file = File::create(&path).expect("create kept file");
+            let options = ArrowWriterOptions::new().with_properties(props.clone());
+            let mut w = ArrowWriter::try_new_with_options(file, Arc::clone(schema), options)
+                .expect("writer");
+            for b in batches {
+                w.write(b).expect("write");
+                w.flush().expect("flush");
+            }
+            w.close().expect("close");
+        }
         let f = Encoder::Seqwin(Arc::new(
             RowGroupEncoder::try_new(schema, &props).expect("encoder"),
         ));
