@@ -395,6 +395,7 @@ fn main() {
         let (schema, batches) = read_output(&out);
         if a.matrix {
             matrix(case, &plan, &schema, &batches, a.reps);
+            let _ = std::fs::remove_dir_all(&out);
             continue;
         }
         // The floor: seqwin's writer properties, arrow-rs's Arrow column path.
