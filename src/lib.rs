@@ -63,6 +63,14 @@ pub mod manifest {
     pub use crate::sink::manifest::*;
 }
 
+/// How a run encodes its row groups, for benchmarks that must encode exactly
+/// as a run does (`benches/floor.rs`).
+pub mod encoding {
+    pub use crate::sink::encode::{
+        encode_row_group, row_group_encoder, writer_properties, EncodedColumn, RowGroupEncoder,
+    };
+}
+
 pub use error::{Error, Result};
 pub use pipeline::{Outcome, Pipeline, RunOptions, RunReport};
 

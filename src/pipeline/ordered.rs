@@ -5,8 +5,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::sink::encode::RowGroupEncoder;
 use arrow_array::RecordBatch;
-use parquet::arrow::arrow_writer::ArrowRowGroupWriterFactory;
 use rayon::prelude::*;
 
 use super::run::{encode_job, Job, Payload, Run, SpillJob};
@@ -78,7 +78,7 @@ pub(super) fn take_rows(batches: &mut VecDeque<RecordBatch>, n: usize) -> Result
 
 pub(super) fn encode_all<T: Token>(
     jobs: Vec<Job<T>>,
-    factory: &ArrowRowGroupWriterFactory,
+    factory: &RowGroupEncoder,
     layout: &OutputLayout,
     carry: &[usize],
 ) -> Result<Vec<EncodedRowGroup>> {

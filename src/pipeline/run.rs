@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::sink::encode::RowGroupEncoder;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use indicatif::{ProgressBar, ProgressStyle};
-use parquet::arrow::arrow_writer::ArrowRowGroupWriterFactory;
 
 use super::append;
 use super::ordered::{buckets_for, scatter_job, ScatteredPart};
@@ -629,7 +629,7 @@ impl<'a, T: Token> Run<'a, T> {
 
 pub(super) fn encode_job<T: Token>(
     job: Job<T>,
-    factory: &ArrowRowGroupWriterFactory,
+    factory: &RowGroupEncoder,
     layout: &OutputLayout,
     carry: &[usize],
 ) -> Result<EncodedRowGroup> {

@@ -9,13 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_schema::SchemaRef;
-use parquet::arrow::arrow_writer::{
-    ArrowColumnChunk, ArrowRowGroupWriterFactory, ArrowWriterOptions,
-};
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 
+use super::encode::{EncodedColumn, RowGroupEncoder};
 use super::local::create_dir_all;
 use super::manifest::FileEntry;
 use super::Dest;
@@ -123,7 +122,7 @@ impl PartFile {
     ///
     /// # Errors
     /// [`Error::Write`] (including I/O errors such as a full disk).
-    pub fn append(&mut self, chunks: Vec<ArrowColumnChunk>, rows: usize) -> Result<()> {
+    pub fn append(&mut self, chunks: Vec<EncodedColumn>, rows: usize) -> Result<()> {
         let mut rg = self
             .writer
             .next_row_group()
@@ -257,7 +256,7 @@ pub struct WriteSettings {
     /// Builds the column writers of a row group on any thread. It depends
     /// only on the schema and properties, so no file has to be open to
     /// encode a row group.
-    pub factory: Arc<ArrowRowGroupWriterFactory>,
+    pub factory: Arc<RowGroupEncoder>,
     /// Windows per row group.
     pub row_group_rows: usize,
     /// Windows per file.
@@ -276,11 +275,7 @@ impl WriteSettings {
         row_group_rows: usize,
         max_rows_per_file: u64,
     ) -> Result<WriteSettings> {
-        let options = ArrowWriterOptions::new().with_properties(props.clone());
-        let (_, factory) =
-            ArrowWriter::try_new_with_options(std::io::sink(), Arc::clone(&schema), options)
-                .and_then(|w| w.into_serialized_writer())
-                .map_err(|e| Error::write("<output schema>", e))?;
+        let factory = RowGroupEncoder::try_new(&schema, &props)?;
         Ok(WriteSettings {
             dest,
             schema,
@@ -320,7 +315,7 @@ pub struct EncodedRowGroup {
     /// Rows in the row group.
     pub rows: usize,
     /// The encoded column chunks.
-    pub chunks: Vec<ArrowColumnChunk>,
+    pub chunks: Vec<EncodedColumn>,
 }
 
 /// The part files of one output partition: cuts row groups and rolls files

@@ -373,12 +373,9 @@ fn item_04_signals_remove_staging_and_lock_and_keep_the_previous_dataset() {
     env.run_ok(&p, &[]);
     let full = t0.elapsed();
     let mut previous = tree(&env.path("out"));
-    // Delays from a fixed xorshift, from 50 ms to 50 ms + 60% of a full run
-    // (measured just above, so a slow or loaded machine gets longer delays).
-    // Before a run starts (the first few milliseconds after exec: installing
-    // the handlers, parsing the pipeline) a signal keeps its default action
-    // and nothing has been touched yet; the margin keeps a loaded machine
-    // from landing there.
+    // Delays from a fixed xorshift, up to 60% of a full run (measured just
+    // above, so a slow or loaded machine gets longer delays), counted from
+    // the moment the run holds its lock (see below).
     let span = (full.as_millis() as u64 * 6 / 10).max(100);
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     let mut next = move || {
@@ -400,7 +397,7 @@ fn item_04_signals_remove_staging_and_lock_and_keep_the_previous_dataset() {
     let mut interrupted = 0;
     for k in 0..trials {
         let sig = signals[k % signals.len()];
-        let delay = Duration::from_millis(50 + next() % span);
+        let delay = Duration::from_millis(next() % span);
         // Each finished run is recognisable by its stride; strides close to
         // the first run's keep every run about as long.
         let stride = 9 + k % 4;
@@ -417,6 +414,19 @@ fn item_04_signals_remove_staging_and_lock_and_keep_the_previous_dataset() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        // The delay counts from the moment the run holds its lock: the
+        // handlers are armed by then (before it, a signal has its default
+        // action, and a loaded machine can take longer than any fixed margin
+        // to get there).
+        let mut child = child;
+        let lock = env.path(".out.seqwin.lock");
+        let waited = Instant::now();
+        while !lock.exists()
+            && child.try_wait().unwrap().is_none()
+            && waited.elapsed() < Duration::from_secs(60)
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         std::thread::sleep(delay);
         // SAFETY: signalling a child we spawned and have not yet waited for.
         unsafe { libc::kill(child.id() as libc::pid_t, sig) };

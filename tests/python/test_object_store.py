@@ -557,15 +557,14 @@ sink: {{path: s3://{BUCKET}/sig/out, mode: overwrite, compression: none, row_gro
     full = time.time() - started
     assert r.returncode == 0, r.stderr
     previous = s3.objects("sig/out")
-    # Delays from 50 ms to 50 ms + 60% of a full run (measured above, so a
-    # loaded machine gets longer delays); each finished run is recognisable
-    # by its stride.
+    # Delays up to 60% of a full run (measured above, so a loaded machine
+    # gets longer delays); each finished run is recognisable by its stride.
     pick = random.Random(7)
     names = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
     trials, interrupted = 24, 0
     for k in range(trials):
         sig = [signal.SIGINT, signal.SIGTERM][k % 2]
-        delay = 0.05 + pick.random() * 0.6 * full
+        delay = pick.random() * 0.6 * full
         stride = 9 + k % 4
         proc = subprocess.Popen(
             [seqwin_bin(), "run", "p.yaml", "--quiet", "--set", f"windows.stride={stride}"],
@@ -575,6 +574,16 @@ sink: {{path: s3://{BUCKET}/sig/out, mode: overwrite, compression: none, row_gro
             stderr=subprocess.PIPE,
             text=True,
         )
+        # The delay counts from the moment the run has written its
+        # `_seqwin.writing` marker: its signal handlers are armed by then (a
+        # signal before that has its default action).
+        waited = time.time()
+        while proc.poll() is None and time.time() - waited < 60:
+            try:
+                s3.client.head_object(Bucket=BUCKET, Key="sig/out/_seqwin.writing")
+                break
+            except s3.client.exceptions.ClientError:
+                time.sleep(0.005)
         time.sleep(delay)
         proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=300)
