@@ -17,11 +17,13 @@
 //! same whatever the thread count.
 
 mod append;
+mod mix;
 mod ordered;
 mod prepare;
 mod route;
 mod run;
 
+pub use mix::MixCheck;
 use prepare::Context;
 pub(crate) use prepare::{partition_columns, prepare_batch, BatchCtx};
 use route::for_each_wave;
@@ -189,6 +191,9 @@ pub struct CheckReport {
     /// Under `sink.mode: append` with a dataset at the sink: what the run
     /// would add (the figures above then cover the new files only).
     pub append: Option<AppendCheck>,
+    /// With `sources:`: the planned mix, one entry per source (the figures
+    /// above then cover the first source only).
+    pub mix: Option<Vec<MixCheck>>,
 }
 
 /// What an append would add to the dataset at the sink.
@@ -229,6 +234,7 @@ impl Pipeline {
     /// # Errors
     /// Any input error of [`Source::open`].
     pub fn check(&self) -> Result<CheckReport> {
+        let mix = mix::check(&self.plan)?;
         let source = Source::open(&self.plan.source)?;
         let layout = run_layout(&self.plan, &source.schema);
         let w = &self.plan.window;
@@ -264,6 +270,7 @@ impl Pipeline {
             bytes: windows * geometry::row_bytes(&layout.spec),
             schema: layout.schema,
             append,
+            mix,
         })
     }
 
@@ -274,6 +281,7 @@ impl Pipeline {
     /// when the sink may not be written, [`Error::Io`] / [`Error::Write`] for
     /// write failures (the staging directory is removed).
     pub fn run(&self, options: &RunOptions) -> Result<RunReport> {
+        mix::refuse_run(&self.plan)?;
         let pool = thread_pool(options.threads)?;
         match self.plan.window.dtype {
             TokenDtype::Int32 => Run::<i32>::execute(&self.plan, options, &pool),
@@ -291,6 +299,7 @@ impl Pipeline {
     /// # Errors
     /// Input errors as in [`Pipeline::run`].
     pub fn document_lengths(&self, threads: Option<usize>) -> Result<DocumentLengths> {
+        mix::refuse_run(&self.plan)?;
         let pool = thread_pool(threads)?;
         pool.install(|| {
             let source = Source::open(&self.plan.source)?;

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::location::Location;
 use crate::window::WindowSpec;
 
+mod mix;
 mod order;
 mod sink;
 mod source;
@@ -26,6 +27,7 @@ mod windows;
 #[cfg(test)]
 mod tests;
 
+pub use mix::{compile_inputs, Amount, MixPlan, MixSourcePlan};
 pub use order::compile_order;
 pub use sink::{compile_sink, default_row_group_rows, parse_compression};
 pub use source::{compile_columns, compile_source};
@@ -56,8 +58,10 @@ pub struct Plan {
     pub pipeline_path: PathBuf,
     /// The resolved configuration (after overrides), recorded in the manifest.
     pub config: PipelineConfig,
-    /// Input selection.
+    /// Input selection (the first source of a mix).
     pub source: SourcePlan,
+    /// Several corpora mixed (`sources:`), if given.
+    pub mix: Option<MixPlan>,
     /// Window geometry.
     pub window: WindowSpec,
     /// Split assignment, if any.
@@ -168,10 +172,13 @@ impl Plan {
         let window = compile_windows(&config.windows, config.tbptt.is_some(), p);
         let order = compile_order(config.shuffle.as_ref(), config.tbptt.as_ref(), &window, p);
         let split = config.split.as_ref().map(|s| compile_split(s, p));
-        let source = compile_source(&config.source, base, p);
+        let (source, mix) = compile_inputs(&config, base, p);
         let sink = compile_sink(&config.sink, base, split.is_some(), &source, &window, p);
         if sink.mode == SinkMode::Append && config.tbptt.is_some() {
             p.push("`sink.mode: append` cannot be combined with `tbptt`: its lanes divide each partition's whole stream, which an append would change; write a new dataset with `sink.mode: overwrite`".into());
+        }
+        if sink.mode == SinkMode::Append && mix.is_some() {
+            p.push("`sink.mode: append` cannot be combined with `sources`: the passes of a mix depend on every source's whole size, which an append would change; write a new dataset with `sink.mode: overwrite`".into());
         }
         if !problems.is_empty() {
             return Err(Error::ConfigInvalid {
@@ -183,6 +190,7 @@ impl Plan {
             pipeline_path: pipeline_path.to_path_buf(),
             config,
             source,
+            mix,
             window,
             split,
             order,

@@ -1,0 +1,101 @@
+//! The planned mix of a `sources:` pipeline: each corpus opened with
+//! [`Source::open`], its tokens taken from the footers, its passes resolved
+//! by [`crate::plan::MixPlan::passes`]. Writing a mix is not built yet: a run
+//! refuses it before reading anything.
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::plan::Plan;
+use crate::source::Source;
+
+/// One source of the planned mix, as `seqwin check` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MixCheck {
+    /// The source's name.
+    pub name: String,
+    /// Input files.
+    pub files: usize,
+    /// Input rows (documents, for list token columns).
+    pub rows: u64,
+    /// Tokens in the source (footer estimate).
+    pub tokens: u64,
+    /// Passes over the source (fractional: a keyed-hash share of its documents).
+    pub passes: f64,
+    /// Tokens the mix takes from it (`tokens · passes`, rounded).
+    pub tokens_selected: u64,
+    /// Its share of the mix's selected tokens.
+    pub weight: f64,
+}
+
+/// Opens every source of the plan's mix and resolves its passes.
+///
+/// # Errors
+/// Input errors of [`Source::open`]; [`Error::ConfigInvalid`] naming the
+/// source when its output columns differ from the first source's, or when
+/// a weight needs more passes than allowed.
+pub(super) fn check(plan: &Plan) -> Result<Option<Vec<MixCheck>>> {
+    let Some(mix) = &plan.mix else {
+        return Ok(None);
+    };
+    let invalid = |problems: Vec<String>| Error::ConfigInvalid {
+        path: plan.pipeline_path.clone(),
+        problems,
+    };
+    let mut opened = Vec::with_capacity(mix.sources.len());
+    for s in &mix.sources {
+        let source = Source::open(&s.source)?;
+        if let Some((first, f)) = opened.first().map(|f: &Source| (&mix.sources[0], f)) {
+            let columns = |src: &Source| -> Vec<String> {
+                (src.schema.fields().iter().skip(1))
+                    .map(|f| format!("{}: {}", f.name(), f.data_type()))
+                    .collect()
+            };
+            if columns(f) != columns(&source) || f.flat != source.flat {
+                return Err(invalid(vec![format!(
+                    "source `{}` gives other columns than source `{}`: expected [{}], found [{}]",
+                    s.name,
+                    first.name,
+                    columns(f).join(", "),
+                    columns(&source).join(", ")
+                )]));
+            }
+        }
+        opened.push(source);
+    }
+    let tokens: Vec<u64> = (opened.iter())
+        .map(|s| s.units.iter().map(|u| u.tokens_estimate).sum())
+        .collect();
+    let passes = mix.passes(&tokens).map_err(invalid)?;
+    let selected: Vec<u64> = (tokens.iter().zip(&passes))
+        .map(|(&t, &r)| (t as f64 * r).round() as u64)
+        .collect();
+    let total = selected.iter().sum::<u64>().max(1) as f64;
+    Ok(Some(
+        (mix.sources.iter().zip(&opened).enumerate())
+            .map(|(i, (s, source))| MixCheck {
+                name: s.name.clone(),
+                files: source.files.len(),
+                rows: source.total_rows(),
+                tokens: tokens[i],
+                passes: passes[i],
+                tokens_selected: selected[i],
+                weight: selected[i] as f64 / total,
+            })
+            .collect(),
+    ))
+}
+
+/// Refuses to write a mix (exit code 2) until mixing runs are built.
+///
+/// # Errors
+/// [`Error::ConfigInvalid`] when the plan has `sources:`.
+pub(super) fn refuse_run(plan: &Plan) -> Result<()> {
+    match &plan.mix {
+        None => Ok(()),
+        Some(_) => Err(Error::ConfigInvalid {
+            path: plan.pipeline_path.clone(),
+            problems: vec!["`sources`: this seqwin cannot write a mix of several sources yet; `seqwin check` shows the planned mix".into()],
+        }),
+    }
+}
