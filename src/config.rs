@@ -125,6 +125,10 @@ pub struct MixConfig {
     /// Key of the hash that picks the documents of a fractional pass.
     #[serde(default)]
     pub seed: u64,
+    /// Write the source's name in a string column `source` on every window
+    /// (a carried column: `sink.partition_by` may name it).
+    #[serde(default)]
+    pub source_column: bool,
 }
 
 /// `windows:` — how windows are cut.

@@ -28,13 +28,25 @@ pub struct MixCheck {
     pub weight: f64,
 }
 
+/// The planned mix of a plan with `sources:`, `None` without.
+///
+/// # Errors
+/// As [`open`].
+pub(super) fn check(plan: &Plan) -> Result<Option<Vec<MixCheck>>> {
+    Ok(open(plan)?.map(|(_, _, checks)| checks))
+}
+
+/// A mix opened for reading: the sources as one [`Source`] (units repeated
+/// for each pass), the passes over each source, and the planned mix.
+pub(super) type OpenedMix = (Source, Vec<f64>, Vec<MixCheck>);
+
 /// Opens every source of the plan's mix and resolves its passes.
 ///
 /// # Errors
 /// Input errors of [`Source::open`]; [`Error::ConfigInvalid`] naming the
-/// source when its output columns differ from the first source's, or when
-/// a weight needs more passes than allowed.
-pub(super) fn check(plan: &Plan) -> Result<Option<Vec<MixCheck>>> {
+/// source when its output columns differ from the first source's, when its
+/// token column is flat, or when a weight needs more passes than allowed.
+pub(super) fn open(plan: &Plan) -> Result<Option<OpenedMix>> {
     let Some(mix) = &plan.mix else {
         return Ok(None);
     };
@@ -45,6 +57,12 @@ pub(super) fn check(plan: &Plan) -> Result<Option<Vec<MixCheck>>> {
     let mut opened = Vec::with_capacity(mix.sources.len());
     for s in &mix.sources {
         let source = Source::open(&s.source)?;
+        if source.flat {
+            return Err(invalid(vec![format!(
+                "source `{}`: a flat token column (one token per row) cannot be mixed; give every source a list column of documents",
+                s.name
+            )]));
+        }
         if let Some((first, f)) = opened.first().map(|f: &Source| (&mix.sources[0], f)) {
             let columns = |src: &Source| -> Vec<String> {
                 (src.schema.fields().iter().skip(1))
@@ -71,19 +89,20 @@ pub(super) fn check(plan: &Plan) -> Result<Option<Vec<MixCheck>>> {
         .map(|(&t, &r)| (t as f64 * r).round() as u64)
         .collect();
     let total = selected.iter().sum::<u64>().max(1) as f64;
-    Ok(Some(
-        (mix.sources.iter().zip(&opened).enumerate())
-            .map(|(i, (s, source))| MixCheck {
-                name: s.name.clone(),
-                files: source.files.len(),
-                rows: source.total_rows(),
-                tokens: tokens[i],
-                passes: passes[i],
-                tokens_selected: selected[i],
-                weight: selected[i] as f64 / total,
-            })
-            .collect(),
-    ))
+    let checks = (mix.sources.iter().zip(&opened).enumerate())
+        .map(|(i, (s, source))| MixCheck {
+            name: s.name.clone(),
+            files: source.files.len(),
+            rows: source.total_rows(),
+            tokens: tokens[i],
+            passes: passes[i],
+            tokens_selected: selected[i],
+            weight: selected[i] as f64 / total,
+        })
+        .collect();
+    let rounds: Vec<u32> = passes.iter().map(|r| r.ceil() as u32).collect();
+    let source = Source::concat(opened, &rounds)?;
+    Ok(Some((source, passes, checks)))
 }
 
 /// Refuses to write a mix (exit code 2) until mixing runs are built.

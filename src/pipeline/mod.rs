@@ -281,7 +281,6 @@ impl Pipeline {
     /// when the sink may not be written, [`Error::Io`] / [`Error::Write`] for
     /// write failures (the staging directory is removed).
     pub fn run(&self, options: &RunOptions) -> Result<RunReport> {
-        mix::refuse_run(&self.plan)?;
         let pool = thread_pool(options.threads)?;
         match self.plan.window.dtype {
             TokenDtype::Int32 => Run::<i32>::execute(&self.plan, options, &pool),

@@ -13,6 +13,7 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use crate::error::{Error, Result};
 use crate::plan::{Plan, SourceColumns, SplitSpec};
+use crate::select::PassSelection;
 use crate::source::Source;
 use crate::split::DocKey;
 use crate::window::WindowSpec;
@@ -29,6 +30,8 @@ pub(super) struct Context<'a> {
     /// Cut the windows of whole documents in the workers (off when only
     /// document lengths are wanted).
     pub(super) cut_windows: bool,
+    /// A mix's passes over each source (by unit origin).
+    pub(super) passes: Vec<f64>,
 }
 
 impl<'a> Context<'a> {
@@ -39,6 +42,7 @@ impl<'a> Context<'a> {
             columns: &self.plan.source.columns,
             partition_columns: &self.partition_columns,
             cut_windows: self.cut_windows,
+            select: None,
         }
     }
 
@@ -49,6 +53,7 @@ impl<'a> Context<'a> {
             source,
             partition_columns,
             cut_windows: true,
+            passes: Vec::new(),
         }
     }
 }
@@ -153,8 +158,17 @@ pub(super) fn prepare<T: Token>(ctx: &Context<'_>, unit_index: usize) -> Result<
     let source = ctx.source;
     let unit = &source.units[unit_index];
     let batch = source.read_unit(unit)?;
+    let select = ctx.plan.mix.as_ref().map(|mix| PassSelection {
+        seed: mix.seed,
+        name: &mix.sources[unit.origin].name,
+        pass: unit.pass,
+        passes: ctx.passes[unit.origin],
+    });
     prepare_batch(
-        &ctx.batch_ctx(),
+        &BatchCtx {
+            select,
+            ..ctx.batch_ctx()
+        },
         &batch,
         unit.first_row,
         unit.first_ordinal,
@@ -193,6 +207,8 @@ pub(crate) struct BatchCtx<'a> {
     /// For each `partition_by` entry: `None` for split, or the index in carry.
     pub(crate) partition_columns: &'a [(String, Option<usize>)],
     pub(crate) cut_windows: bool,
+    /// In a mix: the documents this pass over the unit's source keeps.
+    pub(crate) select: Option<PassSelection<'a>>,
 }
 
 /// Decodes a batch of `[tokens, id?, carry…]` rows: checks the tokens, finds
@@ -278,6 +294,10 @@ pub(crate) fn prepare_batch<T: Token>(
                 r0 = r;
             }
         }
+    }
+
+    if let Some(select) = &ctx.select {
+        pieces.retain(|p| select.keeps(keys.key(p.row)));
     }
 
     // Partition of each piece.

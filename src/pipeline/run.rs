@@ -132,6 +132,7 @@ impl<'a, T: Token> Run<'a, T> {
         let started = Instant::now();
         // Declared first, dropped last: a signal during the cleanup below ends the process.
         let _armed = crate::cancel::arm();
+        let mut passes = Vec::new();
         let (source, staging) = if plan.sink.mode == SinkMode::Append {
             // The dataset's state first: it decides which files are new.
             let staging = Target::prepare(&plan.sink)?;
@@ -148,6 +149,9 @@ impl<'a, T: Token> Run<'a, T> {
                     });
                 }
             }
+        } else if let Some((source, p, _)) = pool.install(|| super::mix::open(plan))? {
+            passes = p;
+            (source, Target::prepare(&plan.sink)?)
         } else {
             let source = pool.install(|| Source::open(&plan.source))?;
             (source, Target::prepare(&plan.sink)?)
@@ -171,7 +175,10 @@ impl<'a, T: Token> Run<'a, T> {
             .map(|(i, _)| i)
             .collect();
         let props = writer_properties(plan, &layout.schema);
-        let ctx = Context::new(plan, &source);
+        let ctx = Context {
+            passes,
+            ..Context::new(plan, &source)
+        };
         let progress = make_progress(options.progress, source.total_rows());
         let counter = options.counter.as_deref();
         if let Some(c) = counter {

@@ -45,6 +45,9 @@ pub struct MixPlan {
     pub seed: u64,
 }
 
+/// The column `mix.source_column` writes.
+pub const SOURCE_COLUMN: &str = "source";
+
 /// Tolerance of the weights' sum.
 const WEIGHT_SUM_TOLERANCE: f64 = 1e-9;
 
@@ -83,6 +86,7 @@ pub fn compile_inputs(
                     carry: Vec::new(),
                 },
                 storage_options: Default::default(),
+                constants: Vec::new(),
             },
             None,
         ),
@@ -97,7 +101,16 @@ fn compile_mix(config: &PipelineConfig, base: &Path, problems: &mut Problems) ->
     for (i, s) in config.sources.iter().enumerate() {
         let key = format!("sources[{i}]");
         let mut own = Problems::new();
-        let source = compile_source(&s.source(), base, &mut own);
+        let mut source = compile_source(&s.source(), base, &mut own);
+        if config.mix.as_ref().is_some_and(|m| m.source_column) {
+            if s.carry.iter().any(|c| c == SOURCE_COLUMN) {
+                own.push(format!("`source.carry` lists `{SOURCE_COLUMN}`, which `mix.source_column` writes; rename the carried column or drop `mix.source_column`"));
+            }
+            source.columns.carry.push(SOURCE_COLUMN.to_string());
+            source
+                .constants
+                .push((SOURCE_COLUMN.to_string(), s.name.clone()));
+        }
         problems.extend(
             own.into_iter()
                 .map(|p| p.replace("`source.", &format!("`{key}."))),
@@ -191,7 +204,11 @@ fn compile_mix(config: &PipelineConfig, base: &Path, problems: &mut Problems) ->
         total_tokens: None,
         upsample: false,
         seed: 0,
+        source_column: false,
     });
+    if config.shuffle.is_none() {
+        problems.push("`sources` needs `shuffle`: proportional interleaving of unshuffled sources is not built yet; add `shuffle:` to interleave them uniformly at random".into());
+    }
     if weighted.is_empty() {
         if mix.total_tokens.is_some() {
             problems.push("`mix.total_tokens` only applies to sources given by `weight`".into());

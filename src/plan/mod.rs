@@ -27,7 +27,7 @@ mod windows;
 #[cfg(test)]
 mod tests;
 
-pub use mix::{compile_inputs, Amount, MixPlan, MixSourcePlan};
+pub use mix::{compile_inputs, Amount, MixPlan, MixSourcePlan, SOURCE_COLUMN};
 pub use order::compile_order;
 pub use sink::{compile_sink, default_row_group_rows, parse_compression};
 pub use source::{compile_columns, compile_source};
@@ -92,6 +92,10 @@ pub struct SourcePlan {
     pub columns: SourceColumns,
     /// Object store settings (only for object store paths).
     pub storage_options: BTreeMap<String, String>,
+    /// String columns with one value for the whole source (a mix's
+    /// `source` column), read like hive directory values; they are also
+    /// listed in `columns.carry`.
+    pub constants: Vec<(String, String)>,
 }
 /// Validated `split:`: names in sorted order with cumulative upper bounds.
 #[derive(Debug, Clone, PartialEq)]

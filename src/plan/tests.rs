@@ -377,7 +377,9 @@ fn window_keys_and_defaults_for_the_python_api() {
 
 /// The problems of a pipeline with the input sections `inputs`.
 fn with_inputs(inputs: &str) -> Vec<String> {
-    problems_of(&format!("{inputs}windows: {{seq_len: 4}}\n{SINK}"))
+    problems_of(&format!(
+        "{inputs}windows: {{seq_len: 4}}\nshuffle: {{}}\n{SINK}"
+    ))
 }
 
 #[test]
@@ -402,7 +404,7 @@ fn source_and_sources_exclude_each_other() {
 fn a_mix_keeps_names_amounts_and_settings() {
     let plan = Plan::try_new(
         config(
-            "sources:\n  - {name: web, path: w, tokens: t, weight: 0.7}\n  - {name: code, path: c, tokens: t, weight: 0.3}\nmix: {total_tokens: 100, upsample: true, seed: 5}\nwindows: {seq_len: 4}\nsink: {path: out}\n",
+            "sources:\n  - {name: web, path: w, tokens: t, weight: 0.7}\n  - {name: code, path: c, tokens: t, weight: 0.3}\nmix: {total_tokens: 100, upsample: true, seed: 5}\nwindows: {seq_len: 4}\nshuffle: {}\nsink: {path: out}\n",
         ),
         Path::new("/p/p.yaml"),
     )
@@ -469,7 +471,7 @@ fn passes_follow_repeat_max_tokens_and_weights() {
     let mix = |sources: &str, mix: &str| {
         Plan::try_new(
             config(&format!(
-                "sources:\n{sources}{mix}windows: {{seq_len: 4}}\nsink: {{path: out}}\n"
+                "sources:\n{sources}{mix}windows: {{seq_len: 4}}\nshuffle: {{}}\nsink: {{path: out}}\n"
             )),
             Path::new("/p/p.yaml"),
         )
