@@ -87,6 +87,8 @@ pub(crate) type WholeWindows<T> = (Vec<Vec<WindowRef<T>>>, Vec<TokenAccount>);
 /// A decoded row group.
 pub(crate) struct Prepared<T: Token> {
     pub(super) rows: usize,
+    /// The unit's source in a mix (0 otherwise).
+    pub(super) origin: usize,
     pub(super) token_count: u64,
     /// Windows cut in the worker (complete documents, no packing); then
     /// `tokens` is empty and `pieces` unused.
@@ -164,7 +166,7 @@ pub(super) fn prepare<T: Token>(ctx: &Context<'_>, unit_index: usize) -> Result<
         pass: unit.pass,
         passes: ctx.passes[unit.origin],
     });
-    prepare_batch(
+    let prepared = prepare_batch(
         &BatchCtx {
             select,
             ..ctx.batch_ctx()
@@ -173,7 +175,11 @@ pub(super) fn prepare<T: Token>(ctx: &Context<'_>, unit_index: usize) -> Result<
         unit.first_row,
         unit.first_ordinal,
         &source.files[unit.file].path,
-    )
+    )?;
+    Ok(Prepared {
+        origin: unit.origin,
+        ..prepared
+    })
 }
 
 /// For each `partition_by` entry: its name and `None` for split, or the
@@ -385,6 +391,7 @@ pub(crate) fn prepare_batch<T: Token>(
     };
     Ok(Prepared {
         rows,
+        origin: 0,
         token_count,
         whole,
         tokens,

@@ -169,30 +169,21 @@ fn point(seed: u64, key: u64, bytes: &[u8]) -> f64 {
 fn oracle(all: &[Vec<Vec<i64>>], passes: &[f64]) -> Vec<(String, Vec<i64>, Vec<i64>, i64)> {
     let mut out = Vec::new();
     for ((name, docs), &r) in NAMES.iter().zip(all).zip(passes) {
-        for pass in 0..r.ceil() as u32 {
-            for (i, doc) in docs.iter().enumerate() {
-                let key = (i as i64).to_le_bytes();
-                let mut bytes = (name.len() as u64).to_le_bytes().to_vec();
-                bytes.extend(name.as_bytes());
-                bytes.extend(key);
-                let keep = f64::from(pass) < r.floor()
-                    || point(9, u64::from_be_bytes(*b"seqwinRP"), &bytes) < r - r.floor();
-                if !keep {
-                    continue;
-                }
-                let split = if point(4, u64::from_be_bytes(*b"seqwinSP"), &key) < 0.7 {
-                    "train"
-                } else {
-                    "val"
-                };
-                for (_, input, target) in reference_windows(doc, 8, 8, None) {
-                    out.push((
-                        format!("source={name}/split={split}"),
-                        input,
-                        target,
-                        i as i64,
-                    ));
-                }
+        for i in kept_documents(name, docs.len(), r) {
+            let doc = &docs[i];
+            let key = (i as i64).to_le_bytes();
+            let split = if point(4, u64::from_be_bytes(*b"seqwinSP"), &key) < 0.7 {
+                "train"
+            } else {
+                "val"
+            };
+            for (_, input, target) in reference_windows(doc, 8, 8, None) {
+                out.push((
+                    format!("source={name}/split={split}"),
+                    input,
+                    target,
+                    i as i64,
+                ));
             }
         }
     }
@@ -230,6 +221,47 @@ fn repeats_take_whole_passes_and_a_keyed_fraction() {
     // Every (source, split) partition is there.
     let parts: std::collections::BTreeSet<&str> = expected.iter().map(|w| w.0.as_str()).collect();
     assert_eq!(parts.len(), 6, "{parts:?}");
+    // The manifest's per-source account, recounted from the oracle's windows
+    // and the documents it keeps.
+    let m = manifest(&env.path("out"));
+    let accounts: Vec<serde_json::Value> = (NAMES.iter().zip(&all).zip([0.5, 2.5, 1.0]))
+        .map(|((name, docs), r)| {
+            let kept = kept_documents(name, docs.len(), r);
+            let windows = expected
+                .iter()
+                .filter(|w| w.0.starts_with(&format!("source={name}/")))
+                .count();
+            serde_json::json!({
+                "name": name,
+                "tokens_in": docs.iter().map(Vec::len).sum::<usize>(),
+                "passes": r,
+                "documents_selected": kept.len(),
+                "tokens_selected": kept.iter().map(|&i| docs[i].len()).sum::<usize>(),
+                "windows": windows,
+            })
+        })
+        .collect();
+    assert_eq!(m["sources"], serde_json::Value::Array(accounts));
+    assert_eq!(m["totals"]["windows"], expected.len());
+}
+
+/// The ordinals of the documents a mix keeps from source `name` of `count`
+/// documents taken `r` times (once per pass).
+fn kept_documents(name: &str, count: usize, r: f64) -> Vec<usize> {
+    let mut kept = Vec::new();
+    for pass in 0..r.ceil() as u32 {
+        for i in 0..count {
+            let mut bytes = (name.len() as u64).to_le_bytes().to_vec();
+            bytes.extend(name.as_bytes());
+            bytes.extend((i as i64).to_le_bytes());
+            if f64::from(pass) < r.floor()
+                || point(9, u64::from_be_bytes(*b"seqwinRP"), &bytes) < r - r.floor()
+            {
+                kept.push(i);
+            }
+        }
+    }
+    kept
 }
 
 #[test]
