@@ -328,7 +328,7 @@ fn execute(cli: Cli) -> crate::Result<()> {
                 println!("    {}: {}", f.name(), f.data_type());
             }
             if let Some(mix) = &r.mix {
-                println!("  mix (the figures above are the first source's):");
+                println!("  mix (input: every source once; estimate: what the passes select):");
                 println!(
                     "    {:<16} {:>14} {:>9} {:>16} {:>8}",
                     "source", "tokens", "passes", "tokens selected", "weight"

@@ -1,7 +1,7 @@
 //! The planned mix of a `sources:` pipeline: each corpus opened with
 //! [`Source::open`], its tokens taken from the footers, its passes resolved
-//! by [`crate::plan::MixPlan::passes`]. Writing a mix is not built yet: a run
-//! refuses it before reading anything.
+//! by [`crate::plan::MixPlan::passes`], and the sources concatenated into one
+//! [`Source`] whose units are repeated once per pass.
 
 use serde::Serialize;
 
@@ -26,14 +26,6 @@ pub struct MixCheck {
     pub tokens_selected: u64,
     /// Its share of the mix's selected tokens.
     pub weight: f64,
-}
-
-/// The planned mix of a plan with `sources:`, `None` without.
-///
-/// # Errors
-/// As [`open`].
-pub(super) fn check(plan: &Plan) -> Result<Option<Vec<MixCheck>>> {
-    Ok(open(plan)?.map(|(_, _, checks)| checks))
 }
 
 /// A mix opened for reading: the sources as one [`Source`] (units repeated
@@ -105,7 +97,8 @@ pub(super) fn open(plan: &Plan) -> Result<Option<OpenedMix>> {
     Ok(Some((source, passes, checks)))
 }
 
-/// Refuses to write a mix (exit code 2) until mixing runs are built.
+/// Refuses what a mix does not support yet: measuring document lengths
+/// (`seqwin stats`) over several sources (exit code 2).
 ///
 /// # Errors
 /// [`Error::ConfigInvalid`] when the plan has `sources:`.
@@ -114,7 +107,10 @@ pub(super) fn refuse_run(plan: &Plan) -> Result<()> {
         None => Ok(()),
         Some(_) => Err(Error::ConfigInvalid {
             path: plan.pipeline_path.clone(),
-            problems: vec!["`sources`: this seqwin cannot write a mix of several sources yet; `seqwin check` shows the planned mix".into()],
+            problems: vec![
+                "`sources`: `seqwin stats` reads one source; run it on each corpus with `source:`"
+                    .into(),
+            ],
         }),
     }
 }

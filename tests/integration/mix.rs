@@ -41,10 +41,14 @@ fn check_plans_a_weighted_mix_without_upsampling() {
     let text = stdout(&env.seqwin(&["check", p.to_str().unwrap()]));
     // The largest total taking no source twice: min(1000/0.5, 300/0.3,
     // 500/0.2) = 1000 tokens, so half of web, all of code, 0.4 of books.
+    assert!(
+        text.contains("\n  input: 3 file(s), 18 rows, ~1800 tokens\n"),
+        "{text}"
+    );
     let mix = text.split_once("  mix").expect("a mix table").1;
     assert_eq!(
         mix,
-        " (the figures above are the first source's):\n    source                   tokens    passes  tokens selected   weight\n    web                        1000     0.500              500   0.5000\n    code                        300     1.000              300   0.3000\n    books                       500     0.400              200   0.2000\n"
+        " (input: every source once; estimate: what the passes select):\n    source                   tokens    passes  tokens selected   weight\n    web                        1000     0.500              500   0.5000\n    code                        300     1.000              300   0.3000\n    books                       500     0.400              200   0.2000\n"
     );
     let json: serde_json::Value =
         serde_json::from_slice(&env.seqwin(&["check", p.to_str().unwrap(), "--json"]).stdout)
