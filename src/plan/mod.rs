@@ -181,6 +181,26 @@ impl Plan {
         if sink.mode == SinkMode::Append && config.tbptt.is_some() {
             p.push("`sink.mode: append` cannot be combined with `tbptt`: its lanes divide each partition's whole stream, which an append would change; write a new dataset with `sink.mode: overwrite`".into());
         }
+        // The sink may not lie inside any source of a mix, not only the first.
+        for (i, other) in mix
+            .iter()
+            .flat_map(|m| m.sources.iter().enumerate().skip(1))
+        {
+            let mut scratch = Problems::new();
+            compile_sink(
+                &config.sink,
+                base,
+                split.is_some(),
+                &other.source,
+                &window,
+                &mut scratch,
+            );
+            p.extend(
+                (scratch.into_iter())
+                    .filter(|m| m.contains("`source.path`"))
+                    .map(|m| m.replace("`source.path`", &format!("`sources[{i}].path`"))),
+            );
+        }
         if sink.mode == SinkMode::Append && mix.is_some() {
             p.push("`sink.mode: append` cannot be combined with `sources`: the passes of a mix depend on every source's whole size, which an append would change; write a new dataset with `sink.mode: overwrite`".into());
         }

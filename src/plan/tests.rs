@@ -498,3 +498,13 @@ fn passes_follow_repeat_max_tokens_and_weights() {
         Ok(vec![1.0, 2.0])
     );
 }
+
+#[test]
+fn the_sink_lies_outside_every_source_of_a_mix() {
+    assert_eq!(
+        problems_of(
+            "sources:\n  - {name: a, path: 's3://x/a', tokens: t, repeat: 1}\n  - {name: b, path: 's3://x/b', tokens: t, repeat: 1}\nwindows: {seq_len: 4}\nshuffle: {}\nsink: {path: 's3://x/b/out'}\n"
+        ),
+        ["`sink.path` s3://x/b/out is inside `sources[1].path` s3://x/b: a rerun would read its own output as input; write the dataset elsewhere"]
+    );
+}

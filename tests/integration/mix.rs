@@ -247,6 +247,10 @@ fn repeats_take_whole_passes_and_a_keyed_fraction() {
         .collect();
     assert_eq!(m["sources"], serde_json::Value::Array(accounts));
     assert_eq!(m["totals"]["windows"], expected.len());
+    let selected: u64 = (m["sources"].as_array().unwrap().iter())
+        .map(|a| a["tokens_selected"].as_u64().unwrap())
+        .sum();
+    assert_eq!(m["totals"]["tokens_in"], selected);
 }
 
 /// The ordinals of the documents a mix keeps from source `name` of `count`
