@@ -254,6 +254,9 @@ struct CheckJson<'a> {
     /// `sink.mode: append` to an existing dataset: what the run would add.
     #[serde(skip_serializing_if = "Option::is_none")]
     append: Option<&'a crate::pipeline::AppendCheck>,
+    /// `sources:`: the planned mix, one entry per source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mix: Option<&'a Vec<crate::pipeline::MixCheck>>,
 }
 
 impl<'a> CheckJson<'a> {
@@ -268,6 +271,7 @@ impl<'a> CheckJson<'a> {
             schema: FieldEntry::of_schema(&r.schema),
             config: &p.plan().config,
             append: r.append.as_ref(),
+            mix: r.mix.as_ref(),
         }
     }
 }
@@ -322,6 +326,19 @@ fn execute(cli: Cli) -> crate::Result<()> {
             );
             for f in r.schema.fields() {
                 println!("    {}: {}", f.name(), f.data_type());
+            }
+            if let Some(mix) = &r.mix {
+                println!("  mix (input: every source once; estimate: what the passes select):");
+                println!(
+                    "    {:<16} {:>14} {:>9} {:>16} {:>8}",
+                    "source", "tokens", "passes", "tokens selected", "weight"
+                );
+                for m in mix {
+                    println!(
+                        "    {:<16} {:>14} {:>9.3} {:>16} {:>8.4}",
+                        m.name, m.tokens, m.passes, m.tokens_selected, m.weight
+                    );
+                }
             }
             if let Some(a) = &r.append {
                 println!(

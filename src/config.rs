@@ -17,8 +17,17 @@ use crate::window::{ExtraColumn, Remainder, TokenDtype, DEFAULT_IGNORE_INDEX, DE
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
-    /// Where the tokenized corpus is read from.
-    pub source: SourceConfig,
+    /// Where the tokenized corpus is read from (the one-source shorthand
+    /// of `sources:`; give exactly one of the two).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceConfig>,
+    /// Several named corpora mixed into one dataset, each with exactly one
+    /// of `weight`, `repeat` or `max_tokens`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<MixSourceConfig>,
+    /// Optional settings of a `sources:` mix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mix: Option<MixConfig>,
     /// How documents are cut into windows.
     pub windows: WindowsConfig,
     /// Optional train/val/test split by document.
@@ -54,6 +63,72 @@ pub struct SourceConfig {
     /// `object_store` crate's keys, plus `max_retries` and `retry_timeout`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub storage_options: BTreeMap<String, OptionValue>,
+}
+
+/// One entry of `sources:`: the keys of `source:`, a name, and how much of
+/// the corpus the mix takes.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MixSourceConfig {
+    /// The source's name: unique, written in the `source` column.
+    pub name: String,
+    /// As `source.path`.
+    pub path: String,
+    /// As `source.tokens`.
+    pub tokens: String,
+    /// As `source.id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// As `source.carry`; every source must carry the same columns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub carry: Vec<String>,
+    /// As `source.storage_options`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub storage_options: BTreeMap<String, OptionValue>,
+    /// Share of the output's tokens (Megatron's blending weight); the
+    /// weights of all sources sum to 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f64>,
+    /// Passes over the source; a fractional part takes that share of its
+    /// documents, chosen by keyed hash of the document key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<f64>,
+    /// Tokens taken from the source (passes = `max_tokens` / its tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<i64>,
+}
+
+impl MixSourceConfig {
+    /// The `source:` keys of this entry.
+    pub fn source(&self) -> SourceConfig {
+        SourceConfig {
+            path: self.path.clone(),
+            tokens: self.tokens.clone(),
+            id: self.id.clone(),
+            carry: self.carry.clone(),
+            storage_options: self.storage_options.clone(),
+        }
+    }
+}
+
+/// `mix:` — settings of a weighted mix.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MixConfig {
+    /// Tokens of the whole mix (weights only); by default the largest total
+    /// that needs no source more than once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_tokens: Option<i64>,
+    /// Whether a weight may take a source more than once.
+    #[serde(default)]
+    pub upsample: bool,
+    /// Key of the hash that picks the documents of a fractional pass.
+    #[serde(default)]
+    pub seed: u64,
+    /// Write the source's name in a string column `source` on every window
+    /// (a carried column: `sink.partition_by` may name it).
+    #[serde(default)]
+    pub source_column: bool,
 }
 
 /// `windows:` — how windows are cut.
@@ -247,7 +322,10 @@ impl PipelineConfig {
     /// `<redacted>`, as written to the manifest.
     pub fn redacted(&self) -> PipelineConfig {
         let mut c = self.clone();
-        for options in [&mut c.source.storage_options, &mut c.sink.storage_options] {
+        let options = (c.source.iter_mut().map(|s| &mut s.storage_options))
+            .chain(c.sources.iter_mut().map(|s| &mut s.storage_options))
+            .chain([&mut c.sink.storage_options]);
+        for options in options {
             for (k, v) in options.iter_mut() {
                 let k = k.to_ascii_lowercase();
                 if ["secret", "key", "token", "password", "sas", "credential"]

@@ -49,6 +49,7 @@ pub mod pipeline;
 pub mod plan;
 #[cfg(feature = "polars")]
 pub mod polars;
+pub mod select;
 mod sink;
 mod source;
 pub mod split;

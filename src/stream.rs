@@ -190,7 +190,8 @@ fn origin() -> &'static Path {
 
 impl<T: Token> Typed<T> {
     fn new(plan: StreamPlan, input: &Schema) -> Result<Self> {
-        let (batch_schema, roots, _) = crate::source::project(&plan.columns, origin(), input, &[])?;
+        let (batch_schema, roots, _) =
+            crate::source::project(&plan.columns, origin(), input, &[], &[])?;
         let roots = roots
             .into_iter()
             .map(|r| r.ok_or_else(|| Error::Internal("no hive columns in a stream".into())))
@@ -306,6 +307,7 @@ impl<T: Token> Stream for Typed<T> {
             columns: &self.plan.columns,
             partition_columns: &self.partition_columns,
             cut_windows: true,
+            select: None,
         };
         let mut prepared = prepare_batch::<T>(&ctx, &projected, self.rows, self.rows, origin())?;
         self.rows += batch.num_rows() as u64;

@@ -230,7 +230,7 @@ impl Ingested {
 
 /// Whether documents are numbered by ordinal in a way the output shows.
 pub(super) fn ordinals_show(config: &PipelineConfig) -> bool {
-    config.source.id.is_none()
+    config.source.as_ref().is_some_and(|s| s.id.is_none())
         && (config.split.is_some() || config.windows.columns.contains(&ExtraColumn::DocId))
 }
 

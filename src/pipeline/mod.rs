@@ -17,11 +17,13 @@
 //! same whatever the thread count.
 
 mod append;
+mod mix;
 mod ordered;
 mod prepare;
 mod route;
 mod run;
 
+pub use mix::MixCheck;
 use prepare::Context;
 pub(crate) use prepare::{partition_columns, prepare_batch, BatchCtx};
 use route::for_each_wave;
@@ -189,6 +191,10 @@ pub struct CheckReport {
     /// Under `sink.mode: append` with a dataset at the sink: what the run
     /// would add (the figures above then cover the new files only).
     pub append: Option<AppendCheck>,
+    /// With `sources:`: the planned mix, one entry per source (the input
+    /// figures above count every source once, the estimates what the
+    /// passes select).
+    pub mix: Option<Vec<MixCheck>>,
 }
 
 /// What an append would add to the dataset at the sink.
@@ -229,7 +235,10 @@ impl Pipeline {
     /// # Errors
     /// Any input error of [`Source::open`].
     pub fn check(&self) -> Result<CheckReport> {
-        let source = Source::open(&self.plan.source)?;
+        let (source, mix) = match mix::open(&self.plan)? {
+            Some((source, _, checks)) => (source, Some(checks)),
+            None => (Source::open(&self.plan.source)?, None),
+        };
         let layout = run_layout(&self.plan, &source.schema);
         let w = &self.plan.window;
         let (new, append) = match self.plan.sink.mode {
@@ -242,19 +251,31 @@ impl Pipeline {
             .filter(|(_, n)| **n)
             .map(|(f, _)| f.rows)
             .sum();
-        let docs = if source.flat && self.plan.source.columns.id.is_none() {
+        let mut docs = if source.flat && self.plan.source.columns.id.is_none() {
             1
         } else {
             rows
         };
+        // A mix windows what its passes select (expected values); its units
+        // repeat for each pass, so the input figures count every source once.
+        let (tokens, selected) = match &mix {
+            Some(m) => {
+                docs = (m.iter())
+                    .map(|m| (m.rows as f64 * m.passes).round() as u64)
+                    .sum();
+                let input = m.iter().map(|m| m.tokens).sum();
+                (input, m.iter().map(|m| m.tokens_selected).sum())
+            }
+            None => (tokens, tokens),
+        };
         let separator = w.separator.is_some();
         let windows = match self.plan.order {
             RowOrder::Tbptt { batch_size } => {
-                let stream = tokens + docs * separator as u64;
+                let stream = selected + docs * separator as u64;
                 Lanes::new(stream, batch_size as u64, w.seq_len as u64).rows()
             }
             _ if !new.contains(&true) => 0,
-            _ => Geometry::of(w).estimate(tokens, docs, w.pack, separator),
+            _ => Geometry::of(w).estimate(selected, docs, w.pack, separator),
         };
         Ok(CheckReport {
             files: new.iter().filter(|n| **n).count(),
@@ -264,6 +285,7 @@ impl Pipeline {
             bytes: windows * geometry::row_bytes(&layout.spec),
             schema: layout.schema,
             append,
+            mix,
         })
     }
 
@@ -291,6 +313,7 @@ impl Pipeline {
     /// # Errors
     /// Input errors as in [`Pipeline::run`].
     pub fn document_lengths(&self, threads: Option<usize>) -> Result<DocumentLengths> {
+        mix::refuse_run(&self.plan)?;
         let pool = thread_pool(threads)?;
         pool.install(|| {
             let source = Source::open(&self.plan.source)?;

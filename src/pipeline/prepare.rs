@@ -16,6 +16,7 @@ use arrow_schema::DataType;
 
 use crate::error::{Error, Result};
 use crate::plan::{Plan, SourceColumns, SplitSpec};
+use crate::select::PassSelection;
 use crate::source::Source;
 use crate::split::DocKey;
 use crate::window::WindowSpec;
@@ -32,6 +33,8 @@ pub(super) struct Context<'a> {
     /// Cut the windows of whole documents in the workers (off when only
     /// document lengths are wanted).
     pub(super) cut_windows: bool,
+    /// A mix's passes over each source (by unit origin).
+    pub(super) passes: Vec<f64>,
 }
 
 impl<'a> Context<'a> {
@@ -42,6 +45,7 @@ impl<'a> Context<'a> {
             columns: &self.plan.source.columns,
             partition_columns: &self.partition_columns,
             cut_windows: self.cut_windows,
+            select: None,
         }
     }
 
@@ -52,6 +56,7 @@ impl<'a> Context<'a> {
             source,
             partition_columns,
             cut_windows: true,
+            passes: Vec::new(),
         }
     }
 }
@@ -85,6 +90,8 @@ pub(crate) type WholeWindows<T> = (Vec<Vec<WindowRef<T>>>, Vec<TokenAccount>);
 /// A decoded row group.
 pub(crate) struct Prepared<T: Token> {
     pub(super) rows: usize,
+    /// The unit's source in a mix (0 otherwise).
+    pub(super) origin: usize,
     pub(super) token_count: u64,
     /// Windows cut in the worker (complete documents, no packing); then
     /// `tokens` is empty and `pieces` unused.
@@ -156,13 +163,26 @@ pub(super) fn prepare<T: Token>(ctx: &Context<'_>, unit_index: usize) -> Result<
     let source = ctx.source;
     let unit = &source.units[unit_index];
     let batch = source.read_unit(unit)?;
-    prepare_batch(
-        &ctx.batch_ctx(),
+    let select = ctx.plan.mix.as_ref().map(|mix| PassSelection {
+        seed: mix.seed,
+        name: &mix.sources[unit.origin].name,
+        pass: unit.pass,
+        passes: ctx.passes[unit.origin],
+    });
+    let prepared = prepare_batch(
+        &BatchCtx {
+            select,
+            ..ctx.batch_ctx()
+        },
         &batch,
         unit.first_row,
         unit.first_ordinal,
         &source.files[unit.file].path,
-    )
+    )?;
+    Ok(Prepared {
+        origin: unit.origin,
+        ..prepared
+    })
 }
 
 /// For each `partition_by` entry: its name and `None` for split, or the
@@ -196,6 +216,8 @@ pub(crate) struct BatchCtx<'a> {
     /// For each `partition_by` entry: `None` for split, or the index in carry.
     pub(crate) partition_columns: &'a [(String, Option<usize>)],
     pub(crate) cut_windows: bool,
+    /// In a mix: the documents this pass over the unit's source keeps.
+    pub(crate) select: Option<PassSelection<'a>>,
 }
 
 /// Decodes a batch of `[tokens, id?, carry…]` rows: checks the tokens, finds
@@ -283,6 +305,10 @@ pub(crate) fn prepare_batch<T: Token>(
         }
     }
 
+    if let Some(select) = &ctx.select {
+        pieces.retain(|p| select.keeps(keys.key(p.row)));
+    }
+
     // Partition of each piece.
     let mut partitions: Vec<PartKey> = Vec::new();
     if !ctx.partition_columns.is_empty() || ctx.split.is_some() {
@@ -368,6 +394,7 @@ pub(crate) fn prepare_batch<T: Token>(
     };
     Ok(Prepared {
         rows,
+        origin: 0,
         token_count,
         whole,
         tokens,

@@ -24,7 +24,8 @@ use crate::order::{Keying, Spill};
 use crate::plan::{Plan, RowOrder};
 use crate::sink::{
     encode_row_group, writer_properties, EncodedRowGroup, FieldEntry, InputEntry, Manifest,
-    OpenFiles, PartFiles, PartitionEntry, RowGroupJob, Take, Target, WriteSettings, MAX_OPEN_FILES,
+    OpenFiles, PartFiles, PartitionEntry, RowGroupJob, SourceAccount, Take, Target, WriteSettings,
+    MAX_OPEN_FILES,
 };
 use crate::source::Source;
 use crate::window::geometry::Lanes;
@@ -111,6 +112,8 @@ pub(super) struct Run<'a, T: Token> {
     /// Partition directory → number of its first part file (after the
     /// existing ones, when appending).
     pub(super) next_file_seq: HashMap<String, usize>,
+    /// A mix's per-source account, by unit origin (empty for one source).
+    pub(super) sources: Vec<SourceAccount>,
 }
 
 /// Memory for TBPTT's lane/step buckets (write buffers and the bucket being
@@ -132,6 +135,8 @@ impl<'a, T: Token> Run<'a, T> {
         let started = Instant::now();
         // Declared first, dropped last: a signal during the cleanup below ends the process.
         let _armed = crate::cancel::arm();
+        let mut passes = Vec::new();
+        let mut sources = Vec::new();
         let (source, staging) = if plan.sink.mode == SinkMode::Append {
             // The dataset's state first: it decides which files are new.
             let staging = Target::prepare(&plan.sink)?;
@@ -148,6 +153,18 @@ impl<'a, T: Token> Run<'a, T> {
                     });
                 }
             }
+        } else if let Some((source, p, checks)) = pool.install(|| super::mix::open(plan))? {
+            sources = (checks.into_iter())
+                .map(|c| SourceAccount {
+                    name: c.name,
+                    tokens_in: c.tokens,
+                    passes: c.passes,
+                    windows: (!plan.window.pack).then_some(0),
+                    ..Default::default()
+                })
+                .collect();
+            passes = p;
+            (source, Target::prepare(&plan.sink)?)
         } else {
             let source = pool.install(|| Source::open(&plan.source))?;
             (source, Target::prepare(&plan.sink)?)
@@ -171,7 +188,10 @@ impl<'a, T: Token> Run<'a, T> {
             .map(|(i, _)| i)
             .collect();
         let props = writer_properties(plan, &layout.schema);
-        let ctx = Context::new(plan, &source);
+        let ctx = Context {
+            passes,
+            ..Context::new(plan, &source)
+        };
         let progress = make_progress(options.progress, source.total_rows());
         let counter = options.counter.as_deref();
         if let Some(c) = counter {
@@ -220,6 +240,7 @@ impl<'a, T: Token> Run<'a, T> {
             row_bytes,
             spill_buffered: 0,
             next_file_seq,
+            sources,
         };
         run.main_pass(&ctx, pool, progress.as_ref(), counter)?;
         if plan.order != RowOrder::Source {
@@ -277,6 +298,7 @@ impl<'a, T: Token> Run<'a, T> {
             schema: FieldEntry::of_schema(&run.layout.schema),
             partition_by: plan.sink.partition_by.clone(),
             elapsed_seconds: started.elapsed().as_secs_f64(),
+            sources: std::mem::take(&mut run.sources),
         };
         let (manifest, outcome) = append::finish(staging.previous(), manifest);
         crate::cancel::interrupted()?;
@@ -529,6 +551,15 @@ impl<'a, T: Token> Run<'a, T> {
                     .recv()
                     .map_err(|_| Error::Internal("a decode task vanished".into()))??;
                 spawn_decodes(&mut decodes);
+                if let Some(a) = self.sources.get_mut(prepared.origin) {
+                    a.documents_selected += prepared.pieces.len() as u64;
+                    a.tokens_selected += (prepared.pieces.iter())
+                        .map(|p| p.range.len() as u64)
+                        .sum::<u64>();
+                    if let (Some(w), Some((_, accounts))) = (&mut a.windows, &prepared.whole) {
+                        *w += accounts.iter().map(|a| a.windows).sum::<u64>();
+                    }
+                }
                 let touched = match prepared.whole.take() {
                     Some((windows, accounts)) => {
                         let mut touched = Vec::with_capacity(windows.len());

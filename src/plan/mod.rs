@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::location::Location;
 use crate::window::WindowSpec;
 
+mod mix;
 mod order;
 mod sink;
 mod source;
@@ -26,6 +27,7 @@ mod windows;
 #[cfg(test)]
 mod tests;
 
+pub use mix::{compile_inputs, Amount, MixPlan, MixSourcePlan, SOURCE_COLUMN};
 pub use order::compile_order;
 pub use sink::{compile_sink, default_row_group_rows, parse_compression};
 pub use source::{compile_columns, compile_source};
@@ -56,8 +58,10 @@ pub struct Plan {
     pub pipeline_path: PathBuf,
     /// The resolved configuration (after overrides), recorded in the manifest.
     pub config: PipelineConfig,
-    /// Input selection.
+    /// Input selection (the first source of a mix).
     pub source: SourcePlan,
+    /// Several corpora mixed (`sources:`), if given.
+    pub mix: Option<MixPlan>,
     /// Window geometry.
     pub window: WindowSpec,
     /// Split assignment, if any.
@@ -88,6 +92,10 @@ pub struct SourcePlan {
     pub columns: SourceColumns,
     /// Object store settings (only for object store paths).
     pub storage_options: BTreeMap<String, String>,
+    /// String columns with one value for the whole source (a mix's
+    /// `source` column), read like hive directory values; they are also
+    /// listed in `columns.carry`.
+    pub constants: Vec<(String, String)>,
 }
 /// Validated `split:`: names in sorted order with cumulative upper bounds.
 #[derive(Debug, Clone, PartialEq)]
@@ -168,12 +176,35 @@ impl Plan {
         let window = compile_windows(&config.windows, config.tbptt.is_some(), p);
         let order = compile_order(config.shuffle.as_ref(), config.tbptt.as_ref(), &window, p);
         let split = config.split.as_ref().map(|s| compile_split(s, p));
-        let source = compile_source(&config.source, base, p);
+        let (source, mix) = compile_inputs(&config, base, p);
         let sink = compile_sink(&config.sink, base, split.is_some(), &source, &window, p);
         if sink.mode == SinkMode::Append && config.tbptt.is_some() {
             p.push("`sink.mode: append` cannot be combined with `tbptt`: its lanes divide each partition's whole stream, which an append would change; write a new dataset with `sink.mode: overwrite`".into());
         }
-        check_cloud(&source, &sink)?;
+        // The sink may not lie inside any source of a mix, not only the first.
+        for (i, other) in mix
+            .iter()
+            .flat_map(|m| m.sources.iter().enumerate().skip(1))
+        {
+            let mut scratch = Problems::new();
+            compile_sink(
+                &config.sink,
+                base,
+                split.is_some(),
+                &other.source,
+                &window,
+                &mut scratch,
+            );
+            p.extend(
+                (scratch.into_iter())
+                    .filter(|m| m.contains("`source.path`"))
+                    .map(|m| m.replace("`source.path`", &format!("`sources[{i}].path`"))),
+            );
+        }
+        if sink.mode == SinkMode::Append && mix.is_some() {
+            p.push("`sink.mode: append` cannot be combined with `sources`: the passes of a mix depend on every source's whole size, which an append would change; write a new dataset with `sink.mode: overwrite`".into());
+        }
+        check_cloud(&source, mix.as_ref(), &sink)?;
         if !problems.is_empty() {
             return Err(Error::ConfigInvalid {
                 path: pipeline_path.to_path_buf(),
@@ -184,6 +215,7 @@ impl Plan {
             pipeline_path: pipeline_path.to_path_buf(),
             config,
             source,
+            mix,
             window,
             split,
             order,
@@ -208,11 +240,15 @@ impl Plan {
 ///
 /// # Errors
 /// [`Error::CloudDisabled`] naming the key.
-fn check_cloud(source: &SourcePlan, sink: &SinkPlan) -> Result<()> {
+fn check_cloud(source: &SourcePlan, mix: Option<&MixPlan>, sink: &SinkPlan) -> Result<()> {
     if cfg!(feature = "cloud") {
         return Ok(());
     }
-    for (key, path) in [("source.path", &source.path), ("sink.path", &sink.path)] {
+    let sources = mix.iter().flat_map(|m| &m.sources).skip(1);
+    let paths = std::iter::once(("source.path", &source.path))
+        .chain(sources.map(|s| ("sources[].path", &s.source.path)))
+        .chain(std::iter::once(("sink.path", &sink.path)));
+    for (key, path) in paths {
         if let Location::Remote(url) = path {
             return Err(Error::CloudDisabled {
                 key,

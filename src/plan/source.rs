@@ -25,6 +25,7 @@ pub fn compile_source(src: &SourceConfig, base: &Path, problems: &mut Problems) 
         path: path.unwrap_or_else(|| Location::Local(PathBuf::new())),
         columns,
         storage_options: text_options(&src.storage_options),
+        constants: Vec::new(),
     }
 }
 

@@ -395,3 +395,137 @@ fn window_keys_and_defaults_for_the_python_api() {
         ]
     );
 }
+
+/// The problems of a pipeline with the input sections `inputs`.
+fn with_inputs(inputs: &str) -> Vec<String> {
+    problems_of(&format!(
+        "{inputs}windows: {{seq_len: 4}}\nshuffle: {{}}\n{SINK}"
+    ))
+}
+
+#[test]
+fn source_and_sources_exclude_each_other() {
+    assert_eq!(
+        with_inputs(&format!(
+            "{SOURCE}sources:\n  - {{name: a, path: a, tokens: t, repeat: 1}}\n"
+        )),
+        ["`source` and `sources` cannot both be given: list every corpus under `sources`"]
+    );
+    assert_eq!(
+        with_inputs(""),
+        ["one of `source` or `sources` is required"]
+    );
+    assert_eq!(
+        with_inputs(&format!("{SOURCE}mix: {{seed: 1}}\n")),
+        ["`mix` only applies to `sources`; remove it or list the corpus under `sources`"]
+    );
+}
+
+#[test]
+fn a_mix_keeps_names_amounts_and_settings() {
+    let plan = Plan::try_new(
+        config(
+            "sources:\n  - {name: web, path: w, tokens: t, weight: 0.7}\n  - {name: code, path: c, tokens: t, weight: 0.3}\nmix: {total_tokens: 100, upsample: true, seed: 5}\nwindows: {seq_len: 4}\nshuffle: {}\nsink: {path: out}\n",
+        ),
+        Path::new("/p/p.yaml"),
+    )
+    .unwrap();
+    let mix = plan.mix.unwrap();
+    let names: Vec<&str> = mix.sources.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["web", "code"]);
+    assert_eq!(mix.sources[1].amount, Amount::Weight(0.3));
+    assert_eq!(mix.sources[1].source.path, Location::Local("/p/c".into()));
+    assert_eq!(plan.source.path, Location::Local("/p/w".into()));
+    assert_eq!(
+        (mix.total_tokens, mix.upsample, mix.seed),
+        (Some(100), true, 5)
+    );
+}
+
+#[test]
+fn each_source_gives_one_amount_a_unique_name_and_the_same_columns() {
+    assert_eq!(
+        with_inputs(
+            "sources:\n  - {name: a, path: a, tokens: t, carry: [x]}\n  - {name: a, path: '', tokens: t, repeat: 2, max_tokens: 5, carry: [y]}\n  - {name: '', path: c, tokens: t, repeat: -1, carry: [x]}\n  - {name: d, path: d, tokens: t, max_tokens: 0, carry: [x]}\n"
+        ),
+        [
+            "`sources[0]` (a) must give exactly one of `weight`, `repeat`, `max_tokens`, got none",
+            "`sources[1].path` must not be empty",
+            "`sources[1].name` `a` is used by an earlier source",
+            "`sources[1]` (a) must give exactly one of `weight`, `repeat`, `max_tokens`, got repeat, max_tokens",
+            "`sources[1].carry` must list the columns of `sources[0].carry` ([x]): every source gives the same output columns, got [y]",
+            "`sources[2].name` must not be empty",
+            "`sources[2].repeat` must be positive, got -1",
+            "`sources[3].max_tokens` must be at least 1, got 0",
+        ]
+    );
+}
+
+#[test]
+fn weights_are_all_or_none_and_sum_to_one() {
+    assert_eq!(
+        with_inputs(
+            "sources:\n  - {name: a, path: a, tokens: t, weight: 0.5}\n  - {name: b, path: b, tokens: t, repeat: 2}\n"
+        ),
+        ["`sources`: either every source gives `weight` or none does; `weight` in a, `repeat` or `max_tokens` in b"]
+    );
+    assert_eq!(
+        with_inputs(
+            "sources:\n  - {name: a, path: a, tokens: t, weight: 0.5}\n  - {name: b, path: b, tokens: t, weight: 0.25}\n"
+        ),
+        ["`sources` weights must sum to 1, got 0.75"]
+    );
+    assert_eq!(
+        with_inputs(
+            "sources:\n  - {name: a, path: a, tokens: t, repeat: 0.5}\nmix: {total_tokens: 0, upsample: true}\n"
+        ),
+        [
+            "`mix.total_tokens` only applies to sources given by `weight`",
+            "`mix.upsample` only applies to sources given by `weight`",
+            "`mix.total_tokens` must be at least 1, got 0",
+        ]
+    );
+}
+
+#[test]
+fn passes_follow_repeat_max_tokens_and_weights() {
+    let mix = |sources: &str, mix: &str| {
+        Plan::try_new(
+            config(&format!(
+                "sources:\n{sources}{mix}windows: {{seq_len: 4}}\nshuffle: {{}}\nsink: {{path: out}}\n"
+            )),
+            Path::new("/p/p.yaml"),
+        )
+        .unwrap()
+        .mix
+        .unwrap()
+    };
+    let fixed = mix(
+        "  - {name: a, path: a, tokens: t, repeat: 2.5}\n  - {name: b, path: b, tokens: t, max_tokens: 50}\n",
+        "",
+    );
+    assert_eq!(fixed.passes(&[10, 200]), Ok(vec![2.5, 0.25]));
+    // Without a total, the largest one taking no source twice: min(300/0.75, 50/0.25) = 200.
+    let weighted = "  - {name: a, path: a, tokens: t, weight: 0.75}\n  - {name: b, path: b, tokens: t, weight: 0.25}\n";
+    assert_eq!(mix(weighted, "").passes(&[300, 50]), Ok(vec![0.5, 1.0]));
+    assert_eq!(
+        mix(weighted, "mix: {total_tokens: 400}\n").passes(&[300, 50]),
+        Err(vec![
+            "source `b` has 50 tokens, too few for weight 0.25 of 400 tokens without `mix.upsample: true` (2.000 passes)".to_string()
+        ])
+    );
+    assert_eq!(
+        mix(weighted, "mix: {total_tokens: 400, upsample: true}\n").passes(&[300, 50]),
+        Ok(vec![1.0, 2.0])
+    );
+}
+
+#[test]
+fn the_sink_lies_outside_every_source_of_a_mix() {
+    assert_eq!(
+        problems_of(
+            "sources:\n  - {name: a, path: 's3://x/a', tokens: t, repeat: 1}\n  - {name: b, path: 's3://x/b', tokens: t, repeat: 1}\nwindows: {seq_len: 4}\nshuffle: {}\nsink: {path: 's3://x/b/out'}\n"
+        ),
+        ["`sink.path` s3://x/b/out is inside `sources[1].path` s3://x/b: a rerun would read its own output as input; write the dataset elsewhere"]
+    );
+}

@@ -143,6 +143,29 @@ pub struct Manifest {
     pub partition_by: Vec<String>,
     /// Wall time of the run.
     pub elapsed_seconds: f64,
+    /// With `sources:`: the account of each source, in the order given
+    /// (absent for one source).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceAccount>,
+}
+
+/// What a mix took from one source.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceAccount {
+    /// The source's name.
+    pub name: String,
+    /// Tokens in the source (leaf values in its footers).
+    pub tokens_in: u64,
+    /// Passes planned over it (fractional: a keyed-hash share of its documents).
+    pub passes: f64,
+    /// Documents windowed, over all passes (a document taken twice counts twice).
+    pub documents_selected: u64,
+    /// Tokens of those documents.
+    pub tokens_selected: u64,
+    /// Windows cut from them (absent when packing: a packed window may hold
+    /// several sources' tokens; its `source` is its first token's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub windows: Option<u64>,
 }
 
 #[cfg(test)]

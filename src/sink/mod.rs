@@ -122,8 +122,8 @@ pub mod remote {
 pub use encode::{encode_row_group, writer_properties};
 pub use local::Staging;
 pub use manifest::{
-    log_name, log_version, FieldEntry, InputEntry, Manifest, PartitionEntry, LOG_DIR, MANIFEST,
-    SUCCESS,
+    log_name, log_version, FieldEntry, InputEntry, Manifest, PartitionEntry, SourceAccount,
+    LOG_DIR, MANIFEST, SUCCESS,
 };
 pub use rolling::{
     EncodedRowGroup, OpenFiles, PartFiles, RowGroupJob, Take, WriteSettings, MAX_OPEN_FILES,

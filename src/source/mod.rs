@@ -135,6 +135,10 @@ pub struct Unit {
     pub first_ordinal: u64,
     /// Estimated tokens (from the footer).
     pub tokens_estimate: u64,
+    /// Index of the source the unit comes from (0 unless [`Source::concat`]).
+    pub origin: usize,
+    /// Which pass over its source the unit is read for (0 unless [`Source::concat`]).
+    pub pass: u32,
 }
 
 /// An opened, checked source.
@@ -189,7 +193,7 @@ impl Source {
         for item in opened {
             let (stamp, meta, remote) = item?;
             let (path, bytes) = (stamp.path, stamp.bytes);
-            let hive = crate::hive::directory_values(&root, &path);
+            let mut hive = crate::hive::directory_values(&root, &path);
             let keys: Vec<String> = hive.iter().map(|(k, _)| k.clone()).collect();
             match &hive_keys {
                 None => hive_keys = Some(keys),
@@ -206,7 +210,9 @@ impl Source {
                 Some(_) => {}
             }
             let (file_schema, roots, is_flat) =
-                project(&plan.columns, &path, meta.schema(), &hive)?;
+                project(&plan.columns, &path, meta.schema(), &hive, &plan.constants)?;
+            // Constants first: they win over directory values of the same name.
+            hive.splice(0..0, plan.constants.iter().cloned());
             match &schema {
                 None => {
                     schema = Some(Arc::clone(&file_schema));
@@ -262,6 +268,8 @@ impl Source {
                         first_row,
                         first_ordinal: ordinal,
                         tokens_estimate,
+                        origin: 0,
+                        pass: 0,
                     });
                 }
                 first_row += rows;
@@ -287,6 +295,51 @@ impl Source {
             schema: schema.expect("at least one file"),
             flat,
         }))
+    }
+
+    /// Several opened sources as one: files in order, and the units of
+    /// source `s` repeated `passes[s]` times (all units of pass 0, then of
+    /// pass 1, …), each tagged with its origin and pass. Document ordinals
+    /// stay those of each source. The sources must give the same schema.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when the schemas differ or no source is given.
+    pub fn concat(sources: Vec<Source>, passes: &[u32]) -> Result<Source> {
+        let mut all = sources.into_iter();
+        let mut out = all
+            .next()
+            .ok_or_else(|| Error::Internal("no source to concatenate".into()))?;
+        let mut units = Vec::new();
+        let mut push = |source: &Source, origin: usize, offset: usize| {
+            for pass in 0..passes[origin] {
+                units.extend(source.units.iter().map(|u| Unit {
+                    file: u.file + offset,
+                    origin,
+                    pass,
+                    ..*u
+                }));
+            }
+        };
+        push(&out, 0, 0);
+        for (i, s) in all.enumerate() {
+            let rest = |x: &Source| {
+                x.schema
+                    .fields()
+                    .iter()
+                    .skip(1)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            };
+            if rest(&s) != rest(&out) || s.flat != out.flat {
+                return Err(Error::Internal(
+                    "concatenated sources differ in schema".into(),
+                ));
+            }
+            push(&s, i + 1, out.files.len());
+            out.files.extend(s.files);
+        }
+        out.units = units;
+        Ok(out)
     }
 
     /// Total rows over all files.

@@ -20,6 +20,7 @@ pub(crate) fn project(
     path: &Path,
     schema: &Schema,
     hive: &[(String, String)],
+    constants: &[(String, String)],
 ) -> Result<Projection> {
     let available = || {
         let mut names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
@@ -27,6 +28,9 @@ pub(crate) fn project(
         names.join(", ")
     };
     let find = |name: &str, key: &str| -> Result<(Field, Option<usize>)> {
+        if constants.iter().any(|(k, _)| k == name) {
+            return Ok((Field::new(name, DataType::Utf8, false), None));
+        }
         if let Ok(i) = schema.index_of(name) {
             return Ok((schema.field(i).clone(), Some(i)));
         }

@@ -12,6 +12,7 @@ mod determinism;
 mod errors;
 mod faults;
 mod memory;
+mod mix;
 mod ordering;
 mod packing;
 mod pipelines;
