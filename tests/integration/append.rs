@@ -28,6 +28,18 @@ split: {fractions: {train: 0.7, val: 0.3}, seed: 5}
 sink: {path: out, partition_by: [split], mode: append, row_group_rows: 16}
 ";
 
+/// Runs the append pipeline `yaml` once over all its input into `whole/`
+/// (`mode: error`): what the appends must add up to.
+pub(crate) fn one_run(env: &Env, yaml: &str) {
+    let whole = env.pipeline(
+        "whole.yaml",
+        &yaml
+            .replace("path: out", "path: whole")
+            .replace("append", "error"),
+    );
+    env.run_ok(&whole, &[]);
+}
+
 /// Every window of a dataset, partition by partition (sorted by path), files
 /// in the manifest's order, rows in file order.
 pub(crate) fn windows_in_manifest_order(dir: &Path) -> BTreeMap<String, Vec<Window>> {
@@ -80,20 +92,14 @@ fn append_a_then_b_equals_one_run_over_both() {
     env.run_ok(&p, &[]);
     write_input(&env, "data", 1);
     env.run_ok(&p, &[]);
-    let whole = env.pipeline(
-        "whole.yaml",
-        &APPEND
-            .replace("path: out", "path: whole")
-            .replace("append", "error"),
-    );
-    env.run_ok(&whole, &[]);
+    one_run(&env, APPEND);
 
     // Byte-equal where the order is defined: each partition's rows, files in order.
-    let (appended, one_run) = (
+    let (appended, whole) = (
         windows_in_manifest_order(&env.path("out")),
         windows_in_manifest_order(&env.path("whole")),
     );
-    assert_eq!(appended, one_run);
+    assert_eq!(appended, whole);
     // The oracle: every document's plain windows (docs/format.md §1.1), split aside.
     let mut expected = Vec::new();
     for k in 0..2 {
@@ -342,13 +348,7 @@ fn without_an_id_new_files_must_sort_after_the_ingested_ones() {
     // f2 sorts after f1: ordinals continue, so splits and doc ids equal one run's.
     write_input(&env, "data", 2);
     env.run_ok(&p, &[]);
-    let whole = env.pipeline(
-        "whole.yaml",
-        &no_id
-            .replace("path: out", "path: whole")
-            .replace("append", "error"),
-    );
-    env.run_ok(&whole, &[]);
+    one_run(&env, &no_id);
     assert_eq!(
         windows_in_manifest_order(&env.path("out")),
         windows_in_manifest_order(&env.path("whole"))

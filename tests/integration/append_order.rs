@@ -2,7 +2,7 @@
 //! append shuffles its own windows; with packing each version packs its own
 //! documents (docs/format.md §5.1).
 
-use crate::append::{sorted, windows_in_manifest_order, write_input, APPEND};
+use crate::append::{one_run, sorted, windows_in_manifest_order, write_input, APPEND};
 use crate::harness::*;
 
 #[test]
@@ -15,13 +15,7 @@ fn shuffled_appends_hold_the_windows_of_one_run() {
     write_input(&env, "data", 1);
     write_input(&env, "data", 2);
     env.run_ok(&p, &[]);
-    let whole = env.pipeline(
-        "whole.yaml",
-        &shuffled
-            .replace("path: out", "path: whole")
-            .replace("append", "error"),
-    );
-    env.run_ok(&whole, &[]);
+    one_run(&env, &shuffled);
     let (a, w) = (
         windows_in_manifest_order(&env.path("out")),
         windows_in_manifest_order(&env.path("whole")),
