@@ -20,6 +20,7 @@ mod append;
 mod mix;
 mod ordered;
 mod prepare;
+mod queues;
 mod route;
 mod run;
 
