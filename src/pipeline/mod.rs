@@ -17,6 +17,7 @@
 //! same whatever the thread count.
 
 mod append;
+mod blend;
 mod mix;
 mod ordered;
 mod prepare;

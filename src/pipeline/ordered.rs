@@ -110,6 +110,7 @@ pub(super) fn scatter_job<T: Token>(
         &batch,
         job.first_index,
         &starts,
+        job.positions.as_deref(),
     )?;
     Ok((job.part, pieces))
 }

@@ -23,7 +23,8 @@ impl<T: Token> Run<'_, T> {
         for &i in touched {
             let part = &mut self.parts[i];
             part.windower.seal();
-            part.queue.extend(part.windower.take_ready());
+            let ready = part.windower.take_ready();
+            part.enqueue(ready, self.origin)?;
             self.cut_part(i, take, &mut jobs)?;
         }
         if !finish {
@@ -75,6 +76,7 @@ impl<T: Token> Run<'_, T> {
                     part: i,
                     first_index: part.windows_spilled,
                     windows: part.queue.drain(..n).collect(),
+                    positions: (part.blend.is_some()).then(|| part.positions.drain(..n).collect()),
                     keying: keying.clone(),
                     schema: Arc::clone(&schema),
                     buckets,

@@ -14,6 +14,7 @@ use arrow_schema::SchemaRef;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::append;
+use super::blend::{self, PartBlend, Targets};
 use super::ordered::{buckets_for, scatter_job, ScatteredPart};
 use super::prepare::{prepare, Context, Prepared};
 use super::route::{Event, Router};
@@ -66,6 +67,8 @@ pub(super) struct SpillJob<T: Token> {
     pub(super) part: usize,
     pub(super) first_index: u64,
     pub(super) windows: Vec<WindowRef<T>>,
+    /// A blend's positions of the windows.
+    pub(super) positions: Option<Vec<u64>>,
     pub(super) keying: Keying,
     pub(super) schema: SchemaRef,
     pub(super) buckets: usize,
@@ -88,6 +91,24 @@ pub(super) struct Part<T: Token> {
     pub(super) spill: Option<Spill>,
     pub(super) windows_spilled: u64,
     pub(super) batches: VecDeque<RecordBatch>,
+    /// A blend's cursors, and the positions of the queued windows.
+    pub(super) blend: Option<PartBlend>,
+    pub(super) positions: VecDeque<u64>,
+}
+
+impl<T: Token> Part<T> {
+    /// Queues windows of source `origin` (a blend gives each its position).
+    ///
+    /// # Errors
+    /// [`Error::Internal`] if a blend's source cuts more windows than counted.
+    pub(super) fn enqueue(&mut self, windows: Vec<WindowRef<T>>, origin: usize) -> Result<()> {
+        if let Some(blend) = &mut self.blend {
+            self.positions
+                .extend(blend.positions(origin, windows.len())?);
+        }
+        self.queue.extend(windows);
+        Ok(())
+    }
 }
 
 /// The state of one run, generic over the output token type.
@@ -114,12 +135,17 @@ pub(super) struct Run<'a, T: Token> {
     pub(super) next_file_seq: HashMap<String, usize>,
     /// A mix's per-source account, by unit origin (empty for one source).
     pub(super) sources: Vec<SourceAccount>,
+    /// The source (unit origin) being read.
+    pub(super) origin: usize,
+    /// A blend's windows per partition directory and source (pass 1).
+    pub(super) blend_targets: Targets,
 }
 
-/// Memory for TBPTT's lane/step buckets (write buffers and the bucket being
-/// sorted). The order is fixed by the keys, so a smaller budget only means
-/// more buckets, never other output; there is no key for it.
-pub(super) const TBPTT_MEMORY_BYTES: usize = 96 << 20;
+/// Memory for the buckets of TBPTT's lanes and steps and of a blend's
+/// positions (write buffers and the bucket being sorted). The order is fixed
+/// by the keys, so a smaller budget only means more buckets, never other
+/// output; there is no key for it.
+pub(super) const FIXED_ORDER_MEMORY_BYTES: usize = 96 << 20;
 
 impl<'a, T: Token> Run<'a, T> {
     pub(super) fn execute(
@@ -205,12 +231,28 @@ impl<'a, T: Token> Run<'a, T> {
                 stream_totals.insert(dir, tokens + docs * sep);
             }
         }
+        // A blend needs each partition's windows per source before keying.
+        let blend_targets = if plan.order == RowOrder::Blend {
+            if let Some(pb) = &progress {
+                pb.set_message("pass 1/2: counting each source's windows");
+            }
+            let counting = Context {
+                cut_windows: false,
+                passes: ctx.passes.clone(),
+                ..Context::new(plan, &source)
+            };
+            pool.install(|| blend::count_windows(&counting, run_sources(plan)))?
+        } else {
+            Targets::new()
+        };
         let (spill_buckets, spill_flush_bytes) = match plan.order {
             RowOrder::Source => (0, 0),
             RowOrder::Shuffle { memory_bytes, .. } => {
                 buckets_for(plan, &source, &layout, memory_bytes)
             }
-            RowOrder::Tbptt { .. } => buckets_for(plan, &source, &layout, TBPTT_MEMORY_BYTES),
+            RowOrder::Tbptt { .. } | RowOrder::Blend => {
+                buckets_for(plan, &source, &layout, FIXED_ORDER_MEMORY_BYTES)
+            }
         };
         let schema = Arc::clone(&layout.schema);
         let row_bytes = crate::window::geometry::row_bytes(&layout.spec);
@@ -236,6 +278,8 @@ impl<'a, T: Token> Run<'a, T> {
             spill_buffered: 0,
             next_file_seq,
             sources,
+            origin: 0,
+            blend_targets,
         };
         run.main_pass(&ctx, pool, progress.as_ref(), counter)?;
         if plan.order != RowOrder::Source {
@@ -318,11 +362,27 @@ impl<'a, T: Token> Run<'a, T> {
                 )),
                 _ => Starts::Uniform,
             };
+            let blend = (self.plan.order == RowOrder::Blend).then(|| {
+                PartBlend::new(
+                    self.blend_targets
+                        .get(dir)
+                        .cloned()
+                        .unwrap_or_else(|| vec![0; run_sources(self.plan)]),
+                )
+            });
             let spill = match self.plan.order {
                 RowOrder::Source => None,
                 RowOrder::Shuffle { seed, .. } => Some(Spill::new(
                     self.spill_root.join(format!("p{:05}", self.parts.len())),
                     Keying::shuffle(seed, dir),
+                    self.spill_buckets,
+                    &self.layout.schema,
+                )?),
+                RowOrder::Blend => Some(Spill::new(
+                    self.spill_root.join(format!("p{:05}", self.parts.len())),
+                    Keying::Blend {
+                        rows: blend.as_ref().map_or(0, PartBlend::rows),
+                    },
                     self.spill_buckets,
                     &self.layout.schema,
                 )?),
@@ -351,6 +411,8 @@ impl<'a, T: Token> Run<'a, T> {
                 spill,
                 windows_spilled: 0,
                 batches: VecDeque::new(),
+                blend,
+                positions: VecDeque::new(),
             });
         }
         Ok(&mut self.parts[global])
@@ -465,6 +527,17 @@ impl<'a, T: Token> Run<'a, T> {
                         *w += accounts.iter().map(|a| a.windows).sum::<u64>();
                     }
                 }
+                if prepared.origin != self.origin {
+                    // A packed stream never crosses sources: each source's
+                    // stream in each partition ends where the source does.
+                    for p in &mut self.parts {
+                        p.windower.finish();
+                    }
+                    let all: Vec<usize> = (0..self.parts.len()).collect();
+                    let jobs = self.collect_jobs(&all, false)?;
+                    spawn_outputs(jobs, &mut outputs);
+                    self.origin = prepared.origin;
+                }
                 let touched = match prepared.whole.take() {
                     Some((windows, accounts)) => {
                         let mut touched = Vec::with_capacity(windows.len());
@@ -472,7 +545,7 @@ impl<'a, T: Token> Run<'a, T> {
                         {
                             let global = self.router.global(key);
                             let part = self.part_for(global)?;
-                            part.queue.extend(w);
+                            part.enqueue(w, prepared.origin)?;
                             part.extra.add(a);
                             touched.push(global);
                         }
@@ -532,6 +605,11 @@ impl<'a, T: Token> Run<'a, T> {
             }
             for p in &mut self.parts {
                 p.files.close_open()?;
+            }
+            for (p, key) in self.parts.iter().zip(&self.router.keys) {
+                if let Some(blend) = &p.blend {
+                    blend.check_complete(&key.dir)?;
+                }
             }
             Ok(())
         })
@@ -595,4 +673,9 @@ pub(super) fn make_progress(enabled: bool, rows: u64) -> Option<ProgressBar> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     Some(pb)
+}
+
+/// The sources a run reads: a mix's, or one.
+fn run_sources(plan: &Plan) -> usize {
+    plan.mix.as_ref().map_or(1, |m| m.sources.len())
 }

@@ -206,8 +206,8 @@ fn compile_mix(config: &PipelineConfig, base: &Path, problems: &mut Problems) ->
         seed: 0,
         source_column: false,
     });
-    if config.shuffle.is_none() {
-        problems.push("`sources` needs `shuffle`: proportional interleaving of unshuffled sources is not built yet; add `shuffle:` to interleave them uniformly at random".into());
+    if config.tbptt.is_some() {
+        problems.push("`sources` cannot be combined with `tbptt`: its lanes cut one packed stream per partition, and a mix keeps one per source; mix with `shuffle:` or without an order (proportional interleave)".into());
     }
     if weighted.is_empty() {
         if mix.total_tokens.is_some() {

@@ -125,6 +125,10 @@ pub enum RowOrder {
         /// Lanes.
         batch_size: usize,
     },
+    /// A mix without `shuffle`: the sources interleaved in proportion to
+    /// their windows in each partition ([`crate::order::Blend`]), each in
+    /// source order.
+    Blend,
 }
 
 /// Validated `sink:`.
@@ -177,6 +181,10 @@ impl Plan {
         let order = compile_order(config.shuffle.as_ref(), config.tbptt.as_ref(), &window, p);
         let split = config.split.as_ref().map(|s| compile_split(s, p));
         let (source, mix) = compile_inputs(&config, base, p);
+        let order = match order {
+            RowOrder::Source if mix.is_some() => RowOrder::Blend,
+            other => other,
+        };
         let sink = compile_sink(&config.sink, base, split.is_some(), &source, &window, p);
         if sink.mode == SinkMode::Append && config.tbptt.is_some() {
             p.push("`sink.mode: append` cannot be combined with `tbptt`: its lanes divide each partition's whole stream, which an append would change; write a new dataset with `sink.mode: overwrite`".into());

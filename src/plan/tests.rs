@@ -529,3 +529,25 @@ fn the_sink_lies_outside_every_source_of_a_mix() {
         ["`sink.path` s3://x/b/out is inside `sources[1].path` s3://x/b: a rerun would read its own output as input; write the dataset elsewhere"]
     );
 }
+
+#[test]
+fn an_unshuffled_mix_blends_and_refuses_tbptt() {
+    let sources = "sources:\n  - {name: a, path: a, tokens: t, repeat: 1}\n  - {name: b, path: b, tokens: t, repeat: 2}\n";
+    let plan = |rest: &str| {
+        Plan::try_new(
+            config(&format!("{sources}windows: {{seq_len: 4}}\n{rest}{SINK}")),
+            Path::new("/p/p.yaml"),
+        )
+    };
+    assert_eq!(plan("").unwrap().order, RowOrder::Blend);
+    assert!(matches!(
+        plan("shuffle: {seed: 3}\n").unwrap().order,
+        RowOrder::Shuffle { seed: 3, .. }
+    ));
+    assert_eq!(
+        problems_of(&format!(
+            "{sources}windows: {{seq_len: 4}}\ntbptt: {{batch_size: 2}}\n{SINK}"
+        )),
+        ["`sources` cannot be combined with `tbptt`: its lanes cut one packed stream per partition, and a mix keeps one per source; mix with `shuffle:` or without an order (proportional interleave)"]
+    );
+}
