@@ -302,6 +302,25 @@ fn many_partitions_run_in_memory_that_does_not_grow_with_the_corpus() {
     assert!(growth_mib < 40, "peak RSS grew by {growth_mib} MiB");
 }
 
+/// Writes three corpora (web, code, books) of 12M tokens in `small/` and of
+/// 36M tokens in `large/`.
+fn three_corpora(env: &Env) {
+    for (dir, tokens) in [("small", 12 << 20), ("large", 36 << 20)] {
+        for name in ["web", "code", "books"] {
+            bucketed(&env.path(&format!("{dir}/{name}/a.parquet")), tokens);
+        }
+    }
+}
+
+/// The sources of the memory tests of a mix: taken 0.5, 1 and 1.5 times.
+const THREE_SOURCES: &str = "sources:\n  - {name: web, path: '{dir}/web', tokens: tokens, repeat: 0.5}\n  - {name: code, path: '{dir}/code', tokens: tokens, repeat: 1}\n  - {name: books, path: '{dir}/books', tokens: tokens, repeat: 1.5}\nmix: {source_column: true}\nwindows: {seq_len: 1024}\n";
+
+fn passes(m: &serde_json::Value) -> Vec<f64> {
+    (m["sources"].as_array().unwrap().iter())
+        .map(|s| s["passes"].as_f64().unwrap())
+        .collect()
+}
+
 /// Issue 17: a mix of three sources keeps no per-document state: three
 /// times the corpora (12M → 36M tokens each, taken 0.5, 1 and 1.5 times,
 /// shuffled within a 16 MiB budget) need the same memory. Below about 12M
@@ -312,21 +331,34 @@ fn many_partitions_run_in_memory_that_does_not_grow_with_the_corpus() {
 #[test]
 fn a_mix_of_three_sources_runs_in_memory_that_does_not_grow_with_them() {
     let env = Env::new();
-    for (dir, tokens) in [("small", 12 << 20), ("large", 36 << 20)] {
-        for name in ["web", "code", "books"] {
-            bucketed(&env.path(&format!("{dir}/{name}/a.parquet")), tokens);
-        }
-    }
+    three_corpora(&env);
     let growth_mib = rss_growth_mib(
         &env,
-        "sources:\n  - {name: web, path: '{dir}/web', tokens: tokens, repeat: 0.5}\n  - {name: code, path: '{dir}/code', tokens: tokens, repeat: 1}\n  - {name: books, path: '{dir}/books', tokens: tokens, repeat: 1.5}\nmix: {source_column: true}\nwindows: {seq_len: 1024}\nshuffle: {memory_mb: 16}\nsink: {path: out-{dir}, partition_by: [source]}\n",
+        &format!("{THREE_SOURCES}shuffle: {{memory_mb: 16}}\nsink: {{path: out-{{dir}}, partition_by: [source]}}\n"),
         "3 sources, 12M and 36M tokens each",
     );
     let m = manifest(&env.path("out-large"));
-    let passes: Vec<f64> = (m["sources"].as_array().unwrap().iter())
-        .map(|s| s["passes"].as_f64().unwrap())
-        .collect();
-    assert_eq!(passes, [0.5, 1.0, 1.5]);
+    assert_eq!(passes(&m), [0.5, 1.0, 1.5]);
     assert_eq!(m["partitions"].as_array().unwrap().len(), 3);
+    assert!(growth_mib < 40, "peak RSS grew by {growth_mib} MiB");
+}
+
+/// Issue 17: the proportional interleave of an unshuffled mix keeps no
+/// per-document state either: its first pass holds counters per (partition,
+/// source), its second a cursor per (partition, source), and its rows wait
+/// in position buckets within a fixed budget. The three sources share one
+/// partition, so every row group interleaves them.
+#[test]
+fn an_unshuffled_mix_of_three_sources_runs_in_memory_that_does_not_grow_with_them() {
+    let env = Env::new();
+    three_corpora(&env);
+    let growth_mib = rss_growth_mib(
+        &env,
+        &format!("{THREE_SOURCES}sink: {{path: out-{{dir}}}}\n"),
+        "3 sources unshuffled, 12M and 36M tokens each",
+    );
+    let m = manifest(&env.path("out-large"));
+    assert_eq!(passes(&m), [0.5, 1.0, 1.5]);
+    assert_eq!(m["partitions"].as_array().unwrap().len(), 1);
     assert!(growth_mib < 40, "peak RSS grew by {growth_mib} MiB");
 }

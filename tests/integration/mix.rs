@@ -1,6 +1,9 @@
 //! Mixing several corpora (`sources:`): `check` plans the mix from the
 //! footers (tokens per source, passes, selected tokens, achieved weights);
-//! impossible mixes and, for now, writing a mix exit 2 naming the cause.
+//! impossible mixes exit 2 naming the cause; written mixes hold the windows
+//! the oracle expects, shuffled or interleaved in proportion.
+
+use arrow_array::cast::AsArray;
 
 use crate::harness::*;
 
@@ -353,20 +356,124 @@ fn a_document_lands_in_the_same_split_whatever_the_mix() {
 }
 
 #[test]
-fn a_mix_needs_shuffle_and_refuses_a_carried_source_column() {
+fn a_mix_refuses_a_carried_source_column_and_tbptt() {
     let env = Env::new();
     mixed_corpora(&env);
     let p = env.pipeline(
         "p.yaml",
-        "sources:\n  - {name: web, path: web, tokens: tokens, carry: [source], repeat: 1}\nmix: {source_column: true}\nwindows: {seq_len: 8}\nsink: {path: out}\n",
+        "sources:\n  - {name: web, path: web, tokens: tokens, carry: [source], repeat: 1}\nmix: {source_column: true}\nwindows: {seq_len: 8}\ntbptt: {batch_size: 2}\nsink: {path: out}\n",
     );
     let out = env.seqwin(&["run", p.to_str().unwrap()]);
     assert_bad_input(&env, &out, &[]);
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         format!(
-            "seqwin: error: {}: invalid pipeline:\n  - `sources[0].carry` lists `source`, which `mix.source_column` writes; rename the carried column or drop `mix.source_column`\n  - `sources` needs `shuffle`: proportional interleaving of unshuffled sources is not built yet; add `shuffle:` to interleave them uniformly at random\n",
+            "seqwin: error: {}: invalid pipeline:\n  - `sources[0].carry` lists `source`, which `mix.source_column` writes; rename the carried column or drop `mix.source_column`\n  - `sources` cannot be combined with `tbptt`: its lanes cut one packed stream per partition, and a mix keeps one per source; mix with `shuffle:` or without an order (proportional interleave)\n",
             p.display()
         )
     );
+}
+
+/// The rows of each partition in file order: (partition, source, window).
+fn rows_in_order(env: &Env) -> Vec<(String, String, Window)> {
+    let out = env.path("out");
+    let mut rows = Vec::new();
+    for f in dataset_files(&out) {
+        let partition = f.parent().unwrap().strip_prefix(&out).unwrap();
+        let partition = partition.to_string_lossy().into_owned();
+        for b in read_file(&f) {
+            let sources = b
+                .column_by_name("source")
+                .unwrap()
+                .as_string::<i32>()
+                .clone();
+            for (i, w) in batch_windows(&b, &partition).into_iter().enumerate() {
+                rows.push((partition.clone(), sources.value(i).to_string(), w));
+            }
+        }
+    }
+    rows
+}
+
+/// The largest `|c_s(n) − n · W_s / W|` over the prefixes `n` of each
+/// partition and its sources `s`, times `W` (the partition's windows).
+fn prefix_deviation(rows: &[(String, String, Window)]) -> Vec<(String, u64, u64)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < rows.len() {
+        let part = &rows[at].0;
+        let len = rows[at..].iter().take_while(|r| &r.0 == part).count();
+        let rows = &rows[at..at + len];
+        let total = len as u64;
+        let target = |s: &str| rows.iter().filter(|r| r.1 == s).count() as u64;
+        let targets: Vec<u64> = NAMES.iter().map(|s| target(s)).collect();
+        let mut counts = [0u64; 3];
+        let mut worst = 0;
+        for (n, r) in rows.iter().enumerate() {
+            counts[NAMES.iter().position(|s| *s == r.1).unwrap()] += 1;
+            for (c, w) in counts.iter().zip(&targets) {
+                worst = worst.max((c * total).abs_diff((n as u64 + 1) * w));
+            }
+        }
+        out.push((part.clone(), worst, total));
+        at += len;
+    }
+    out
+}
+
+/// Issue 17: without `shuffle` the sources interleave in proportion within
+/// each partition (split only here, so each holds all three): the windows
+/// the oracle expects, every prefix within one window of each source's
+/// share, several files of several row groups, and the same bytes at 1 and
+/// 2 threads.
+#[test]
+fn an_unshuffled_mix_interleaves_in_proportion_with_the_same_bytes_at_any_thread_count() {
+    let env = Env::new();
+    let all = mixed_corpora(&env);
+    let sources: String = (NAMES
+        .iter()
+        .zip(["repeat: 0.5", "repeat: 2.5", "repeat: 1"]))
+    .map(|(n, a)| format!("  - {{name: {n}, path: {n}, tokens: tokens, {a}}}\n"))
+    .collect();
+    let p = env.pipeline(
+        "p.yaml",
+        &format!("sources:\n{sources}mix: {{seed: 9, source_column: true}}\nwindows: {{seq_len: 8, columns: [doc_id]}}\nsplit: {{fractions: {{train: 0.7, val: 0.3}}, seed: 4}}\nsink: {{path: out, partition_by: [split], row_group_rows: 16, max_rows_per_file: 64}}\n"),
+    );
+    env.run_ok(&p, &["--threads", "1"]);
+    let files = dataset_files(&env.path("out"));
+    let one: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    let rows = rows_in_order(&env);
+    std::fs::remove_dir_all(env.path("out")).unwrap();
+    env.run_ok(&p, &["--threads", "2"]);
+    let two: Vec<Vec<u8>> = (dataset_files(&env.path("out")).iter())
+        .map(|f| std::fs::read(f).unwrap())
+        .collect();
+    assert_eq!(one, two);
+    assert!(files.len() > 4, "{files:?}");
+
+    let mut got: Vec<_> = (rows.iter())
+        .map(|(part, source, w)| {
+            let partition = format!("source={source}/{part}");
+            (
+                partition,
+                w.input.clone(),
+                w.target.clone(),
+                w.doc_id.unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, oracle(&all, &[0.5, 2.5, 1.0]));
+    let deviations = prefix_deviation(&rows);
+    let parts: Vec<&str> = deviations.iter().map(|d| d.0.as_str()).collect();
+    assert_eq!(parts, ["split=train", "split=val"]);
+    for (part, worst, total) in &deviations {
+        assert!(worst <= total, "{part}: {worst}/{total} windows off");
+    }
+    // Each source's windows keep their source order (ordinals rise within a pass).
+    let web: Vec<i64> = (rows.iter())
+        .filter(|r| r.0 == "split=train" && r.1 == "web")
+        .map(|r| r.2.doc_id.unwrap())
+        .collect();
+    assert!(web.windows(2).all(|p| p[0] <= p[1]), "{web:?}");
 }
