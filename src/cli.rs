@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::error::panic_message;
 use crate::pipeline::{CheckReport, Outcome, RunReport};
+use crate::plan::RowOrder;
 use crate::sink::{FieldEntry, PartitionEntry};
 use crate::window::TokenAccount;
 use crate::{Pipeline, RunOptions};
@@ -257,6 +258,9 @@ struct CheckJson<'a> {
     /// `sources:`: the planned mix, one entry per source.
     #[serde(skip_serializing_if = "Option::is_none")]
     mix: Option<&'a Vec<crate::pipeline::MixCheck>>,
+    /// `sources:`: how the sources interleave, `shuffle` or `proportional`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interleave: Option<&'static str>,
 }
 
 impl<'a> CheckJson<'a> {
@@ -272,8 +276,22 @@ impl<'a> CheckJson<'a> {
             config: &p.plan().config,
             append: r.append.as_ref(),
             mix: r.mix.as_ref(),
+            interleave: interleave(p).map(|(name, _)| name),
         }
     }
+}
+
+/// How a mix's sources interleave: its name and a line for `check`.
+fn interleave(p: &Pipeline) -> Option<(&'static str, &'static str)> {
+    let plan = p.plan();
+    plan.mix.as_ref()?;
+    Some(match plan.order {
+        RowOrder::Blend => (
+            "proportional",
+            "proportional: at every prefix of a partition each source is within one window of its share",
+        ),
+        _ => ("shuffle", "uniformly random (shuffle)"),
+    })
 }
 
 fn print_json(value: &impl Serialize) {
@@ -338,6 +356,9 @@ fn execute(cli: Cli) -> crate::Result<()> {
                         "    {:<16} {:>14} {:>9.3} {:>16} {:>8.4}",
                         m.name, m.tokens, m.passes, m.tokens_selected, m.weight
                     );
+                }
+                if let Some((_, line)) = interleave(&p) {
+                    println!("  interleave: {line}");
                 }
             }
             if let Some(a) = &r.append {

@@ -51,7 +51,7 @@ fn check_plans_a_weighted_mix_without_upsampling() {
     let mix = text.split_once("  mix").expect("a mix table").1;
     assert_eq!(
         mix,
-        " (input: every source once; estimate: what the passes select):\n    source                   tokens    passes  tokens selected   weight\n    web                        1000     0.500              500   0.5000\n    code                        300     1.000              300   0.3000\n    books                       500     0.400              200   0.2000\n"
+        " (input: every source once; estimate: what the passes select):\n    source                   tokens    passes  tokens selected   weight\n    web                        1000     0.500              500   0.5000\n    code                        300     1.000              300   0.3000\n    books                       500     0.400              200   0.2000\n  interleave: uniformly random (shuffle)\n"
     );
     let json: serde_json::Value =
         serde_json::from_slice(&env.seqwin(&["check", p.to_str().unwrap(), "--json"]).stdout)
@@ -64,6 +64,7 @@ fn check_plans_a_weighted_mix_without_upsampling() {
             {"name": "books", "files": 1, "rows": 5, "tokens": 500, "passes": 0.4, "tokens_selected": 200, "weight": 0.2},
         ])
     );
+    assert_eq!(json["interleave"], "shuffle");
     assert_eq!(env.root_entries(), ["books", "code", "p.yaml", "web"]);
 }
 
@@ -78,9 +79,23 @@ fn check_plans_repeats_and_token_budgets() {
     let text = stdout(&env.seqwin(&["check", p.to_str().unwrap()]));
     // 500 + 750 + 1250 = 2500 tokens selected.
     assert!(
-        text.ends_with("    web                        1000     0.500              500   0.2000\n    code                        300     2.500              750   0.3000\n    books                       500     2.500             1250   0.5000\n"),
+        text.ends_with("    web                        1000     0.500              500   0.2000\n    code                        300     2.500              750   0.3000\n    books                       500     2.500             1250   0.5000\n  interleave: uniformly random (shuffle)\n"),
         "{text}"
     );
+    // Without `shuffle` the sources interleave in proportion.
+    let p = env.pipeline(
+        "p.yaml",
+        "sources:\n  - {name: web, path: web, tokens: tokens, repeat: 0.5}\n  - {name: code, path: code, tokens: tokens, repeat: 2.5}\nwindows: {seq_len: 16}\nsink: {path: out}\n",
+    );
+    let text = stdout(&env.seqwin(&["check", p.to_str().unwrap()]));
+    assert!(
+        text.ends_with("    code                        300     2.500              750   0.6000\n  interleave: proportional: at every prefix of a partition each source is within one window of its share\n"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&env.seqwin(&["check", p.to_str().unwrap(), "--json"]).stdout)
+            .unwrap();
+    assert_eq!(json["interleave"], "proportional");
 }
 
 #[test]
