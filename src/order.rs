@@ -1,6 +1,8 @@
-//! Row orders other than source order (docs/format.md §1.5): global shuffle and TBPTT.
+//! Row orders other than source order (docs/format.md §1.5, §1.6): global
+//! shuffle, TBPTT and the proportional interleave ([`Blend`]) of an
+//! unshuffled mix.
 //!
-//! Both are an external permutation with a known sort key per row. Rows are
+//! Each is an external permutation with a known sort key per row. Rows are
 //! scattered by key range into bucket files (Arrow IPC, inside the staging
 //! directory), then each bucket is read back alone, sorted by key and
 //! written. Memory holds one bucket plus small per-bucket write buffers, and
@@ -302,7 +304,9 @@ fn spill_error(path: &Path, e: arrow_schema::ArrowError) -> Error {
 /// The proportional interleave of a partition's sources, seen from one of
 /// them: `targets[s]` windows of each source `s` (`T` in all) fill positions
 /// `0..T`, and a cursor replays the interleave to give the positions of its
-/// own source's windows, in order. State: `O(k)` counters for `k` sources.
+/// own source's windows, in order. State: `O(k)` counters for `k` sources;
+/// each position costs `O(k)` comparisons, so a cursor that replays the
+/// whole interleave costs `O(k)` per window of the partition.
 ///
 /// The rule is earliest deadline first. At 1-based position `n`, the `j`-th
 /// window of source `s` (`W_s = targets[s]`) is *released* when
@@ -327,17 +331,41 @@ pub struct Blend {
     total: u64,
     /// Windows of each source among positions `0..next`.
     placed: Vec<u64>,
+    /// The 1-based position where each source's next window is released
+    /// (`ceil(placed · T / W_s)`) and the one where it is due.
+    released: Vec<u64>,
+    due: Vec<u64>,
     next: u64,
 }
 
 impl Blend {
     /// The interleave of sources with `targets[s]` windows each, at position 0.
     pub fn new(targets: Vec<u64>) -> Blend {
-        Blend {
+        let mut b = Blend {
             total: targets.iter().sum(),
             placed: vec![0; targets.len()],
+            released: vec![0; targets.len()],
+            due: vec![0; targets.len()],
             targets,
             next: 0,
+        };
+        for s in 0..b.targets.len() {
+            b.schedule(s);
+        }
+        b
+    }
+
+    /// Computes the release and due positions of the next window of `s`.
+    fn schedule(&mut self, s: usize) {
+        let (w, c, t) = (
+            u128::from(self.targets[s]),
+            u128::from(self.placed[s]),
+            u128::from(self.total),
+        );
+        if c < w {
+            // Both at most T + 1.
+            self.released[s] = (c * t).div_ceil(w) as u64;
+            self.due[s] = ((c + 1) * t / w) as u64 + 1;
         }
     }
 
@@ -346,17 +374,15 @@ impl Blend {
         if self.next == self.total {
             return None;
         }
-        let (n, t) = (u128::from(self.next + 1), u128::from(self.total));
-        // (released, due) of each source's next window; unreleased ones only
-        // if none is released (which the theorem above rules out).
-        let mut best: Option<(bool, u128, usize)> = None;
-        for (s, (&w, &c)) in self.targets.iter().zip(&self.placed).enumerate() {
-            if c == w {
+        let n = self.next + 1;
+        // The released next window due first; an unreleased one only if
+        // none is released (which the theorem above rules out).
+        let mut best: Option<(bool, u64, usize)> = None;
+        for s in 0..self.targets.len() {
+            if self.placed[s] == self.targets[s] {
                 continue;
             }
-            let (w, c) = (u128::from(w), u128::from(c));
-            let released = c * t <= n * w;
-            let due = (c + 1) * t / w + 1;
+            let (released, due) = (self.released[s] <= n, self.due[s]);
             let better = match best {
                 None => true,
                 Some((r, d, _)) => (released, std::cmp::Reverse(due)) > (r, std::cmp::Reverse(d)),
@@ -367,6 +393,7 @@ impl Blend {
         }
         let (_, _, s) = best?;
         self.placed[s] += 1;
+        self.schedule(s);
         self.next += 1;
         Some(s)
     }

@@ -12,8 +12,10 @@
 //! ```
 //!
 //! Neither pass keeps anything per document: pass 1 holds three counters
-//! per (partition, source), pass 2 one cursor of `k` counters per
-//! (partition, source).
+//! per (partition, source), pass 2 one cursor of `O(k)` counters per
+//! (partition, source). Each cursor replays its partition's interleave, at
+//! `O(k)` per position: `O(k²)` per window in the calling thread, cheap
+//! next to materialising and encoding it for the few sources a mix has.
 //!
 //! [`RowOrder::Blend`]: crate::plan::RowOrder::Blend
 
@@ -23,7 +25,7 @@ use super::prepare::Context;
 use super::route::for_each_wave;
 use crate::error::{Error, Result};
 use crate::order::Blend;
-use crate::window::Geometry;
+use crate::window::{Geometry, Token};
 
 /// Partition directory → windows of each source (by unit origin).
 pub(super) type Targets = HashMap<String, Vec<u64>>;
@@ -38,16 +40,17 @@ struct Tally {
 }
 
 /// Counts the windows each source gives each partition: the documents the
-/// mix's passes select, routed as the main pass routes them, windowed by
-/// [`Geometry::stream`] (per document, or per source's packed stream).
+/// mix's passes select, decoded as tokens of type `T` and routed as the main
+/// pass routes them, windowed by [`Geometry::stream`] (per document, or per
+/// source's packed stream).
 ///
 /// # Errors
 /// Input errors of decoding, as in the main pass.
-pub(super) fn count_windows(ctx: &Context<'_>, sources: usize) -> Result<Targets> {
+pub(super) fn count_windows<T: Token>(ctx: &Context<'_>, sources: usize) -> Result<Targets> {
     let w = &ctx.plan.window;
     let g = Geometry::of(w);
     let mut tallies: HashMap<String, Vec<Tally>> = HashMap::new();
-    for_each_wave::<i32>(ctx, None, |prepared| {
+    for_each_wave::<T>(ctx, None, |prepared| {
         for piece in &prepared.pieces {
             let dir = &prepared.partitions[piece.part].dir;
             if !tallies.contains_key(dir) {

@@ -7,7 +7,7 @@
 //!   calling thread:   take decoded row groups in source order, route
 //!                     documents to partitions, cut row groups and files
 //!   pool tasks:       materialise + encode a row group (or scatter it into
-//!                     shuffle/TBPTT buckets)
+//!                     shuffle/TBPTT/blend buckets)
 //!   calling thread:   append encoded row groups in the order they were cut
 //! ```
 //!

@@ -1,5 +1,5 @@
-//! Row orders other than source order: windows are scattered into shuffle
-//! or TBPTT buckets during the main pass, then each partition's buckets are
+//! Row orders other than source order: windows are scattered into shuffle,
+//! TBPTT or blend buckets during the main pass, then each partition's buckets are
 //! read back in key order and written.
 
 use std::collections::VecDeque;

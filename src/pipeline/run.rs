@@ -241,7 +241,7 @@ impl<'a, T: Token> Run<'a, T> {
                 passes: ctx.passes.clone(),
                 ..Context::new(plan, &source)
             };
-            pool.install(|| blend::count_windows(&counting, run_sources(plan)))?
+            pool.install(|| blend::count_windows::<T>(&counting, run_sources(plan)))?
         } else {
             Targets::new()
         };
