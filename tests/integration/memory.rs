@@ -347,7 +347,8 @@ fn a_mix_of_three_sources_runs_in_memory_that_does_not_grow_with_them() {
 /// per-document state either: its first pass holds counters per (partition,
 /// source), its second a cursor per (partition, source), and its rows wait
 /// in position buckets within a fixed budget. The three sources share one
-/// partition, so every row group interleaves them.
+/// partition, so every row group interleaves them (debug build, one thread:
+/// 151 MiB small, 160 MiB large).
 #[test]
 fn an_unshuffled_mix_of_three_sources_runs_in_memory_that_does_not_grow_with_them() {
     let env = Env::new();

@@ -492,3 +492,40 @@ fn an_unshuffled_mix_interleaves_in_proportion_with_the_same_bytes_at_any_thread
         .collect();
     assert!(web.windows(2).all(|p| p[0] <= p[1]), "{web:?}");
 }
+
+/// Packing keeps one stream per source in each partition, shuffled or not:
+/// every window is a slice of its own source's stream (its passes in order,
+/// a separator after each document) at its `start`, and the windows are
+/// exactly those of the three streams.
+#[test]
+fn packed_windows_never_mix_sources() {
+    let env = Env::new();
+    let all = mixed_corpora(&env);
+    let repeats = [1usize, 2, 1];
+    let mut expected: Vec<(String, usize, Vec<i64>, Vec<i64>)> = Vec::new();
+    for ((name, docs), r) in NAMES.iter().zip(&all).zip(repeats) {
+        let stream: Vec<i64> = (0..r)
+            .flat_map(|_| docs.iter().flat_map(|d| d.iter().copied().chain([999])))
+            .collect();
+        for (start, input, target) in reference_windows(&stream, 8, 8, None) {
+            expected.push((name.to_string(), start, input, target));
+        }
+    }
+    expected.sort();
+    let sources: String = (NAMES.iter().zip(repeats))
+        .map(|(n, r)| format!("  - {{name: {n}, path: {n}, tokens: tokens, repeat: {r}}}\n"))
+        .collect();
+    for order in ["shuffle: {seed: 3}\n", ""] {
+        let p = env.pipeline(
+            "p.yaml",
+            &format!("sources:\n{sources}mix: {{source_column: true}}\nwindows: {{seq_len: 8, pack: true, separator: 999, columns: [start]}}\n{order}sink: {{path: out}}\n"),
+        );
+        env.run_ok(&p, &[]);
+        let mut got: Vec<_> = (rows_in_order(&env).into_iter())
+            .map(|(_, source, w)| (source, w.start.unwrap() as usize, w.input, w.target))
+            .collect();
+        got.sort();
+        assert_eq!(got, expected, "{order}");
+        std::fs::remove_dir_all(env.path("out")).unwrap();
+    }
+}
