@@ -24,6 +24,12 @@ impl<T: Token> Run<'_, T> {
             let part = &mut self.parts[i];
             part.windower.seal();
             let ready = part.windower.take_ready();
+            // Windows of a packed stream (the only ones a windower cuts in
+            // a mix): a stream ends where its source does, so all belong to
+            // the source being read.
+            if let Some(a) = self.sources.get_mut(self.origin) {
+                *a.windows.get_or_insert(0) += ready.len() as u64;
+            }
             part.enqueue(ready, self.origin)?;
             self.cut_part(i, take, &mut jobs)?;
         }

@@ -180,7 +180,7 @@ impl<'a, T: Token> Run<'a, T> {
                     name: c.name,
                     tokens_in: c.tokens,
                     passes: c.passes,
-                    windows: (!plan.window.pack).then_some(0),
+                    windows: Some(0),
                     ..Default::default()
                 })
                 .collect();

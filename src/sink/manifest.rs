@@ -162,8 +162,9 @@ pub struct SourceAccount {
     pub documents_selected: u64,
     /// Tokens of those documents.
     pub tokens_selected: u64,
-    /// Windows cut from them (absent when packing: a packed window may hold
-    /// several sources' tokens; its `source` is its first token's).
+    /// Windows cut from them (packing: the windows of the source's own
+    /// packed streams; absent in manifests written before streams were kept
+    /// per source).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub windows: Option<u64>,
 }

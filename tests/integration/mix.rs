@@ -526,6 +526,26 @@ fn packed_windows_never_mix_sources() {
             .collect();
         got.sort();
         assert_eq!(got, expected, "{order}");
+        // The manifest counts each source's windows: those of its streams.
+        let counted: Vec<(String, u64)> = (manifest(&env.path("out"))["sources"].as_array())
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["name"].as_str().unwrap().to_string(),
+                    a["windows"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let oracle: Vec<(String, u64)> = (NAMES.iter())
+            .map(|n| {
+                (
+                    n.to_string(),
+                    expected.iter().filter(|w| w.0 == *n).count() as u64,
+                )
+            })
+            .collect();
+        assert_eq!(counted, oracle, "{order}");
         std::fs::remove_dir_all(env.path("out")).unwrap();
     }
 }
