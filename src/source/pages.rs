@@ -5,8 +5,11 @@
 //! The token leaf column's pages are read one at a time and decoded a
 //! bounded number of levels at a time with Parquet's page decoders (Parquet's
 //! column reader reads whole pages, and a writer such as arrow-rs's puts a
-//! whole row in one page). Only the current page's encoded bytes and one
-//! piece of decoded levels are held. Repetition level 0 starts a new row
+//! whole row in one page). Only the current page's bytes and one piece of
+//! decoded levels are held — but the page is held whole: a document stored
+//! as one page (arrow-rs and pyarrow 26 do that for a one-row document)
+//! still needs its page's decompressed bytes, which grow with it (about 2
+//! bytes a token dictionary-encoded, 4 plain). Repetition level 0 starts a new row
 //! (document); definition levels tell a null list, an empty list, a null
 //! token and a token apart. Each piece becomes a list array of the rows it
 //! touches, the first of which may continue the previous piece's last row:

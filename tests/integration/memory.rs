@@ -357,7 +357,8 @@ fn one_document_of_runs(path: &Path, len: usize) {
 /// document's length (+296 MiB from 16M to 48M tokens, 637 MiB at 64M). A
 /// row group with more than 8M tokens is now decoded a bounded number of
 /// levels at a time and windowed in pieces, so three times the document
-/// needs about the same memory. (With `SEQWIN_STREAM_TOKENS` raised above
+/// needs about the same memory — when its data page is small, as here (a
+/// page is held whole while it is read; see `one_document_of_runs`). (With `SEQWIN_STREAM_TOKENS` raised above
 /// the document's length, the row group is decoded whole again and this
 /// test fails.)
 #[test]
