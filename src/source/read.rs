@@ -221,9 +221,9 @@ impl PieceReader {
         let decoded = self.pages.rows();
         if decoded > unit.rows || (piece.last && decoded != unit.rows) {
             return Err(corrupt(format!(
-                "expected {} rows, decoded {}",
+                "expected {} rows, decoded {}{decoded}",
                 unit.rows,
-                if piece.last { decoded } else { unit.rows + 1 }
+                if piece.last { "" } else { "at least " }
             )));
         }
         let mut columns = vec![piece.list];

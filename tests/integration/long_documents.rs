@@ -218,6 +218,39 @@ fn row_groups_read_in_pieces_number_documents_without_an_id_as_whole_ones_do() {
     assert_eq!(whole.1["totals"]["documents"], 360);
 }
 
+/// `stats` (document lengths, by partition) reads row groups in pieces
+/// too, and counts every document once, at its whole length.
+#[test]
+fn stats_of_row_groups_read_in_pieces_are_those_of_whole_ones() {
+    let env = Env::new();
+    corpus(&env);
+    let p = env.pipeline(
+        "p.yaml",
+        &format!("{SOURCE}windows: {{seq_len: 64}}\nsplit: {{fractions: {{a: 0.5, b: 0.5}}}}\nsink: {{path: out, partition_by: [split]}}\n"),
+    );
+    let stats = |knob: &str| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_seqwin"))
+            .args([
+                "stats",
+                p.to_str().unwrap(),
+                "--json",
+                "--seq-len",
+                "16,100",
+            ])
+            .env("SEQWIN_STREAM_TOKENS", knob)
+            .current_dir(env.dir.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let mut v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v.as_object_mut().unwrap().remove("elapsed_seconds");
+        v
+    };
+    let whole = stats(WHOLE);
+    assert!(whole.to_string().contains("17500"), "{whole}");
+    assert_eq!(stats("29"), whole);
+}
+
 /// A mix's per-source account counts the windows of row groups read in
 /// pieces as it does those of whole ones.
 #[test]
