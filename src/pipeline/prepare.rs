@@ -17,7 +17,7 @@ use arrow_schema::DataType;
 use crate::error::{Error, Result};
 use crate::plan::{Plan, SourceColumns, SplitSpec};
 use crate::select::PassSelection;
-use crate::source::Source;
+use crate::source::{stream_limits, PieceBatch, PieceReader, Source, Unit};
 use crate::split::DocKey;
 use crate::window::WindowSpec;
 use crate::window::{
@@ -81,7 +81,14 @@ pub(crate) struct Piece {
     pub(super) range: std::ops::Range<usize>,
     pub(super) row: usize,
     pub(super) part: usize,
+    /// Flat streams: the document key (a document continues while it repeats).
     pub(super) key: Option<OwnedKey>,
+    /// List columns: the piece starts its document (false when it continues
+    /// the last document of the previous piece of a row group read in pieces).
+    pub(super) starts: bool,
+    /// List columns: the piece ends its document (false when the document
+    /// may continue in the next piece).
+    pub(super) ends: bool,
 }
 
 /// Windows of a unit's complete documents, per unit-local partition.
@@ -159,19 +166,29 @@ pub(super) fn id_keys(column: &ArrayRef) -> std::result::Result<IdKeys, String> 
     Ok(IdKeys::Strs(c.as_string::<i32>().clone()))
 }
 
-pub(super) fn prepare<T: Token>(ctx: &Context<'_>, unit_index: usize) -> Result<Prepared<T>> {
+/// A decoded unit, or the next piece of a unit read in pieces and what is
+/// left of it.
+pub(super) struct Decoded<T: Token> {
+    pub(super) prepared: Prepared<T>,
+    /// The rest of a unit read in pieces ([`next_piece`] decodes it).
+    pub(super) rest: Option<Box<PieceReader>>,
+}
+
+/// Decodes unit `unit_index`: whole, or — when its token column holds more
+/// than [`crate::source::stream_limits`] tokens — its first piece.
+pub(super) fn prepare<T: Token>(ctx: &Context<'_>, unit_index: usize) -> Result<Decoded<T>> {
     let source = ctx.source;
     let unit = &source.units[unit_index];
+    let (threshold, _) = stream_limits();
+    if !source.flat && unit.tokens_estimate > threshold {
+        if let Some(reader) = source.open_pieces(unit)? {
+            return next_piece(ctx, Box::new(reader));
+        }
+    }
     let batch = source.read_unit(unit)?;
-    let select = ctx.plan.mix.as_ref().map(|mix| PassSelection {
-        seed: mix.seed,
-        name: &mix.sources[unit.origin].name,
-        pass: unit.pass,
-        passes: ctx.passes[unit.origin],
-    });
     let prepared = prepare_batch(
         &BatchCtx {
-            select,
+            select: pass_selection(ctx, unit),
             ..ctx.batch_ctx()
         },
         &batch,
@@ -179,9 +196,67 @@ pub(super) fn prepare<T: Token>(ctx: &Context<'_>, unit_index: usize) -> Result<
         unit.first_ordinal,
         &source.files[unit.file].path,
     )?;
-    Ok(Prepared {
-        origin: unit.origin,
-        ..prepared
+    Ok(Decoded {
+        prepared: Prepared {
+            origin: unit.origin,
+            ..prepared
+        },
+        rest: None,
+    })
+}
+
+/// Decodes the next piece of a unit read in pieces: its documents are
+/// routed like whole ones, except that the first may continue the previous
+/// piece's last document and the last may continue in the next piece. The
+/// windows are cut by the partitions' windowers (never in the worker), so
+/// they are the same as if the unit had been decoded whole.
+pub(super) fn next_piece<T: Token>(
+    ctx: &Context<'_>,
+    mut reader: Box<PieceReader>,
+) -> Result<Decoded<T>> {
+    let source = ctx.source;
+    let (_, piece_levels) = stream_limits();
+    let unit = reader.unit;
+    let PieceBatch {
+        batch,
+        first_row,
+        continues,
+        last,
+    } = reader.next(source, piece_levels)?.ok_or_else(|| {
+        Error::Internal("a row group read in pieces ended before its last piece".into())
+    })?;
+    let mut prepared = prepare_batch::<T>(
+        &BatchCtx {
+            select: pass_selection(ctx, &unit),
+            cut_windows: false,
+            ..ctx.batch_ctx()
+        },
+        &batch,
+        unit.first_row + first_row as u64,
+        unit.first_ordinal + first_row as u64,
+        &source.files[unit.file].path,
+    )?;
+    let rows = batch.num_rows();
+    for p in &mut prepared.pieces {
+        p.starts = !(continues && p.row == 0);
+        p.ends = last || p.row + 1 < rows;
+    }
+    prepared.origin = unit.origin;
+    // Rows begun in this piece (for progress).
+    prepared.rows = rows - continues as usize;
+    Ok(Decoded {
+        prepared,
+        rest: (!last).then_some(reader),
+    })
+}
+
+/// In a mix: the documents this pass over the unit's source keeps.
+fn pass_selection<'a>(ctx: &'a Context<'_>, unit: &Unit) -> Option<PassSelection<'a>> {
+    ctx.plan.mix.as_ref().map(|mix| PassSelection {
+        seed: mix.seed,
+        name: &mix.sources[unit.origin].name,
+        pass: unit.pass,
+        passes: ctx.passes[unit.origin],
     })
 }
 
@@ -288,6 +363,8 @@ pub(crate) fn prepare_batch<T: Token>(
                 row: r,
                 part: 0,
                 key: None,
+                starts: true,
+                ends: true,
             });
         }
     } else {
@@ -299,6 +376,8 @@ pub(crate) fn prepare_batch<T: Token>(
                     row: r0,
                     part: 0,
                     key: Some(keys.owned(r0)),
+                    starts: true,
+                    ends: true,
                 });
                 r0 = r;
             }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use indicatif::ProgressBar;
 use rayon::prelude::*;
 
-use super::prepare::{prepare, Context, OwnedKey, PartKey, Prepared};
+use super::prepare::{next_piece, prepare, Context, Decoded, OwnedKey, PartKey, Prepared};
 use crate::error::Result;
 use crate::window::Token;
 
@@ -32,6 +32,9 @@ pub(crate) struct Router {
     pub(crate) keys: Vec<PartKey>,
     pub(super) index: HashMap<String, usize>,
     pub(super) open_flat: Option<(usize, OwnedKey)>,
+    /// The partition of a list-column document that continues in the next
+    /// piece of a row group read in pieces.
+    pub(super) open_doc: Option<usize>,
 }
 
 impl Router {
@@ -56,16 +59,31 @@ impl Router {
         for piece in &p.pieces {
             match &piece.key {
                 None => {
-                    let part = global(self, piece.part);
-                    events.push(Event::Begin {
-                        part,
-                        row: piece.row,
-                    });
+                    // A piece that continues a document stays in its
+                    // partition (the same: its row's values are the same).
+                    let part = match self.open_doc.take() {
+                        Some(open) if !piece.starts => open,
+                        open => {
+                            if let Some(open) = open {
+                                events.push(Event::End { part: open });
+                            }
+                            let part = global(self, piece.part);
+                            events.push(Event::Begin {
+                                part,
+                                row: piece.row,
+                            });
+                            part
+                        }
+                    };
                     events.push(Event::Tokens {
                         part,
                         range: piece.range.clone(),
                     });
-                    events.push(Event::End { part });
+                    if piece.ends {
+                        events.push(Event::End { part });
+                    } else {
+                        self.open_doc = Some(part);
+                    }
                 }
                 Some(key) => {
                     let continues = matches!(&self.open_flat, Some((_, k)) if k == key);
@@ -96,7 +114,10 @@ impl Router {
     /// The partition of a flat-stream document still open at the end of the
     /// source, which must be ended.
     pub(crate) fn finish(&mut self) -> Option<usize> {
-        self.open_flat.take().map(|(p, _)| p)
+        self.open_flat
+            .take()
+            .map(|(p, _)| p)
+            .or(self.open_doc.take())
     }
 }
 
@@ -112,12 +133,19 @@ pub(super) fn for_each_wave<T: Token>(
     let mut start = 0;
     while start < n {
         let end = (start + wave).min(n);
-        let prepared = decode_wave::<T>(ctx, start..end)?;
-        for p in prepared {
-            if let Some(pb) = progress {
-                pb.inc(p.rows as u64);
+        let decoded = decode_wave::<T>(ctx, start..end)?;
+        for d in decoded {
+            let mut next = Some(d);
+            // A unit read in pieces: its pieces one after the other.
+            while let Some(Decoded { prepared, rest }) = next.take() {
+                if let Some(pb) = progress {
+                    pb.inc(prepared.rows as u64);
+                }
+                f(prepared)?;
+                if let Some(rest) = rest {
+                    next = Some(next_piece::<T>(ctx, rest)?);
+                }
             }
-            f(p)?;
         }
         start = end;
     }
@@ -131,8 +159,8 @@ pub(super) fn wave_size() -> usize {
 pub(super) fn decode_wave<T: Token>(
     ctx: &Context<'_>,
     units: std::ops::Range<usize>,
-) -> Result<Vec<Prepared<T>>> {
-    let results: Vec<Result<Prepared<T>>> = units
+) -> Result<Vec<Decoded<T>>> {
+    let results: Vec<Result<Decoded<T>>> = units
         .into_par_iter()
         .map(|u| prepare::<T>(ctx, u))
         .collect();

@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::append;
 use super::blend::{self, PartBlend, Targets};
 use super::ordered::{buckets_for, scatter_job, ScatteredPart};
-use super::prepare::{prepare, Context, Prepared};
+use super::prepare::{next_piece, prepare, Context, Decoded, Prepared};
 use super::route::{Event, Router};
 use super::{run_layout, Outcome, Pipeline, ProgressCounter, RunOptions, RunReport};
 use crate::config::SinkMode;
@@ -447,6 +447,14 @@ impl<'a, T: Token> Run<'a, T> {
         Ok(touched)
     }
 
+    /// Windows cut so far by the windowers of `parts` (existing or not).
+    fn windows_cut_in(&self, parts: &[usize]) -> u64 {
+        (parts.iter())
+            .filter_map(|&p| self.parts.get(p))
+            .map(|p| p.windower.windows_cut())
+            .sum()
+    }
+
     /// Reads, windows and writes the source. The calling thread routes
     /// documents and appends encoded row groups in order; decoding (ahead of
     /// need) and encoding run as tasks in the pool, so both cores stay busy
@@ -469,7 +477,7 @@ impl<'a, T: Token> Run<'a, T> {
         let (layout, carry, factory) = (&layout, &carry[..], &*factory);
         let started = Instant::now();
         pool.in_place_scope(|scope| -> Result<()> {
-            let mut decodes: VecDeque<Receiver<Result<Prepared<T>>>> = VecDeque::new();
+            let mut decodes: VecDeque<Receiver<Result<Decoded<T>>>> = VecDeque::new();
             let mut outputs: VecDeque<Receiver<Result<Output>>> = VecDeque::new();
             let mut next_unit = 0;
             let mut tokens = 0u64;
@@ -514,12 +522,22 @@ impl<'a, T: Token> Run<'a, T> {
             spawn_decodes(&mut decodes);
             while let Some(rx) = decodes.pop_front() {
                 crate::cancel::interrupted()?;
-                let mut prepared = rx
+                let Decoded { mut prepared, rest } = rx
                     .recv()
                     .map_err(|_| Error::Internal("a decode task vanished".into()))??;
+                // The next piece of a unit read in pieces comes next: it is
+                // decoded while this one is routed.
+                if let Some(rest) = rest {
+                    let (tx, rx) = sync_channel(1);
+                    scope.spawn(move |_| {
+                        let _ = tx.send(next_piece::<T>(ctx, rest));
+                    });
+                    decodes.push_front(rx);
+                }
                 spawn_decodes(&mut decodes);
                 if let Some(a) = self.sources.get_mut(prepared.origin) {
-                    a.documents_selected += prepared.pieces.len() as u64;
+                    a.documents_selected +=
+                        prepared.pieces.iter().filter(|p| p.starts).count() as u64;
                     a.tokens_selected += (prepared.pieces.iter())
                         .map(|p| p.range.len() as u64)
                         .sum::<u64>();
@@ -553,7 +571,18 @@ impl<'a, T: Token> Run<'a, T> {
                     }
                     None => {
                         let events = self.router.events(&prepared);
-                        self.apply(&prepared, events)?
+                        let parts = event_parts(&events);
+                        let before = self.windows_cut_in(&parts);
+                        let touched = self.apply(&prepared, events)?;
+                        // Windows of a mix's source cut by the windowers
+                        // (a row group read in pieces, not packed).
+                        let cut = self.windows_cut_in(&parts) - before;
+                        if let Some(w) =
+                            (self.sources.get_mut(prepared.origin)).and_then(|a| a.windows.as_mut())
+                        {
+                            *w += cut;
+                        }
+                        touched
                     }
                 };
                 tokens += prepared.token_count;
@@ -639,6 +668,18 @@ impl<'a, T: Token> Run<'a, T> {
             }
         }
     }
+}
+
+/// The partitions routing events concern, in order, once each.
+fn event_parts(events: &[Event]) -> Vec<usize> {
+    let mut parts: Vec<usize> = (events.iter())
+        .map(|e| match *e {
+            Event::Begin { part, .. } | Event::Tokens { part, .. } | Event::End { part } => part,
+        })
+        .collect();
+    parts.sort_unstable();
+    parts.dedup();
+    parts
 }
 
 pub(super) fn encode_job<T: Token>(

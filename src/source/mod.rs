@@ -7,6 +7,7 @@
 //! columns that can be carried or used as ids.
 
 mod discover;
+mod pages;
 mod read;
 #[cfg(feature = "cloud")]
 mod remote;
@@ -39,6 +40,15 @@ mod remote {
         ) -> Result<std::result::Result<Vec<RecordBatch>, String>> {
             match *self {}
         }
+
+        pub(super) fn fetch_chunks(
+            &self,
+            _: &InputFile,
+            _: &Unit,
+            _: &[usize],
+        ) -> Result<bytes::Bytes> {
+            match *self {}
+        }
     }
 
     pub(super) fn open_remote(
@@ -54,6 +64,8 @@ mod remote {
 }
 
 use discover::open_local;
+pub(crate) use pages::stream_limits;
+pub(crate) use read::{PieceBatch, PieceReader};
 use remote::{open_remote, RemoteFile};
 pub(crate) use schema::project;
 
@@ -115,6 +127,8 @@ pub struct InputFile {
     roots: Vec<Option<usize>>,
     /// Where the file lives when it is in an object store.
     remote: Option<RemoteFile>,
+    /// The token column's leaf column (its values), when it has one.
+    token_leaf: Option<usize>,
 }
 
 /// A file found by discovery: its stamp, footer, store location.
@@ -287,6 +301,7 @@ impl Source {
                 meta,
                 roots,
                 remote,
+                token_leaf,
             });
         }
         Ok(Some(Source {

@@ -4,14 +4,15 @@
 use std::fs::File;
 use std::sync::Arc;
 
-use arrow_array::{new_null_array, ArrayRef, RecordBatch, StringArray};
-use arrow_schema::DataType;
+use arrow_array::{new_null_array, Array, ArrayRef, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 use parquet::file::reader::ChunkReader;
 
 use crate::error::{contain, Error, Result};
 
+use super::pages::TokenPages;
 use super::{InputFile, Source, Unit};
 
 impl Source {
@@ -22,57 +23,112 @@ impl Source {
     /// decoded (corrupted or truncated file).
     pub fn read_unit(&self, unit: &Unit) -> Result<RecordBatch> {
         let f = &self.files[unit.file];
-        let path = &f.path;
-        let corrupt = |m: String| {
-            Error::input(
-                path,
-                format!(
-                    "row group {} (rows {}..{}) cannot be read: {m}",
-                    unit.row_group,
-                    unit.first_row,
-                    unit.first_row + unit.rows as u64
-                ),
-            )
+        let columns = self.read_columns(unit, true)?;
+        RecordBatch::try_new(Arc::clone(&f.schema), columns)
+            .map_err(|e| unit_error(f, unit, e.to_string()))
+    }
+
+    /// Opens `unit` to be read in pieces ([`PieceReader`]), when its token
+    /// column is a list of 32- or 64-bit integers (`None` otherwise: read it
+    /// whole). Its other columns are read whole here.
+    ///
+    /// # Errors
+    /// As [`Source::read_unit`].
+    pub(crate) fn open_pieces(&self, unit: &Unit) -> Result<Option<PieceReader>> {
+        let f = &self.files[unit.file];
+        let (Some(leaf), Some(element)) = (f.token_leaf, list_element(f.schema.field(0))) else {
+            return Ok(None);
         };
+        let corrupt = |m: String| unit_error(f, unit, m);
+        let pages = contain(
+            || {
+                let md = f.meta.metadata();
+                match &f.remote {
+                    None => {
+                        let file = File::open(&f.path).map_err(|e| {
+                            Error::input(&f.path, format!("cannot open input file: {e}"))
+                        })?;
+                        TokenPages::try_new(Arc::new(file), md, unit.row_group, leaf, element)
+                    }
+                    Some(r) => {
+                        let root = f.roots[0].expect("the token column is in the file");
+                        let data = r.fetch_chunks(f, unit, &[root])?;
+                        TokenPages::try_new(Arc::new(data), md, unit.row_group, leaf, element)
+                    }
+                }
+                .map_err(corrupt)
+            },
+            |m| corrupt(format!("the Parquet reader failed ({m})")),
+        )?;
+        let Some(pages) = pages else {
+            return Ok(None);
+        };
+        let rest = self.read_columns(unit, false)?;
+        let mut fields: Vec<Field> = vec![Field::new(
+            f.schema.field(0).name(),
+            DataType::LargeList(Arc::new(Field::new("item", element.clone(), true))),
+            true,
+        )];
+        fields.extend(f.schema.fields().iter().skip(1).map(|x| x.as_ref().clone()));
+        Ok(Some(PieceReader {
+            unit: *unit,
+            schema: Arc::new(Schema::new(fields)),
+            pages,
+            rest,
+        }))
+    }
+
+    /// The columns `[tokens, id?, carry…]` of `unit` (without tokens unless
+    /// `with_tokens`), hive and constant columns included.
+    fn read_columns(&self, unit: &Unit, with_tokens: bool) -> Result<Vec<ArrayRef>> {
+        let f = &self.files[unit.file];
+        let path = &f.path;
+        let corrupt = |m: String| unit_error(f, unit, m);
+        let skip = (!with_tokens) as usize;
         contain(
             || {
-                let mut sorted: Vec<usize> = f.roots.iter().flatten().copied().collect();
+                let mut sorted: Vec<usize> = f.roots[skip..].iter().flatten().copied().collect();
                 sorted.sort_unstable();
                 sorted.dedup();
-                let mut batches = match &f.remote {
-                    None => {
-                        let file = File::open(path).map_err(|e| {
-                            Error::input(path, format!("cannot open input file: {e}"))
-                        })?;
-                        decode_row_group(file, f, unit, &sorted).map_err(corrupt)?
-                    }
-                    Some(r) => r.read_row_group(f, unit, &sorted)?.map_err(corrupt)?,
-                };
-                if batches.is_empty() {
-                    return Err(corrupt("no rows decoded".into()));
-                }
-                let batch = if batches.len() == 1 {
-                    batches.pop().expect("one batch")
+                let batch = if sorted.is_empty() {
+                    None
                 } else {
-                    arrow_select::concat::concat_batches(&batches[0].schema(), &batches)
-                        .map_err(|e| corrupt(e.to_string()))?
+                    let mut batches = match &f.remote {
+                        None => {
+                            let file = File::open(path).map_err(|e| {
+                                Error::input(path, format!("cannot open input file: {e}"))
+                            })?;
+                            decode_row_group(file, f, unit, &sorted).map_err(corrupt)?
+                        }
+                        Some(r) => r.read_row_group(f, unit, &sorted)?.map_err(corrupt)?,
+                    };
+                    if batches.is_empty() {
+                        return Err(corrupt("no rows decoded".into()));
+                    }
+                    let batch = if batches.len() == 1 {
+                        batches.pop().expect("one batch")
+                    } else {
+                        arrow_select::concat::concat_batches(&batches[0].schema(), &batches)
+                            .map_err(|e| corrupt(e.to_string()))?
+                    };
+                    if batch.num_rows() != unit.rows {
+                        return Err(corrupt(format!(
+                            "expected {} rows, decoded {}",
+                            unit.rows,
+                            batch.num_rows()
+                        )));
+                    }
+                    Some(batch)
                 };
-                if batch.num_rows() != unit.rows {
-                    return Err(corrupt(format!(
-                        "expected {} rows, decoded {}",
-                        unit.rows,
-                        batch.num_rows()
-                    )));
-                }
                 // Reorder to [tokens, id?, carry…], adding hive columns.
                 let mut columns: Vec<ArrayRef> = Vec::with_capacity(f.roots.len());
-                for (k, r) in f.roots.iter().enumerate() {
-                    match r {
-                        Some(root) => {
+                for (k, r) in f.roots.iter().enumerate().skip(skip) {
+                    match (r, &batch) {
+                        (Some(root), Some(batch)) => {
                             let pos = sorted.binary_search(root).expect("projected");
                             columns.push(Arc::clone(batch.column(pos)));
                         }
-                        None => {
+                        _ => {
                             let name = self.schema.field(k).name();
                             let value = f
                                 .hive
@@ -86,11 +142,100 @@ impl Source {
                         }
                     }
                 }
-                RecordBatch::try_new(Arc::clone(&f.schema), columns)
-                    .map_err(|e| corrupt(e.to_string()))
+                Ok(columns)
             },
             |m| corrupt(format!("the Parquet reader failed ({m})")),
         )
+    }
+}
+
+/// The error for a row group that cannot be read.
+fn unit_error(f: &InputFile, unit: &Unit, m: String) -> Error {
+    Error::input(
+        &f.path,
+        format!(
+            "row group {} (rows {}..{}) cannot be read: {m}",
+            unit.row_group,
+            unit.first_row,
+            unit.first_row + unit.rows as u64
+        ),
+    )
+}
+
+/// The element type of a list token column (`None` for a flat one).
+fn list_element(field: &Field) -> Option<&DataType> {
+    match field.data_type() {
+        DataType::List(e) | DataType::LargeList(e) | DataType::FixedSizeList(e, _) => {
+            Some(e.data_type())
+        }
+        _ => None,
+    }
+}
+
+/// A row group read in pieces: its token column page by page
+/// ([`TokenPages`]), its other columns whole (one value per document).
+pub(crate) struct PieceReader {
+    /// The unit.
+    pub(crate) unit: Unit,
+    /// `[tokens (large list), id?, carry…]`.
+    schema: SchemaRef,
+    pages: TokenPages,
+    /// `[id?, carry…]`, every row of the unit.
+    rest: Vec<ArrayRef>,
+}
+
+/// One piece of a row group read in pieces.
+pub(crate) struct PieceBatch {
+    /// `[tokens, id?, carry…]` of the rows the piece touches.
+    pub(crate) batch: RecordBatch,
+    /// The row (within the row group) of the batch's first row.
+    pub(crate) first_row: usize,
+    /// The batch's first row continues the previous piece's last row.
+    pub(crate) continues: bool,
+    /// The row group's last piece: its last row ends there.
+    pub(crate) last: bool,
+}
+
+impl PieceReader {
+    /// The next piece of at most `max_levels` token levels (`None` after the last).
+    ///
+    /// # Errors
+    /// [`Error::Input`] naming the file and row group when the data cannot be
+    /// decoded, or holds another number of rows than its footer says.
+    pub(crate) fn next(
+        &mut self,
+        source: &Source,
+        max_levels: usize,
+    ) -> Result<Option<PieceBatch>> {
+        let f = &source.files[self.unit.file];
+        let unit = &self.unit;
+        let corrupt = |m: String| unit_error(f, unit, m);
+        let piece = contain(
+            || self.pages.next_piece(max_levels).map_err(corrupt),
+            |m| corrupt(format!("the Parquet reader failed ({m})")),
+        )?;
+        let Some(piece) = piece else {
+            return Ok(None);
+        };
+        let rows = piece.list.len();
+        let decoded = self.pages.rows();
+        if decoded > unit.rows || (piece.last && decoded != unit.rows) {
+            return Err(corrupt(format!(
+                "expected {} rows, decoded {}{decoded}",
+                unit.rows,
+                if piece.last { "" } else { "at least " }
+            )));
+        }
+        let mut columns = vec![piece.list];
+        columns.extend(self.rest.iter().map(|c| c.slice(piece.first_row, rows)));
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)
+            .map_err(|e| corrupt(e.to_string()))?;
+        Ok(Some(PieceBatch {
+            batch,
+            first_row: piece.first_row,
+            continues: piece.continues,
+            last: piece.last,
+        }))
     }
 }
 

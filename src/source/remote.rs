@@ -42,6 +42,19 @@ impl RemoteFile {
             .map_err(|e| Error::io(&f.path, store::io_error(e)))?;
         Ok(decode_row_group(data, f, unit, roots))
     }
+
+    /// Fetches the column chunks of the projected root columns (`roots`,
+    /// sorted) of `unit`'s row group, to be decoded page by page.
+    pub(super) fn fetch_chunks(
+        &self,
+        f: &InputFile,
+        unit: &Unit,
+        roots: &[usize],
+    ) -> Result<Ranges> {
+        let ranges = column_chunk_ranges(f, unit, roots);
+        Ranges::fetch(self.store.as_ref(), &self.key, f.bytes, ranges)
+            .map_err(|e| Error::io(&f.path, store::io_error(e)))
+    }
 }
 
 /// Lists an object store source (a prefix, one object, or a glob over keys)

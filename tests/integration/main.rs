@@ -11,6 +11,7 @@ mod cli;
 mod determinism;
 mod errors;
 mod faults;
+mod long_documents;
 mod memory;
 mod mix;
 mod ordering;

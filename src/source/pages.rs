@@ -1,0 +1,648 @@
+//! Reading a row group's token column page by page, for row groups too
+//! large to decode at once: one document of 200M tokens is one list value,
+//! and the Arrow list reader materialises a whole row.
+//!
+//! The token leaf column's pages are read one at a time and decoded a
+//! bounded number of levels at a time with Parquet's page decoders (Parquet's
+//! column reader reads whole pages, and a writer such as arrow-rs's puts a
+//! whole row in one page). Only the current page's bytes and one piece of
+//! decoded levels are held — but the page is held whole: a document stored
+//! as one page (arrow-rs and pyarrow 26 do that for a one-row document)
+//! still needs its page's decompressed bytes, which grow with it (about 2
+//! bytes a token dictionary-encoded, 4 plain). Repetition level 0 starts a new row
+//! (document); definition levels tell a null list, an empty list, a null
+//! token and a token apart. Each piece becomes a list array of the rows it
+//! touches, the first of which may continue the previous piece's last row:
+//!
+//! ```text
+//!   levels    | row 7 ............ | row 8 ... | row 9 ....................
+//!   pieces    [ piece k      ][ piece k+1         ][ piece k+2      ]
+//!   piece k+1 = list [ tail of row 7 (continues), row 8, head of row 9 ]
+//! ```
+
+use std::sync::Arc;
+
+use arrow_array::{
+    ArrayRef, Int16Array, Int32Array, Int64Array, Int8Array, LargeListArray, UInt16Array,
+    UInt32Array, UInt64Array, UInt8Array,
+};
+use arrow_buffer::{BooleanBufferBuilder, NullBuffer, OffsetBuffer};
+use arrow_schema::{DataType, Field};
+use bytes::Bytes;
+use parquet::basic::{Encoding, Repetition, Type as PhysicalType};
+use parquet::column::page::{Page, PageReader};
+use parquet::file::metadata::ParquetMetaData;
+use parquet::file::reader::ChunkReader;
+use parquet::file::serialized_reader::SerializedPageReader;
+use parquet::schema::types::SchemaDescriptor;
+
+/// Row groups whose token column holds more values than this are read page
+/// by page in pieces instead of whole (32 MiB of int32 tokens): a row group
+/// decoded whole needs several times its token bytes at once.
+pub const STREAM_ABOVE_TOKENS: u64 = 8 << 20;
+
+/// Levels (about tokens) per piece of a row group read page by page.
+pub const PIECE_TOKENS: usize = 1 << 20;
+
+/// Test knob, not a setting: `SEQWIN_STREAM_TOKENS=N` reads row groups of
+/// more than `N` tokens page by page, in pieces of `min(N, PIECE_TOKENS)`
+/// levels (default [`STREAM_ABOVE_TOKENS`]). The output is the same at any
+/// value; tests lower it to run small corpora through the piecewise path.
+pub const STREAM_TOKENS_ENV: &str = "SEQWIN_STREAM_TOKENS";
+
+/// `(threshold, piece levels)`: see [`STREAM_TOKENS_ENV`].
+pub(crate) fn stream_limits() -> (u64, usize) {
+    static LIMITS: std::sync::OnceLock<(u64, usize)> = std::sync::OnceLock::new();
+    *LIMITS.get_or_init(|| {
+        let threshold = std::env::var(STREAM_TOKENS_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(STREAM_ABOVE_TOKENS);
+        let piece = threshold.clamp(1, PIECE_TOKENS as u64) as usize;
+        (threshold, piece)
+    })
+}
+
+/// A stream of the RLE / bit-packing hybrid encoding (levels, dictionary
+/// indices) of `width`-bit values, decoded as far as asked.
+struct Hybrid {
+    data: Bytes,
+    /// Next run header.
+    pos: usize,
+    width: usize,
+    /// The current RLE run: values left and the value.
+    repeat: (usize, u64),
+    /// The current bit-packed run: values left and the next one's bit offset.
+    packed: (usize, usize),
+}
+
+impl Hybrid {
+    fn new(data: Bytes, width: u8) -> Hybrid {
+        Hybrid {
+            data,
+            pos: 0,
+            width: width as usize,
+            repeat: (0, 0),
+            packed: (0, 0),
+        }
+    }
+
+    /// Reads the next run's header; false at the end of the data.
+    fn next_run(&mut self) -> Result<bool, String> {
+        if self.pos >= self.data.len() {
+            return Ok(false);
+        }
+        let mut header = 0u64;
+        let mut shift = 0;
+        loop {
+            let byte = *(self.data.get(self.pos))
+                .ok_or_else(|| "an RLE run header runs past the data".to_string())?;
+            self.pos += 1;
+            header |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+            if shift > 56 {
+                return Err("an RLE run header is too long".into());
+            }
+        }
+        let count = (header >> 1) as usize;
+        if header & 1 == 1 {
+            // `count` groups of 8 values, `width` bytes each.
+            self.packed = (count * 8, self.pos * 8);
+            self.pos += count * self.width;
+        } else {
+            let bytes = self.width.div_ceil(8);
+            let raw = (self.data.get(self.pos..self.pos + bytes))
+                .ok_or_else(|| "an RLE run's value runs past the data".to_string())?;
+            let mut value = [0u8; 8];
+            value[..bytes].copy_from_slice(raw);
+            self.pos += bytes;
+            self.repeat = (count, u64::from_le_bytes(value));
+        }
+        Ok(true)
+    }
+
+    /// Appends the next `n` values to `out`.
+    fn read(&mut self, n: usize, out: &mut Vec<u64>) -> Result<(), String> {
+        let mask = if self.width == 64 {
+            u64::MAX
+        } else {
+            (1u64 << self.width) - 1
+        };
+        let mut left = n;
+        while left > 0 {
+            if self.repeat.0 > 0 {
+                let k = left.min(self.repeat.0);
+                out.extend(std::iter::repeat_n(self.repeat.1, k));
+                self.repeat.0 -= k;
+                left -= k;
+            } else if self.packed.0 > 0 {
+                let k = left.min(self.packed.0);
+                let data = self.data.as_ref();
+                let mut bit = self.packed.1;
+                for _ in 0..k {
+                    let at = bit / 8;
+                    let word = match data.get(at..at + 8) {
+                        Some(w) => u64::from_le_bytes(w.try_into().expect("8 bytes")),
+                        None => {
+                            let tail = data.get(at..).unwrap_or_default();
+                            let mut w = [0u8; 8];
+                            w[..tail.len()].copy_from_slice(tail);
+                            if (bit + self.width).div_ceil(8) > data.len() {
+                                return Err("bit-packed values run past the data".into());
+                            }
+                            u64::from_le_bytes(w)
+                        }
+                    };
+                    out.push((word >> (bit % 8)) & mask);
+                    bit += self.width;
+                }
+                self.packed = (self.packed.0 - k, bit);
+                left -= k;
+            } else if !self.next_run()? {
+                return Err(format!("expected {n} values, the data holds {}", n - left));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The values of the current data page.
+enum PageValues {
+    /// Little-endian values of `width` bytes, from `pos`.
+    Plain {
+        data: Bytes,
+        pos: usize,
+        width: usize,
+    },
+    /// Indices into the chunk's dictionary.
+    Dictionary(Hybrid),
+}
+
+impl PageValues {
+    /// Appends the next `n` values to `out`.
+    fn read(&mut self, n: usize, dictionary: &[i64], out: &mut Vec<i64>) -> Result<(), String> {
+        match self {
+            PageValues::Plain { data, pos, width } => {
+                let bytes = (data.get(*pos..*pos + n * *width))
+                    .ok_or_else(|| format!("a data page holds fewer than {n} more values"))?;
+                match width {
+                    4 => out.extend(
+                        (bytes.chunks_exact(4))
+                            .map(|b| i64::from(i32::from_le_bytes(b.try_into().expect("4")))),
+                    ),
+                    _ => out.extend(
+                        (bytes.chunks_exact(8))
+                            .map(|b| i64::from_le_bytes(b.try_into().expect("8"))),
+                    ),
+                }
+                *pos += n * *width;
+            }
+            PageValues::Dictionary(indices) => {
+                let mut raw = Vec::with_capacity(n);
+                indices.read(n, &mut raw)?;
+                for i in raw {
+                    let v = dictionary.get(i as usize).ok_or_else(|| {
+                        format!(
+                            "dictionary index {i} is past the dictionary's {} entries",
+                            dictionary.len()
+                        )
+                    })?;
+                    out.push(*v);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The encodings a chunk read in pieces may use (others are read whole).
+fn supported(encoding: Encoding) -> bool {
+    matches!(
+        encoding,
+        Encoding::PLAIN | Encoding::RLE | Encoding::PLAIN_DICTIONARY | Encoding::RLE_DICTIONARY
+    )
+}
+
+/// The RLE-encoded levels at `offset` of a v1 data page (4-byte length
+/// first); advances `offset` past them.
+fn v1_levels(buf: &Bytes, offset: &mut usize, encoding: Encoding) -> Result<Bytes, String> {
+    if encoding != Encoding::RLE {
+        return Err(format!(
+            "levels encoded as {encoding} cannot be read in pieces"
+        ));
+    }
+    let at = *offset;
+    let len = buf
+        .get(at..at + 4)
+        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+        .filter(|len| at + 4 + len <= buf.len())
+        .ok_or_else(|| "a data page's levels run past its end".to_string())?;
+    *offset = at + 4 + len;
+    Ok(buf.slice(at + 4..at + 4 + len))
+}
+
+/// The definition levels of a list column: below `list` the list is null,
+/// below `slot` it is empty, below `value` the token is null.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ListLevels {
+    list: u16,
+    slot: u16,
+    value: u16,
+}
+
+/// The definition levels of leaf `leaf` when it is the only leaf of a list
+/// column (`None` otherwise: nested lists, or not a list).
+fn list_levels(descr: &SchemaDescriptor, leaf: usize) -> Option<ListLevels> {
+    let col = descr.column(leaf);
+    if col.max_rep_level() != 1 {
+        return None;
+    }
+    let mut node = descr.get_column_root(leaf);
+    let mut def = 0u16;
+    let mut list = 0;
+    let mut slot = None;
+    for (i, name) in col.path().parts().iter().enumerate() {
+        if i > 0 {
+            node = node.get_fields().iter().find(|f| f.name() == name)?;
+        }
+        let info = node.get_basic_info();
+        if !info.has_repetition() {
+            return None;
+        }
+        match info.repetition() {
+            Repetition::REQUIRED => {}
+            Repetition::OPTIONAL => {
+                def += 1;
+                if i == 0 {
+                    list = def;
+                }
+            }
+            Repetition::REPEATED => {
+                def += 1;
+                slot.get_or_insert(def);
+            }
+        }
+    }
+    (i32::from(def) == i32::from(col.max_def_level())).then_some(ListLevels {
+        list,
+        slot: slot?,
+        value: def,
+    })
+}
+
+/// One piece of a row group's token column.
+#[derive(Debug)]
+pub(crate) struct TokenPiece {
+    /// The rows the piece touches, as a list array of the element type.
+    pub(crate) list: ArrayRef,
+    /// The row (within the row group) of the list's first entry.
+    pub(crate) first_row: usize,
+    /// The first entry continues the previous piece's last row.
+    pub(crate) continues: bool,
+    /// The last piece of the row group.
+    pub(crate) last: bool,
+}
+
+/// A row group's token column, read page by page.
+pub(crate) struct TokenPages {
+    pages: Box<dyn PageReader>,
+    levels: ListLevels,
+    element: DataType,
+    /// Bytes of a physical value (4 or 8).
+    width: usize,
+    /// The chunk's dictionary, when it has one.
+    dictionary: Vec<i64>,
+    /// Decoders of the current page and the levels left in it.
+    rep_decoder: Hybrid,
+    def_decoder: Hybrid,
+    decoder: Option<PageValues>,
+    left: usize,
+    /// Decoded levels and values not yet handed out.
+    def: Vec<u16>,
+    rep: Vec<u16>,
+    values: Vec<i64>,
+    exhausted: bool,
+    /// Rows begun so far.
+    rows: usize,
+    scratch: Vec<u64>,
+}
+
+impl TokenPages {
+    /// The token leaf `leaf` of row group `row_group`, whose list elements
+    /// are of Arrow type `element`; `None` when the leaf is not the one leaf
+    /// of a list of 32- or 64-bit integers, or its chunk uses an encoding
+    /// other than plain, dictionary and RLE levels (the caller reads the row
+    /// group whole then).
+    pub(crate) fn try_new<R: ChunkReader + 'static>(
+        reader: Arc<R>,
+        meta: &ParquetMetaData,
+        row_group: usize,
+        leaf: usize,
+        element: &DataType,
+    ) -> Result<Option<TokenPages>, String> {
+        let descr = meta.file_metadata().schema_descr();
+        let Some(levels) = list_levels(descr, leaf) else {
+            return Ok(None);
+        };
+        let rg = meta.row_group(row_group);
+        let chunk = rg.column(leaf);
+        let width = match chunk.column_type() {
+            PhysicalType::INT32 => 4,
+            PhysicalType::INT64 => 8,
+            _ => return Ok(None),
+        };
+        if !chunk.encodings().all(supported) {
+            return Ok(None);
+        }
+        let pages = SerializedPageReader::new(reader, chunk, rg.num_rows().max(0) as usize, None)
+            .map_err(|e| e.to_string())?;
+        Ok(Some(TokenPages {
+            pages: Box::new(pages),
+            levels,
+            element: element.clone(),
+            width,
+            dictionary: Vec::new(),
+            rep_decoder: Hybrid::new(Bytes::new(), 1),
+            def_decoder: Hybrid::new(Bytes::new(), 1),
+            decoder: None,
+            left: 0,
+            def: Vec::new(),
+            rep: Vec::new(),
+            values: Vec::new(),
+            exhausted: false,
+            rows: 0,
+            scratch: Vec::new(),
+        }))
+    }
+
+    /// Rows begun so far (all of the row group's once the last piece is out).
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Moves to the next data page with levels; false at the end.
+    fn next_page(&mut self) -> Result<bool, String> {
+        loop {
+            let Some(page) = self.pages.get_next_page().map_err(|e| e.to_string())? else {
+                return Ok(false);
+            };
+            let (rep, def, data, encoding, levels) = match page {
+                Page::DictionaryPage {
+                    buf, num_values, ..
+                } => {
+                    let n = num_values as usize;
+                    let mut plain = PageValues::Plain {
+                        data: buf,
+                        pos: 0,
+                        width: self.width,
+                    };
+                    self.dictionary.clear();
+                    plain.read(n, &[], &mut self.dictionary)?;
+                    continue;
+                }
+                Page::DataPage {
+                    buf,
+                    num_values,
+                    encoding,
+                    def_level_encoding,
+                    rep_level_encoding,
+                    ..
+                } => {
+                    let mut offset = 0;
+                    let rep = v1_levels(&buf, &mut offset, rep_level_encoding)?;
+                    let def = v1_levels(&buf, &mut offset, def_level_encoding)?;
+                    (rep, def, buf.slice(offset..), encoding, num_values as usize)
+                }
+                Page::DataPageV2 {
+                    buf,
+                    num_values,
+                    encoding,
+                    def_levels_byte_len,
+                    rep_levels_byte_len,
+                    ..
+                } => {
+                    let (r, d) = (rep_levels_byte_len as usize, def_levels_byte_len as usize);
+                    if r + d > buf.len() {
+                        return Err("a data page's levels run past its end".into());
+                    }
+                    let (rep, def) = (buf.slice(..r), buf.slice(r..r + d));
+                    (rep, def, buf.slice(r + d..), encoding, num_values as usize)
+                }
+            };
+            let def_bits = (16 - self.levels.value.leading_zeros()) as u8;
+            self.rep_decoder = Hybrid::new(rep, 1);
+            self.def_decoder = Hybrid::new(def, def_bits);
+            self.decoder = Some(match encoding {
+                Encoding::PLAIN => PageValues::Plain {
+                    data,
+                    pos: 0,
+                    width: self.width,
+                },
+                Encoding::PLAIN_DICTIONARY | Encoding::RLE_DICTIONARY => {
+                    let bits = *data
+                        .first()
+                        .ok_or_else(|| "a dictionary-encoded page has no bit width".to_string())?;
+                    if bits > 32 {
+                        return Err(format!("dictionary indices of {bits} bits"));
+                    }
+                    PageValues::Dictionary(Hybrid::new(data.slice(1..), bits))
+                }
+                other => {
+                    return Err(format!(
+                        "values encoded as {other} cannot be read in pieces"
+                    ))
+                }
+            });
+            self.left = levels;
+            if levels > 0 {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Decodes up to `n` more levels (and their values) of the current page.
+    fn decode(&mut self, n: usize) -> Result<(), String> {
+        let n = n.min(self.left);
+        let value = self.levels.value;
+        self.scratch.clear();
+        self.def_decoder.read(n, &mut self.scratch)?;
+        if let Some(bad) = self.scratch.iter().find(|&&d| d > u64::from(value)) {
+            return Err(format!(
+                "definition level {bad} is above the column's maximum {value}"
+            ));
+        }
+        self.def.extend(self.scratch.iter().map(|&d| d as u16));
+        let count = self
+            .scratch
+            .iter()
+            .filter(|&&d| d == u64::from(value))
+            .count();
+        self.scratch.clear();
+        self.rep_decoder.read(n, &mut self.scratch)?;
+        if let Some(bad) = self.scratch.iter().find(|&&r| r > 1) {
+            return Err(format!(
+                "repetition level {bad} is above the column's maximum 1"
+            ));
+        }
+        self.rep.extend(self.scratch.iter().map(|&r| r as u16));
+        let decoder =
+            (self.decoder.as_mut()).ok_or_else(|| "no data page to decode".to_string())?;
+        decoder.read(count, &self.dictionary, &mut self.values)?;
+        self.left -= n;
+        Ok(())
+    }
+
+    /// The next piece of at most `max_levels` levels (at least one), or
+    /// `None` after the last.
+    pub(crate) fn next_piece(&mut self, max_levels: usize) -> Result<Option<TokenPiece>, String> {
+        let max_levels = max_levels.max(1);
+        // One level more than the piece: then a piece that is not the last is known.
+        while !self.exhausted && self.def.len() <= max_levels {
+            if self.left == 0 && !self.next_page()? {
+                self.exhausted = true;
+                break;
+            }
+            self.decode(max_levels + 1 - self.def.len())?;
+        }
+        if self.def.is_empty() {
+            return Ok(None);
+        }
+        let n = self.def.len().min(max_levels);
+        let def: Vec<u16> = self.def.drain(..n).collect();
+        let rep: Vec<u16> = self.rep.drain(..n).collect();
+        let ListLevels { list, slot, value } = self.levels;
+        let values = def.iter().filter(|&&d| d == value).count();
+        let continues = rep[0] != 0;
+        if continues && self.rows == 0 {
+            return Err("the token column's first value continues a row that never began".into());
+        }
+        let first_row = if continues { self.rows - 1 } else { self.rows };
+        let entries = rep.iter().filter(|&&r| r == 0).count() + continues as usize;
+        let mut offsets: Vec<i64> = Vec::with_capacity(entries + 1);
+        let mut list_valid = BooleanBufferBuilder::new(entries);
+        let mut slot_valid = BooleanBufferBuilder::new(n);
+        let mut slots = 0i64;
+        if continues {
+            offsets.push(0);
+            list_valid.append(true);
+        }
+        for (&d, &r) in def.iter().zip(&rep) {
+            if r == 0 {
+                offsets.push(slots);
+                list_valid.append(d >= list);
+                self.rows += 1;
+            }
+            if d >= slot {
+                slots += 1;
+                slot_valid.append(d == value);
+            }
+        }
+        offsets.push(slots);
+        let slot_nulls = NullBuffer::new(slot_valid.finish());
+        let list_nulls = NullBuffer::new(list_valid.finish());
+        // Tokens of the piece, null slots as zeros, in the element type.
+        let mut k = 0;
+        macro_rules! spread {
+            ($values:expr, $array:ty, $native:ty) => {{
+                let taken: Vec<_> = $values.drain(..values).collect();
+                let spread: Vec<$native> = slot_nulls
+                    .iter()
+                    .map(|valid| {
+                        if valid {
+                            k += 1;
+                            taken[k - 1] as $native
+                        } else {
+                            0
+                        }
+                    })
+                    .collect();
+                Arc::new(<$array>::new(spread.into(), Some(slot_nulls.clone()))) as ArrayRef
+            }};
+        }
+        let v = &mut self.values;
+        let tokens = match (self.width, &self.element) {
+            (4, DataType::Int8) => spread!(v, Int8Array, i8),
+            (4, DataType::Int16) => spread!(v, Int16Array, i16),
+            (4, DataType::Int32) => spread!(v, Int32Array, i32),
+            (4, DataType::UInt8) => spread!(v, UInt8Array, u8),
+            (4, DataType::UInt16) => spread!(v, UInt16Array, u16),
+            // An unsigned 32-bit value is stored in an INT32's bits.
+            (4, DataType::UInt32) => spread!(v, UInt32Array, u32),
+            (8, DataType::Int64) => spread!(v, Int64Array, i64),
+            (8, DataType::UInt64) => spread!(v, UInt64Array, u64),
+            (_, other) => {
+                return Err(format!(
+                "the token column's values are stored in a different width than its type {other}"
+            ))
+            }
+        };
+        let field = Arc::new(Field::new("item", self.element.clone(), true));
+        let list = LargeListArray::try_new(
+            field,
+            OffsetBuffer::new(offsets.into()),
+            tokens,
+            Some(list_nulls),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(Some(TokenPiece {
+            list: Arc::new(list),
+            first_row,
+            continues,
+            last: self.exhausted && self.def.is_empty(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An RLE run of five 3s, then one bit-packed group of eight 2-bit values.
+    #[test]
+    fn the_hybrid_decoder_reads_rle_and_bit_packed_runs_in_any_steps() {
+        let data = Bytes::from_static(&[0x0A, 0x03, 0x03, 0xE4, 0xE4]);
+        let expected = [3, 3, 3, 3, 3, 0, 1, 2, 3, 0, 1, 2, 3];
+        for step in 1..=13 {
+            let mut h = Hybrid::new(data.clone(), 2);
+            let mut out = Vec::new();
+            while out.len() < expected.len() {
+                let n = step.min(expected.len() - out.len());
+                h.read(n, &mut out).unwrap();
+            }
+            assert_eq!(out, expected, "in steps of {step}");
+            assert_eq!(
+                h.read(1, &mut out).unwrap_err(),
+                "expected 1 values, the data holds 0"
+            );
+        }
+    }
+
+    #[test]
+    fn plain_and_dictionary_values_decode_as_written() {
+        let mut out = Vec::new();
+        let mut plain = PageValues::Plain {
+            data: Bytes::from_static(&[1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]),
+            pos: 0,
+            width: 4,
+        };
+        plain.read(2, &[], &mut out).unwrap();
+        assert_eq!(out, [1, -1]);
+        assert!(plain.read(1, &[], &mut out).is_err());
+        // Indices 1, 1, 0 as an RLE run of two 1s and a bit-packed group.
+        let mut dict = PageValues::Dictionary(Hybrid::new(
+            Bytes::from_static(&[0x04, 0x01, 0x03, 0x00]),
+            1,
+        ));
+        out.clear();
+        dict.read(3, &[70, 80], &mut out).unwrap();
+        assert_eq!(out, [80, 80, 70]);
+        let mut bad = PageValues::Dictionary(Hybrid::new(Bytes::from_static(&[0x02, 0x05]), 3));
+        assert_eq!(
+            bad.read(1, &[70, 80], &mut out).unwrap_err(),
+            "dictionary index 5 is past the dictionary's 2 entries"
+        );
+    }
+}
