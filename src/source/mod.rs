@@ -7,6 +7,7 @@
 //! columns that can be carried or used as ids.
 
 mod discover;
+mod page_decode;
 mod pages;
 mod read;
 #[cfg(feature = "cloud")]
