@@ -347,7 +347,9 @@ pub(crate) fn prepare_batch<T: Token>(
     };
     let ids: ArrayRef = match id_column {
         Some(c) => c,
-        None if decoded.flat => Arc::new(Int64Array::from(vec![0i64; rows])),
+        // One document without an id: every piece starts at row 0 (one
+        // constant key), so one id serves the whole batch.
+        None if decoded.flat => Arc::new(Int64Array::from(vec![0i64; rows.min(1)])),
         None => Arc::new(Int64Array::from_iter_values(
             (0..rows as i64).map(|i| first_ordinal as i64 + i),
         )),

@@ -447,14 +447,6 @@ impl<'a, T: Token> Run<'a, T> {
         Ok(touched)
     }
 
-    /// Windows cut so far by the windowers of `parts` (existing or not).
-    fn windows_cut_in(&self, parts: &[usize]) -> u64 {
-        (parts.iter())
-            .filter_map(|&p| self.parts.get(p))
-            .map(|p| p.windower.windows_cut())
-            .sum()
-    }
-
     /// Reads, windows and writes the source. The calling thread routes
     /// documents and appends encoded row groups in order; decoding (ahead of
     /// need) and encoding run as tasks in the pool, so both cores stay busy
@@ -570,19 +562,10 @@ impl<'a, T: Token> Run<'a, T> {
                         touched
                     }
                     None => {
+                        // Windows the windowers cut are counted per source
+                        // where they are taken (`collect_jobs`).
                         let events = self.router.events(&prepared);
-                        let parts = event_parts(&events);
-                        let before = self.windows_cut_in(&parts);
-                        let touched = self.apply(&prepared, events)?;
-                        // Windows of a mix's source cut by the windowers
-                        // (a row group read in pieces, not packed).
-                        let cut = self.windows_cut_in(&parts) - before;
-                        if let Some(w) =
-                            (self.sources.get_mut(prepared.origin)).and_then(|a| a.windows.as_mut())
-                        {
-                            *w += cut;
-                        }
-                        touched
+                        self.apply(&prepared, events)?
                     }
                 };
                 tokens += prepared.token_count;
@@ -668,18 +651,6 @@ impl<'a, T: Token> Run<'a, T> {
             }
         }
     }
-}
-
-/// The partitions routing events concern, in order, once each.
-fn event_parts(events: &[Event]) -> Vec<usize> {
-    let mut parts: Vec<usize> = (events.iter())
-        .map(|e| match *e {
-            Event::Begin { part, .. } | Event::Tokens { part, .. } | Event::End { part } => part,
-        })
-        .collect();
-    parts.sort_unstable();
-    parts.dedup();
-    parts
 }
 
 pub(super) fn encode_job<T: Token>(

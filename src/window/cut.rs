@@ -395,11 +395,6 @@ impl<T: Token> Windower<T> {
         self.ready.len()
     }
 
-    /// Windows cut so far (sealed or not).
-    pub fn windows_cut(&self) -> u64 {
-        self.account.windows
-    }
-
     /// The token account so far (complete after [`Windower::finish`]).
     pub fn account(&self) -> TokenAccount {
         let mut a = self.account.clone();

@@ -128,8 +128,8 @@ pub struct DecodedTokens<T: ArrowNativeType> {
     /// All tokens, documents back to back (shares the input buffer when the
     /// input already has the output type).
     pub values: ScalarBuffer<T>,
-    /// Document `i` is `values[offsets[i]..offsets[i + 1]]`. A flat integer
-    /// column gives one entry per row (a one-token document piece).
+    /// Document `i` is `values[offsets[i]..offsets[i + 1]]`. Empty for a
+    /// flat integer column (row `i` is token `i`).
     pub offsets: Vec<usize>,
     /// True when the column was a flat integer column (one token per row).
     pub flat: bool,
@@ -174,15 +174,16 @@ pub fn decode_tokens<T: Token>(
             let offs = (0..=l.len()).map(|i| i * size).collect();
             (l.values().slice(base, l.len() * size), offs, false)
         }
-        dt if dt.is_integer() => (
-            arrow_array::make_array(column.to_data()),
-            (0..=column.len()).collect(),
-            true,
-        ),
+        // No offsets: a row is a token (an identity list of 1M rows would
+        // take twice the tokens' own bytes).
+        dt if dt.is_integer() => (arrow_array::make_array(column.to_data()), Vec::new(), true),
         other => return Err(TokenError::NotInteger(other.to_string())),
     };
     let values = values.as_ref();
-    let row_of = |i: usize| offsets.partition_point(|&o| o <= i) - 1;
+    let row_of = |i: usize| match flat {
+        true => i,
+        false => offsets.partition_point(|&o| o <= i) - 1,
+    };
     if values.null_count() > 0 {
         let nulls = values.logical_nulls().expect("null count > 0");
         let i = (0..values.len())
