@@ -126,8 +126,9 @@ fn open_remote(url: &str, options: &BTreeMap<String, String>) -> Result<RemoteDi
 /// Freed buffers found again for reuse per reader: the bytes read from
 /// local files and the value buffers of the token lists, handed to Python.
 /// A decoded block is several MiB; fresh memory for each one costs a page
-/// fault per 4 KiB page and the allocator's trimming, about a third of the
-/// decoding time, while a buffer taken from here is already mapped.
+/// fault per 4 KiB page and the allocator's trimming (a fifth to a third of
+/// the decoding CPU time, measured), while a buffer taken from here is
+/// already mapped.
 ///
 /// A buffer comes back when its last user drops it (the decoder, or Python
 /// dropping the numpy arrays of a block) and is taken before any new one is
@@ -141,8 +142,9 @@ struct Pools {
     int64: Arc<Pool<i64>>,
 }
 
-/// Idle buffers kept per type of [`Pools`]: more than one loader holds at
-/// once (the blocks a batch spans and the one being decoded, per column).
+/// Idle buffers kept per type of [`Pools`]: more than a loader of `input`
+/// and `target` holds at once (per column, the two blocks a batch spans and
+/// the one being decoded).
 const POOL_BUFFERS: usize = 8;
 
 /// Idle buffers of one element type.
