@@ -1,12 +1,16 @@
 """Per-sample cost and peak memory of reading seqwin windows in a training loop.
 
-    python benches/loader_bench.py [--tokens 20000000] [--seq-len 1024] [--dir /tmp/seqwin-loader-bench]
+    python benches/loader_bench.py [--tokens 20000000] [--seq-len 1024] [--reps 3] [--dir /tmp/seqwin-loader-bench]
 
 Writes (once) a packed corpus windowed by seqwin (non-overlapping windows of
 the packed token stream, 512-row row groups) and the same token stream as a
 flat int32 file, then runs each reader in its own process on the same
-windows and prints µs per sample and the process's peak RSS above its RSS
-after imports:
+windows, ``--reps`` times, alternating the readers (the figures are wall
+times on a possibly shared machine). It prints each reader's median µs per
+sample (min–max), its median as a multiple of the memmap's, the largest
+peak RSS of the reading (the process's peak above its RSS once the reader
+is open, imports done; for the loader both epochs, its decoded blocks,
+buffers and threads), and the load average before and after:
 
 - numpy memmap, nanoGPT-style slicing (``data[i:i+L]``, ``data[i+1:i+1+L]``)
   at the window starts in a random permutation, batches of 32;
@@ -40,6 +44,14 @@ def status_mb(key):
             if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024
     raise KeyError(key)
+
+
+def start_rss():
+    """This process's RSS now, in MB, and its peak reset to it: what reading
+    costs from here is ``status_mb("VmHWM") - start``."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to VmRSS (Linux ≥ 4.0)
+    return status_mb("VmRSS")
 
 
 def prepare(d, tokens, seq_len):
@@ -91,13 +103,12 @@ def run_case(case, d, seq_len):
     windows = json.loads((out / "_seqwin.json").read_text())["totals"]["windows"]
     perm = np.random.default_rng(1).permutation(windows)
     samples = 0
-    base = status_mb("VmRSS")
-    t0 = time.perf_counter()
     if case == "memmap":
         data = np.memmap(d / "stream.int32", dtype=np.int32, mode="r")
         check = seqwin.WindowDataset(out)[int(perm[0])]
         i = int(perm[0]) * seq_len
         assert np.array_equal(data[i : i + seq_len], check["input"]), "memmap and seqwin disagree"
+        base = start_rss()
         t0 = time.perf_counter()
         for k in range(0, windows - BATCH + 1, BATCH):
             starts = perm[k : k + BATCH] * seq_len
@@ -114,15 +125,17 @@ def run_case(case, d, seq_len):
         else:
             opts = {"block_row_groups": int(kind[1:])}
         ld = seqwin.Loader(out, batch_size=BATCH, seed=0, rank=rank, world_size=world, **opts)
+        base = start_rss()  # the files are open; both epochs count
         for batch in ld:  # epoch 0 warms up (allocator, threads); epoch 1 is timed
             pass
         ld.set_epoch(1)
-        base = status_mb("VmRSS")
         t0 = time.perf_counter()
         for batch in ld:
             samples += len(batch["input"])
     elif case == "window_dataset":
         ds = seqwin.WindowDataset(out)
+        base = start_rss()
+        t0 = time.perf_counter()
         for i in perm[:20000]:
             ds[int(i)]
             samples += 1
@@ -133,6 +146,7 @@ def run_case(case, d, seq_len):
 
         files = sorted(glob.glob(str(out / "**" / "*.parquet"), recursive=True))
         ds = load_dataset("parquet", data_files=files, split="train", cache_dir=str(d / "hf-cache")).with_format("numpy")
+        base = start_rss()
         t0 = time.perf_counter()
         for k in range(0, min(windows, 8192) - BATCH + 1, BATCH):
             b = ds[perm[k : k + BATCH].tolist()]
@@ -147,6 +161,7 @@ def main():
     p.add_argument("--tokens", type=int, default=20_000_000)
     p.add_argument("--seq-len", type=int, default=1024)
     p.add_argument("--dir", default="/tmp/seqwin-loader-bench")
+    p.add_argument("--reps", type=int, default=3)
     p.add_argument("--case")
     a = p.parse_args()
     d = pathlib.Path(a.dir)
@@ -157,18 +172,30 @@ def main():
     for f in d.rglob("*"):
         if f.is_file():
             f.read_bytes()
-    rows = []
-    for case in ["memmap", "loader_k1", "loader_k4", "loader_k1_rank1_of_8", "loader_k4_rank1_of_8",
-                 "loader_cache", "loader_cache_rank1_of_8", "window_dataset", "hf_datasets"]:
-        res = subprocess.run([sys.executable, __file__, "--dir", str(d), "--seq-len", str(a.seq_len), "--case", case],
-                             capture_output=True, text=True)
-        if res.returncode:
-            print(case, "failed:", res.stderr[-2000:])
-            continue
-        rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
-    print(f"{'reader':<22}{'µs/sample':>12}{'peak RSS over start (MB)':>28}")
-    for r in rows:
-        print(f"{r['case']:<22}{r['us_per_sample']:>12.1f}{r['peak_rss_mb_over_start']:>28.0f}")
+    cases = ["memmap", "loader_k1", "loader_k4", "loader_k1_rank1_of_8", "loader_k4_rank1_of_8",
+             "loader_cache", "loader_cache_rank1_of_8", "window_dataset", "hf_datasets"]
+    runs = {case: [] for case in cases}
+    load_before = os.getloadavg()
+    for _ in range(a.reps):
+        for case in cases:
+            res = subprocess.run(
+                [sys.executable, __file__, "--dir", str(d), "--seq-len", str(a.seq_len), "--case", case],
+                capture_output=True, text=True)
+            if res.returncode:
+                print(case, "failed:", res.stderr[-2000:])
+                continue
+            runs[case].append(json.loads(res.stdout.strip().splitlines()[-1]))
+    load_after = os.getloadavg()
+    us = {case: sorted(r["us_per_sample"] for r in rs) for case, rs in runs.items() if rs}
+    median = {case: float(np.median(v)) for case, v in us.items()}
+    memmap = median.get("memmap", float("nan"))
+    print(f"{'reader':<26}{'µs/sample (min–max)':>24}{'÷ memmap':>10}{'peak RSS over start (MB)':>27}")
+    for case, v in us.items():
+        spread = f"{median[case]:.1f} ({v[0]:.1f}–{v[-1]:.1f})"
+        rss = max(r["peak_rss_mb_over_start"] for r in runs[case])
+        print(f"{case:<26}{spread:>24}{median[case] / memmap:>9.2f}×{rss:>27.0f}")
+    print("load average (1, 5, 15 min): before " + ", ".join(f"{x:.2f}" for x in load_before)
+          + "; after " + ", ".join(f"{x:.2f}" for x in load_after) + f"; {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":

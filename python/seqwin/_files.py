@@ -144,6 +144,30 @@ class DatasetFiles:
         return self.reader().prefetch([self.pairs(b) for b in blocks], list(columns), ahead, threads)
 
 
+#: Arrow types whose values numpy views straight from the Arrow buffer.
+_NUMPY_TYPES: dict[pa.DataType, np.dtype[Any]] = {
+    t: np.dtype(t.to_pandas_dtype())
+    for t in (pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(), pa.uint32(),
+              pa.uint64(), pa.float32(), pa.float64())
+}
+
+
+def _view(values: pa.Array, start: int, count: int) -> np.ndarray | None:
+    """``count`` items of ``values`` from ``start``, a view of its buffer
+    (no copy), if it is a null-free array of a fixed-width numeric type.
+    ``Array.to_numpy`` would do the same but imports pandas (~40 MB of
+    memory) on its first call."""
+    dtype = _NUMPY_TYPES.get(values.type)
+    if dtype is None or values.null_count:
+        return None
+    if count == 0:
+        empty: np.ndarray = np.empty(0, dtype=dtype)
+        return empty
+    data = values.buffers()[1]
+    view: np.ndarray = np.frombuffer(data, dtype=dtype, count=count, offset=(values.offset + start) * dtype.itemsize)
+    return view
+
+
 def to_numpy(stream: _seqwin.ArrowStream) -> dict[str, np.ndarray]:
     """One Arrow batch (a C stream from Rust) as numpy arrays: a
     ``fixed_size_list`` column of ``rows`` lists of ``L`` becomes a
@@ -152,10 +176,16 @@ def to_numpy(stream: _seqwin.ArrowStream) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for name, col in zip(batch.schema.names, batch.columns):
         if pa.types.is_fixed_size_list(col.type):
+            size = col.type.list_size
+            a = None if col.null_count else _view(col.values, col.offset * size, len(col) * size)
+            if a is not None:
+                out[name] = a.reshape(len(col), size)
+                continue
             values = col.flatten()
             out[name] = values.to_numpy(zero_copy_only=values.null_count == 0 and pa.types.is_primitive(values.type)).reshape(
                 len(col), col.type.list_size
             )
         else:
-            out[name] = col.to_numpy(zero_copy_only=False)
+            a = _view(col, 0, len(col))
+            out[name] = a if a is not None else col.to_numpy(zero_copy_only=False)
     return out

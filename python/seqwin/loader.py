@@ -466,7 +466,8 @@ class Loader(_Sharded):
       (as ``DistributedSampler``), ``True`` drops the tail; either way every
       rank gets the same number of full batches.
     - ``prefetch``: blocks decoded ahead by a Rust thread (GIL released);
-      ``decode_threads``: threads decoding one block's column chunks.
+      ``decode_threads``: threads decoding one block, one column at a time
+      each (``input`` and ``target`` on two cores by default).
     - ``cache_dir``: decode the split once into flat local files there
       (one ``.npy`` per column, shared by the ranks and workers of a
       machine) and serve batches from them by memory map, with an exact

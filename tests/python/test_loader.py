@@ -1,15 +1,19 @@
 """seqwin.Loader (sharded, shuffled, resumable batches) and seqwin.WindowDataset
 against an independent oracle: the split read by pyarrow in manifest order."""
 import collections
+import json
 import pickle
 import random
 import subprocess
 import sys
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import seqwin
+from conftest import run_seqwin
 from loader_util import SEQ_LEN, check_batch, expect_cover, oracle, write_dataset
 
 B = 8
@@ -178,6 +182,39 @@ def test_unsplit_dataset_needs_no_split(tmp_path):
     ld = seqwin.Loader(out, batch_size=4, with_index=True, drop_last=True, shuffle=False)
     got = [i for b in ld for i in check_batch(b, truth, 4)]
     assert got == list(range(len(truth["input"]) // 4 * 4))
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64", "uint16", "uint32"])
+@pytest.mark.parametrize("stride", [8, 16])  # PLAIN and DELTA_BINARY_PACKED token lists
+def test_every_dtype_and_encoding_reads_as_pyarrow_does(tmp_path, dtype, stride):
+    # int32/int64 lists take the page-by-page fast path, the other types and
+    # the uint8 loss_mask arrow-rs's record reader; blocks of 3 row groups.
+    corpus = [[(7 * i + j) % 1000 for j in range(5 + i % 70)] for i in range(300)]
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.table({"tokens": pa.array(corpus, pa.list_(pa.int32()))}), tmp_path / "data" / "a.parquet")
+    (tmp_path / "p.yaml").write_text(
+        f"""
+source: {{path: data, tokens: tokens}}
+windows: {{seq_len: {SEQ_LEN}, stride: {stride}, dtype: {dtype}, vocab_size: 1000, remainder: pad, ignore_index: 1001,
+          columns: [loss_mask, position_ids]}}
+sink: {{path: out, row_group_rows: 16}}
+"""
+    )
+    run_seqwin("run", "p.yaml", "--quiet", cwd=tmp_path)
+    out = tmp_path / "out"
+    manifest = json.loads((out / "_seqwin.json").read_text())
+    columns = ["input", "target", "loss_mask", "position_ids"]
+    tables = [pq.read_table(out / f["name"], columns=columns) for p in manifest["partitions"] for f in p["files"]]
+    truth = {c: np.concatenate([np.stack(t.column(c).to_numpy(zero_copy_only=False)) for t in tables]) for c in columns}
+    assert truth["input"].dtype == np.dtype(dtype) and truth["loss_mask"].dtype == np.uint8
+    ld = seqwin.Loader(out, batch_size=4, columns=columns, with_index=True, block_row_groups=3, seed=1)
+    seen = []
+    for batch in ld:
+        for c in columns:
+            assert batch[c].dtype == truth[c].dtype and batch[c].flags["C_CONTIGUOUS"]
+            assert np.array_equal(batch[c], truth[c][batch["index"]]), c
+        seen += batch["index"].tolist()
+    expect_cover(seen, len(truth["input"]), len(seen) - len(truth["input"]))
 
 
 def test_local_cache_exact_global_shuffle_and_resume(out, truth, tmp_path):
