@@ -7,7 +7,8 @@ the packed token stream, 512-row row groups) and the same token stream as a
 flat int32 file, then runs each reader in its own process on the same
 windows, ``--reps`` times, alternating the readers (the figures are wall
 times on a possibly shared machine). It prints each reader's median µs per
-sample (min–max), its median as a multiple of the memmap's, the largest
+sample (min–max), its median as a multiple of the memmap's, how many times
+faster it is than HF ``datasets`` (numpy and torch formats), the largest
 peak RSS of the reading (the process's peak above its RSS once the reader
 is open, imports done; for the loader both epochs, its decoded blocks,
 buffers and threads), and the load average before and after:
@@ -18,8 +19,10 @@ buffers and threads), and the load average before and after:
   blocks of 1 and 4 row groups, and from its local cache (exact shuffle;
   the cache is built in the warm-up epoch); the second epoch is timed;
 - ``seqwin.WindowDataset``, ``ds[i]`` in a random permutation;
-- HF ``datasets`` (Parquet, numpy format), ``ds[list of 32]`` in a random
-  permutation (the batched random access of a map-style DataLoader).
+- HF ``datasets`` (Parquet), ``ds[list of 32]`` in a random permutation (the
+  batched random access of a map-style DataLoader), in three output formats:
+  numpy (its fastest), torch (what a trainer feeding a model sets) and the
+  default Python lists (what the issue measured: 51 µs per sample).
 
 Not a test: the figures depend on the machine; the README quotes one run.
 """
@@ -139,16 +142,19 @@ def run_case(case, d, seq_len):
         for i in perm[:20000]:
             ds[int(i)]
             samples += 1
-    elif case == "hf_datasets":
+    elif case.startswith("hf_datasets"):
         import glob
 
         from datasets import load_dataset
 
         files = sorted(glob.glob(str(out / "**" / "*.parquet"), recursive=True))
-        ds = load_dataset("parquet", data_files=files, split="train", cache_dir=str(d / "hf-cache")).with_format("numpy")
+        ds = load_dataset("parquet", data_files=files, split="train", cache_dir=str(d / "hf-cache"))
+        fmt = case.removeprefix("hf_datasets").lstrip("_") or "numpy"
+        if fmt != "python":
+            ds = ds.with_format(fmt)
         base = start_rss()
         t0 = time.perf_counter()
-        for k in range(0, min(windows, 8192) - BATCH + 1, BATCH):
+        for k in range(0, min(windows, 8192 if fmt != "python" else 2048) - BATCH + 1, BATCH):
             b = ds[perm[k : k + BATCH].tolist()]
             samples += len(b["input"])
     seconds = time.perf_counter() - t0
@@ -173,7 +179,8 @@ def main():
         if f.is_file():
             f.read_bytes()
     cases = ["memmap", "loader_k1", "loader_k4", "loader_k1_rank1_of_8", "loader_k4_rank1_of_8",
-             "loader_cache", "loader_cache_rank1_of_8", "window_dataset", "hf_datasets"]
+             "loader_cache", "loader_cache_rank1_of_8", "window_dataset", "hf_datasets",
+             "hf_datasets_torch", "hf_datasets_python"]
     runs = {case: [] for case in cases}
     load_before = os.getloadavg()
     for _ in range(a.reps):
@@ -189,11 +196,14 @@ def main():
     us = {case: sorted(r["us_per_sample"] for r in rs) for case, rs in runs.items() if rs}
     median = {case: float(np.median(v)) for case, v in us.items()}
     memmap = median.get("memmap", float("nan"))
-    print(f"{'reader':<26}{'µs/sample (min–max)':>24}{'÷ memmap':>10}{'peak RSS over start (MB)':>27}")
+    hf = {fmt: median.get(f"hf_datasets{fmt}", float("nan")) for fmt in ("", "_torch")}
+    print(f"{'reader':<26}{'µs/sample (min–max)':>24}{'÷ memmap':>10}{'HF numpy ÷':>12}{'HF torch ÷':>12}"
+          f"{'peak RSS over start (MB)':>27}")
     for case, v in us.items():
         spread = f"{median[case]:.1f} ({v[0]:.1f}–{v[-1]:.1f})"
         rss = max(r["peak_rss_mb_over_start"] for r in runs[case])
-        print(f"{case:<26}{spread:>24}{median[case] / memmap:>9.2f}×{rss:>27.0f}")
+        print(f"{case:<26}{spread:>24}{median[case] / memmap:>9.2f}×{hf[''] / median[case]:>11.2f}×"
+              f"{hf['_torch'] / median[case]:>11.2f}×{rss:>27.0f}")
     print("load average (1, 5, 15 min): before " + ", ".join(f"{x:.2f}" for x in load_before)
           + "; after " + ", ".join(f"{x:.2f}" for x in load_after) + f"; {os.cpu_count()} CPUs")
 
