@@ -241,6 +241,20 @@ struct OpenFile {
     meta: ArrowReaderMetadata,
 }
 
+impl OpenFile {
+    /// Whether the file has row group `rg`.
+    fn check_row_group(&self, rg: usize) -> Result<(), String> {
+        let groups = self.meta.metadata().num_row_groups();
+        if rg >= groups {
+            return Err(format!(
+                "{}: no row group {rg} (the file has {groups})",
+                self.name
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The opened files of a reader, shared with its prefetch threads.
 struct Files {
     files: Vec<OpenFile>,
@@ -459,13 +473,7 @@ impl Files {
         columns: &[String],
     ) -> Result<Vec<RecordBatch>, String> {
         let md = f.meta.metadata();
-        if rg >= md.num_row_groups() {
-            return Err(format!(
-                "{}: no row group {rg} (the file has {})",
-                f.name,
-                md.num_row_groups()
-            ));
-        }
+        f.check_row_group(rg)?;
         let schema = f.meta.schema();
         let mut roots = Vec::with_capacity(columns.len());
         for c in columns {
@@ -533,14 +541,8 @@ where
 {
     let mut rows = 0usize;
     for &(f, rg) in row_groups {
+        f.check_row_group(rg)?;
         let md = f.meta.metadata();
-        if rg >= md.num_row_groups() {
-            return Err(format!(
-                "{}: no row group {rg} (the file has {})",
-                f.name,
-                md.num_row_groups()
-            ));
-        }
         rows += usize::try_from(md.row_group(rg).num_rows()).map_err(|e| e.to_string())?;
     }
     let mut values = values_pool.take(rows * list.size);
