@@ -18,6 +18,7 @@
 
 mod append;
 mod blend;
+mod jobs;
 mod mix;
 mod ordered;
 mod prepare;

@@ -9,7 +9,8 @@ use crate::sink::encode::RowGroupEncoder;
 use arrow_array::RecordBatch;
 use rayon::prelude::*;
 
-use super::run::{encode_job, Job, Payload, Run, SpillJob};
+use super::jobs::{encode_job, Job, Payload, SpillJob};
+use super::run::Run;
 use crate::error::{Error, Result};
 use crate::order::{Keying, Spill};
 use crate::plan::Plan;

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use super::run::{Cut, Jobs, Part, Payload, Run, SpillJob};
+use super::jobs::{Cut, Jobs, Part, Payload, SpillJob};
+use super::run::Run;
 use crate::error::Result;
 use crate::sink::Take;
 use crate::window::Token;
