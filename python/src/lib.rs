@@ -26,7 +26,10 @@ const SIGINT: i32 = 2;
 use seqwin::split::DocKey;
 use seqwin::stream::{StreamConfig, StreamWindower};
 
+mod decode;
+mod files;
 mod loader;
+mod pools;
 
 pyo3::create_exception!(
     _seqwin,
