@@ -12,10 +12,12 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::Arc;
 
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::file::metadata::ParquetMetaData;
+use seqwin::location::Location;
 use seqwin::store::Ranges;
 
 use crate::pools::{Pool, Pools};
@@ -149,11 +151,14 @@ pub(crate) fn fetch_ranges(
     }
 }
 
-pub(crate) fn is_remote(root: &str) -> bool {
-    root.split_once("://")
-        .is_some_and(|(s, _)| seqwin::location::SCHEMES.contains(&s.to_ascii_lowercase().as_str()))
+/// Where the dataset root `root` points, classified by the one place that
+/// classifies paths ([`Location::parse`]): a local directory (as given) or
+/// an object store URL.
+pub(crate) fn locate(root: &str) -> Result<Location, String> {
+    Location::parse(root, Path::new(""))
 }
 
+/// Opens the files `names` of the dataset at `root` and decodes their footers.
 pub(crate) fn open_files(
     root: &str,
     names: &[String],
@@ -161,7 +166,23 @@ pub(crate) fn open_files(
 ) -> Result<Files, String> {
     let mut files = Vec::with_capacity(names.len());
     let options_arrow = ArrowReaderOptions::new();
-    if is_remote(root) {
+    if let Location::Local(dir) = locate(root)? {
+        for name in names {
+            let path = dir.join(name);
+            let shown = path.display().to_string();
+            let file = File::open(&path).map_err(|e| format!("{shown}: {e}"))?;
+            let size = file.metadata().map_err(|e| format!("{shown}: {e}"))?.len();
+            seqwin::footer::check_file(&file).map_err(|e| format!("{shown}: {e}"))?;
+            let meta = ArrowReaderMetadata::load(&file, options_arrow.clone())
+                .map_err(|e| format!("{shown}: not a readable Parquet file: {e}"))?;
+            files.push(OpenFile {
+                name: shown,
+                size,
+                source: Bytesource::Local(file),
+                meta,
+            });
+        }
+    } else {
         let dir = open_remote(root, options)?;
         for name in names {
             let size = *dir
@@ -175,22 +196,6 @@ pub(crate) fn open_files(
                 name: format!("{root}/{name}"),
                 size,
                 source: Bytesource::Remote((dir.ranges)(name, size)),
-                meta,
-            });
-        }
-    } else {
-        for name in names {
-            let path = std::path::Path::new(root).join(name);
-            let shown = path.display().to_string();
-            let file = File::open(&path).map_err(|e| format!("{shown}: {e}"))?;
-            let size = file.metadata().map_err(|e| format!("{shown}: {e}"))?.len();
-            seqwin::footer::check_file(&file).map_err(|e| format!("{shown}: {e}"))?;
-            let meta = ArrowReaderMetadata::load(&file, options_arrow.clone())
-                .map_err(|e| format!("{shown}: not a readable Parquet file: {e}"))?;
-            files.push(OpenFile {
-                name: shown,
-                size,
-                source: Bytesource::Local(file),
                 meta,
             });
         }

@@ -26,7 +26,9 @@ use parquet::file::reader::ChunkReader;
 use pyo3::exceptions::{PyIOError, PyValueError};
 use pyo3::prelude::*;
 
-use crate::files::{is_remote, open_files, open_remote, Files};
+use seqwin::location::Location;
+
+use crate::files::{locate, open_files, open_remote, Files};
 use crate::{ArrowStream, ErrorSlot};
 
 fn to_stream(batch: RecordBatch) -> ArrowStream {
@@ -56,7 +58,7 @@ pub fn read_dataset_file(
     storage_options: Option<BTreeMap<String, String>>,
 ) -> PyResult<Vec<u8>> {
     py.detach(|| {
-        if is_remote(root) {
+        let Location::Local(dir) = locate(root)? else {
             let dir = open_remote(root, &storage_options.unwrap_or_default())?;
             let size = *dir
                 .objects
@@ -66,13 +68,13 @@ pub fn read_dataset_file(
                 return Ok(Vec::new());
             }
             let data = (dir.ranges)(name, size)(std::iter::once(0..size).collect())?;
-            data.get_bytes(0, size as usize)
+            return data
+                .get_bytes(0, size as usize)
                 .map(|b| b.to_vec())
-                .map_err(|e| e.to_string())
-        } else {
-            let path = std::path::Path::new(root).join(name);
-            std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
-        }
+                .map_err(|e| e.to_string());
+        };
+        let path = dir.join(name);
+        std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
     })
     .map_err(PyIOError::new_err)
 }
