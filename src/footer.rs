@@ -8,18 +8,15 @@
 //! an abort, not an error. This walk reads the Thrift compact encoding of
 //! `FileMetaData` (field 2, the schema list) without allocating; everything
 //! else in the footer it skips, and leaves to the parquet crate to judge.
-//! (The crate's own Thrift decoder is private; the `thrift` crate would add
-//! five crates for this one walk.)
 
 use std::fmt;
 
 use parquet::file::reader::ChunkReader;
 
+use crate::thrift::{Malformed, Reader, Walk, BINARY, I32, LIST, STRUCT};
+
 /// The deepest schema accepted (real schemas nest a handful of levels).
 pub const MAX_DEPTH: usize = 128;
-
-/// Thrift skips nest at most this deep (the parquet crate's own limit is 64).
-const MAX_SKIP_DEPTH: usize = 64;
 
 /// Why a footer was refused before decoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,11 +74,7 @@ pub fn check_file<R: ChunkReader>(file: &R) -> Result<(), FooterError> {
 /// The first element whose `num_children` cannot hold, or too deep a schema;
 /// a footer the walk cannot read at all is left to the parquet crate.
 pub fn check_metadata(thrift: &[u8]) -> Result<(), FooterError> {
-    let mut r = Reader {
-        buf: thrift,
-        pos: 0,
-    };
-    match r.schema_counts() {
+    match schema_counts(&mut Reader::new(thrift)) {
         Ok(Some(elements)) => check_tree(&elements),
         // Unreadable before or inside the schema: the parquet crate's own
         // decoder reports it (it checks list sizes against the bytes left).
@@ -119,172 +112,40 @@ fn check_tree(elements: &Elements) -> Result<(), FooterError> {
     Ok(())
 }
 
-/// Bytes the walk could not read as Thrift compact encoding.
-struct Malformed;
-
-type Walk<T> = Result<T, Malformed>;
-
-/// Thrift compact protocol types (the low nibble of a field header).
-const STOP: u8 = 0;
-const BOOL_TRUE: u8 = 1;
-const BOOL_FALSE: u8 = 2;
-const BYTE: u8 = 3;
-const I16: u8 = 4;
-const I32: u8 = 5;
-const I64: u8 = 6;
-const DOUBLE: u8 = 7;
-const BINARY: u8 = 8;
-const LIST: u8 = 9;
-const SET: u8 = 10;
-const MAP: u8 = 11;
-const STRUCT: u8 = 12;
-
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+/// The schema elements of `FileMetaData`, or `None` without a schema.
+/// The schema elements of `FileMetaData`, or `None` without a schema.
+fn schema_counts(r: &mut Reader) -> Walk<Option<Elements>> {
+    let mut last = 0i16;
+    while let Some((id, ty)) = r.field(&mut last)? {
+        if id == 2 && ty == LIST {
+            return elements(r).map(Some);
+        }
+        r.skip(ty, 0)?;
+    }
+    Ok(None)
 }
 
-impl Reader<'_> {
-    /// The schema elements of `FileMetaData`, or `None` without a schema.
-    fn schema_counts(&mut self) -> Walk<Option<Elements>> {
+/// `(name, num_children)` of each element of the schema list.
+fn elements(r: &mut Reader) -> Walk<Elements> {
+    let (size, ty) = r.list_header()?;
+    // Every element takes at least one byte: a larger size is a lie.
+    if ty != STRUCT || size > r.left() {
+        return Err(Malformed);
+    }
+    let mut out = Vec::with_capacity(size);
+    for _ in 0..size {
+        let (mut name, mut children) = (String::new(), 0i64);
         let mut last = 0i16;
-        while let Some((id, ty)) = self.field(&mut last)? {
-            if id == 2 && ty == LIST {
-                return self.elements().map(Some);
-            }
-            self.skip(ty, 0)?;
-        }
-        Ok(None)
-    }
-
-    fn elements(&mut self) -> Walk<Elements> {
-        let (size, ty) = self.list_header()?;
-        // Every element takes at least one byte: a larger size is a lie.
-        if ty != STRUCT || size > self.buf.len() - self.pos {
-            return Err(Malformed);
-        }
-        let mut out = Vec::with_capacity(size);
-        for _ in 0..size {
-            let (mut name, mut children) = (String::new(), 0i64);
-            let mut last = 0i16;
-            while let Some((id, ty)) = self.field(&mut last)? {
-                match (id, ty) {
-                    (4, BINARY) => name = String::from_utf8_lossy(self.binary()?).into_owned(),
-                    (5, I32) => children = self.zigzag()?,
-                    _ => self.skip(ty, 0)?,
-                }
-            }
-            out.push((name, children));
-        }
-        Ok(out)
-    }
-
-    fn byte(&mut self) -> Walk<u8> {
-        let b = *self.buf.get(self.pos).ok_or(Malformed)?;
-        self.pos += 1;
-        Ok(b)
-    }
-
-    fn take(&mut self, n: usize) -> Walk<&[u8]> {
-        let end = self.pos.checked_add(n).ok_or(Malformed)?;
-        let s = self.buf.get(self.pos..end).ok_or(Malformed)?;
-        self.pos = end;
-        Ok(s)
-    }
-
-    fn varint(&mut self) -> Walk<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
+        while let Some((id, ty)) = r.field(&mut last)? {
+            match (id, ty) {
+                (4, BINARY) => name = String::from_utf8_lossy(r.binary()?).into_owned(),
+                (5, I32) => children = r.zigzag()?,
+                _ => r.skip(ty, 0)?,
             }
         }
-        Err(Malformed)
+        out.push((name, children));
     }
-
-    fn zigzag(&mut self) -> Walk<i64> {
-        let v = self.varint()?;
-        Ok((v >> 1) as i64 ^ -((v & 1) as i64))
-    }
-
-    fn binary(&mut self) -> Walk<&[u8]> {
-        let n = usize::try_from(self.varint()?).map_err(|_| Malformed)?;
-        self.take(n)
-    }
-
-    /// The next field header of a struct, `None` at its end.
-    fn field(&mut self, last: &mut i16) -> Walk<Option<(i16, u8)>> {
-        let b = self.byte()?;
-        let ty = b & 0x0f;
-        if ty == STOP {
-            return Ok(None);
-        }
-        let delta = i16::from(b >> 4);
-        *last = if delta == 0 {
-            i16::try_from(self.zigzag()?).map_err(|_| Malformed)?
-        } else {
-            last.checked_add(delta).ok_or(Malformed)?
-        };
-        Ok(Some((*last, ty)))
-    }
-
-    fn list_header(&mut self) -> Walk<(usize, u8)> {
-        let b = self.byte()?;
-        let size = match b >> 4 {
-            15 => usize::try_from(self.varint()?).map_err(|_| Malformed)?,
-            n => usize::from(n),
-        };
-        Ok((size, b & 0x0f))
-    }
-
-    /// Skips one value of type `ty` (iteratively for elements, so a huge
-    /// claimed size only runs until the bytes end).
-    fn skip(&mut self, ty: u8, depth: usize) -> Walk<()> {
-        if depth > MAX_SKIP_DEPTH {
-            return Err(Malformed);
-        }
-        match ty {
-            BOOL_TRUE | BOOL_FALSE => Ok(()),
-            BYTE => self.take(1).map(drop),
-            I16 | I32 | I64 => self.varint().map(drop),
-            DOUBLE => self.take(8).map(drop),
-            BINARY => self.binary().map(drop),
-            LIST | SET => {
-                let (size, elem) = self.list_header()?;
-                for _ in 0..size {
-                    // Booleans in a list take one byte each.
-                    if matches!(elem, BOOL_TRUE | BOOL_FALSE) {
-                        self.take(1)?;
-                    } else {
-                        self.skip(elem, depth + 1)?;
-                    }
-                }
-                Ok(())
-            }
-            MAP => {
-                let size = self.varint()?;
-                if size == 0 {
-                    return Ok(());
-                }
-                let kv = self.byte()?;
-                for _ in 0..size {
-                    self.skip(kv >> 4, depth + 1)?;
-                    self.skip(kv & 0x0f, depth + 1)?;
-                }
-                Ok(())
-            }
-            STRUCT => {
-                let mut last = 0i16;
-                while let Some((_, ty)) = self.field(&mut last)? {
-                    self.skip(ty, depth + 1)?;
-                }
-                Ok(())
-            }
-            _ => Err(Malformed),
-        }
-    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -57,6 +57,7 @@ pub mod stats;
 #[cfg(feature = "cloud")]
 pub mod store;
 pub mod stream;
+mod thrift;
 pub mod window;
 
 /// The `_seqwin.json` manifest of a dataset.

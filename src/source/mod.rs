@@ -8,11 +8,15 @@
 
 mod discover;
 mod page_decode;
+mod page_header;
+mod page_stream;
 mod pages;
 mod read;
 #[cfg(feature = "cloud")]
 mod remote;
 mod schema;
+#[cfg(test)]
+mod stream_tests;
 
 /// Without the `cloud` feature no source is in an object store: plan
 /// compilation refuses such paths ([`Error::CloudDisabled`]), and these

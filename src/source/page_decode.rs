@@ -1,47 +1,51 @@
 //! Decoding a Parquet data page's levels and values a bounded number at a
-//! time (the page readers of the `parquet` crate decode whole pages, and its
-//! page decoders are public only under its `experimental` feature): the RLE /
-//! bit-packing hybrid of levels and dictionary indices, plain and
-//! dictionary-encoded integer values. Used by [`super::pages`].
+//! time from streams of its bytes ([`super::page_stream`]); the page
+//! readers of the `parquet` crate decode whole pages, and its page decoders
+//! are public only under its `experimental` feature. The RLE / bit-packing
+//! hybrid of levels and dictionary indices, plain and dictionary-encoded
+//! integer values. Used by [`super::pages`].
 
-use bytes::Bytes;
 use parquet::basic::Encoding;
+
+use super::page_stream::Stream;
 
 /// A stream of the RLE / bit-packing hybrid encoding (levels, dictionary
 /// indices) of `width`-bit values, decoded as far as asked.
 pub(super) struct Hybrid {
-    data: Bytes,
-    /// Next run header.
-    pos: usize,
+    src: Stream,
     width: usize,
     /// The current RLE run: values left and the value.
     repeat: (usize, u64),
-    /// The current bit-packed run: values left and the next one's bit offset.
-    packed: (usize, usize),
+    /// The current bit-packed run: values left, counting those of `group`
+    /// from `next`.
+    packed: usize,
+    group: [u64; 8],
+    next: usize,
+    /// Values of `group` the data held (fewer than 8 when it ended early).
+    held: usize,
 }
 
 impl Hybrid {
-    pub(super) fn new(data: Bytes, width: u8) -> Hybrid {
+    pub(super) fn new(src: Stream, width: u8) -> Hybrid {
         Hybrid {
-            data,
-            pos: 0,
+            src,
             width: width as usize,
             repeat: (0, 0),
-            packed: (0, 0),
+            packed: 0,
+            group: [0; 8],
+            next: 8,
+            held: 8,
         }
     }
 
     /// Reads the next run's header; false at the end of the data.
     fn next_run(&mut self) -> Result<bool, String> {
-        if self.pos >= self.data.len() {
+        let Some(mut byte) = self.src.byte()? else {
             return Ok(false);
-        }
+        };
         let mut header = 0u64;
         let mut shift = 0;
         loop {
-            let byte = *(self.data.get(self.pos))
-                .ok_or_else(|| "an RLE run header runs past the data".to_string())?;
-            self.pos += 1;
             header |= u64::from(byte & 0x7f) << shift;
             if byte & 0x80 == 0 {
                 break;
@@ -50,31 +54,49 @@ impl Hybrid {
             if shift > 56 {
                 return Err("an RLE run header is too long".into());
             }
+            byte = (self.src.byte()?).ok_or("an RLE run header runs past the data")?;
         }
         let count = (header >> 1) as usize;
         if header & 1 == 1 {
             // `count` groups of 8 values, `width` bytes each.
-            self.packed = (count * 8, self.pos * 8);
-            self.pos += count * self.width;
+            self.packed = count * 8;
+            self.next = 8;
         } else {
-            let bytes = self.width.div_ceil(8);
-            let raw = (self.data.get(self.pos..self.pos + bytes))
-                .ok_or_else(|| "an RLE run's value runs past the data".to_string())?;
             let mut value = [0u8; 8];
-            value[..bytes].copy_from_slice(raw);
-            self.pos += bytes;
+            let bytes = self.width.div_ceil(8);
+            self.src
+                .read_exact(&mut value[..bytes], "an RLE run's value runs past the data")?;
             self.repeat = (count, u64::from_le_bytes(value));
         }
         Ok(true)
     }
 
-    /// Appends the next `n` values to `out`.
-    pub(super) fn read(&mut self, n: usize, out: &mut Vec<u64>) -> Result<(), String> {
+    /// Unpacks the next group of 8 bit-packed values.
+    fn next_group(&mut self) -> Result<(), String> {
+        let mut raw = [0u8; 8 * 8 + 8];
+        let got = self.src.read(&mut raw[..self.width])?;
+        self.held = (got * 8).checked_div(self.width).map_or(8, |n| n.min(8));
         let mask = if self.width == 64 {
             u64::MAX
         } else {
             (1u64 << self.width) - 1
         };
+        for (i, v) in self.group.iter_mut().enumerate() {
+            let bit = i * self.width;
+            let at = bit / 8;
+            let word = u64::from_le_bytes(raw[at..at + 8].try_into().expect("8 bytes"));
+            let mut value = word >> (bit % 8);
+            if bit % 8 + self.width > 64 {
+                value |= u64::from(raw[at + 8]) << (64 - bit % 8);
+            }
+            *v = value & mask;
+        }
+        self.next = 0;
+        Ok(())
+    }
+
+    /// Appends the next `n` values to `out`.
+    pub(super) fn read(&mut self, n: usize, out: &mut Vec<u64>) -> Result<(), String> {
         let mut left = n;
         while left > 0 {
             if self.repeat.0 > 0 {
@@ -82,28 +104,17 @@ impl Hybrid {
                 out.extend(std::iter::repeat_n(self.repeat.1, k));
                 self.repeat.0 -= k;
                 left -= k;
-            } else if self.packed.0 > 0 {
-                let k = left.min(self.packed.0);
-                let data = self.data.as_ref();
-                let mut bit = self.packed.1;
-                for _ in 0..k {
-                    let at = bit / 8;
-                    let word = match data.get(at..at + 8) {
-                        Some(w) => u64::from_le_bytes(w.try_into().expect("8 bytes")),
-                        None => {
-                            let tail = data.get(at..).unwrap_or_default();
-                            let mut w = [0u8; 8];
-                            w[..tail.len()].copy_from_slice(tail);
-                            if (bit + self.width).div_ceil(8) > data.len() {
-                                return Err("bit-packed values run past the data".into());
-                            }
-                            u64::from_le_bytes(w)
-                        }
-                    };
-                    out.push((word >> (bit % 8)) & mask);
-                    bit += self.width;
+            } else if self.packed > 0 {
+                if self.next == 8 {
+                    self.next_group()?;
                 }
-                self.packed = (self.packed.0 - k, bit);
+                let k = left.min(self.packed).min(8 - self.next);
+                if self.next + k > self.held {
+                    return Err("bit-packed values run past the data".into());
+                }
+                out.extend_from_slice(&self.group[self.next..self.next + k]);
+                self.next += k;
+                self.packed -= k;
                 left -= k;
             } else if !self.next_run()? {
                 return Err(format!("expected {n} values, the data holds {}", n - left));
@@ -115,12 +126,8 @@ impl Hybrid {
 
 /// The values of the current data page.
 pub(super) enum PageValues {
-    /// Little-endian values of `width` bytes, from `pos`.
-    Plain {
-        data: Bytes,
-        pos: usize,
-        width: usize,
-    },
+    /// Little-endian values of `width` bytes.
+    Plain { src: Stream, width: usize },
     /// Indices into the chunk's dictionary.
     Dictionary(Hybrid),
 }
@@ -134,20 +141,29 @@ impl PageValues {
         out: &mut Vec<i64>,
     ) -> Result<(), String> {
         match self {
-            PageValues::Plain { data, pos, width } => {
-                let bytes = (data.get(*pos..*pos + n * *width))
-                    .ok_or_else(|| format!("a data page holds fewer than {n} more values"))?;
-                match width {
-                    4 => out.extend(
-                        (bytes.chunks_exact(4))
-                            .map(|b| i64::from(i32::from_le_bytes(b.try_into().expect("4")))),
-                    ),
-                    _ => out.extend(
-                        (bytes.chunks_exact(8))
-                            .map(|b| i64::from_le_bytes(b.try_into().expect("8"))),
-                    ),
+            PageValues::Plain { src, width } => {
+                let mut buf = [0u8; 8 << 10];
+                let per = buf.len() / *width;
+                let mut left = n;
+                while left > 0 {
+                    let k = left.min(per);
+                    let bytes = &mut buf[..k * *width];
+                    src.read_exact(
+                        bytes,
+                        &format!("a data page holds fewer than {n} more values"),
+                    )?;
+                    match width {
+                        4 => out.extend(
+                            (bytes.chunks_exact(4))
+                                .map(|b| i64::from(i32::from_le_bytes(b.try_into().expect("4")))),
+                        ),
+                        _ => out.extend(
+                            (bytes.chunks_exact(8))
+                                .map(|b| i64::from_le_bytes(b.try_into().expect("8"))),
+                        ),
+                    }
+                    left -= k;
                 }
-                *pos += n * *width;
             }
             PageValues::Dictionary(indices) => {
                 let mut raw = Vec::with_capacity(n);
@@ -173,26 +189,4 @@ pub(super) fn supported(encoding: Encoding) -> bool {
         encoding,
         Encoding::PLAIN | Encoding::RLE | Encoding::PLAIN_DICTIONARY | Encoding::RLE_DICTIONARY
     )
-}
-
-/// The RLE-encoded levels at `offset` of a v1 data page (4-byte length
-/// first); advances `offset` past them.
-pub(super) fn v1_levels(
-    buf: &Bytes,
-    offset: &mut usize,
-    encoding: Encoding,
-) -> Result<Bytes, String> {
-    if encoding != Encoding::RLE {
-        return Err(format!(
-            "levels encoded as {encoding} cannot be read in pieces"
-        ));
-    }
-    let at = *offset;
-    let len = buf
-        .get(at..at + 4)
-        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
-        .filter(|len| at + 4 + len <= buf.len())
-        .ok_or_else(|| "a data page's levels run past its end".to_string())?;
-    *offset = at + 4 + len;
-    Ok(buf.slice(at + 4..at + 4 + len))
 }

@@ -2,23 +2,26 @@
 //! large to decode at once: one document of 200M tokens is one list value,
 //! and the Arrow list reader materialises a whole row.
 //!
-//! The token leaf column's pages are read one at a time and decoded a
-//! bounded number of levels at a time with Parquet's page decoders (Parquet's
-//! column reader reads whole pages, and a writer such as arrow-rs's puts a
-//! whole row in one page). Only the current page's bytes and one piece of
-//! decoded levels are held — but the page is held whole: a document stored
-//! as one page (arrow-rs and pyarrow 26 do that for a one-row document)
-//! still needs its page's decompressed bytes, which grow with it (about 2
-//! bytes a token dictionary-encoded, 4 plain). Repetition level 0 starts a new row
-//! (document); definition levels tell a null list, an empty list, a null
-//! token and a token apart. Each piece becomes a list array of the rows it
-//! touches, the first of which may continue the previous piece's last row:
+//! The token leaf column's pages are walked here (header by header,
+//! [`super::page_header`]) and each page is read as streams of its bytes,
+//! decompressed as they are read ([`super::page_stream`]): a data page's
+//! repetition levels, definition levels and values each have their own
+//! stream, and a bounded number of levels is decoded at a time. So neither
+//! a page's compressed bytes nor its decompressed ones are held whole — a
+//! document stored as one page (arrow-rs and pyarrow write a one-row
+//! document so) needs the same memory at any length. Repetition level 0
+//! starts a new row (document); definition levels tell a null list, an
+//! empty list, a null token and a token apart. Each piece becomes a list
+//! array of the rows it touches, the first of which may continue the
+//! previous piece's last row:
 //!
 //! ```text
 //!   levels    | row 7 ............ | row 8 ... | row 9 ....................
 //!   pieces    [ piece k      ][ piece k+1         ][ piece k+2      ]
 //!   piece k+1 = list [ tail of row 7 (continues), row 8, head of row 9 ]
 //! ```
+//!
+//! Page checksums are not verified on this path.
 
 use std::sync::Arc;
 
@@ -29,19 +32,23 @@ use arrow_array::{
 use arrow_buffer::{BooleanBufferBuilder, NullBuffer, OffsetBuffer};
 use arrow_schema::{DataType, Field};
 use bytes::Bytes;
-use parquet::basic::{Encoding, Repetition, Type as PhysicalType};
-use parquet::column::page::{Page, PageReader};
+use parquet::basic::{Compression, Encoding, Repetition, Type as PhysicalType};
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::reader::ChunkReader;
-use parquet::file::serialized_reader::SerializedPageReader;
 use parquet::schema::types::SchemaDescriptor;
 
-use super::page_decode::{supported, v1_levels, Hybrid, PageValues};
+use super::page_decode::{supported, Hybrid, PageValues};
+use super::page_header::{read_page_header, PageKind};
+use super::page_stream::{decompress, streamable, RangeRead, Ranges, Stream};
 
 /// Row groups whose token column holds more values than this are read page
 /// by page in pieces instead of whole (32 MiB of int32 tokens): a row group
 /// decoded whole needs several times its token bytes at once.
 pub const STREAM_ABOVE_TOKENS: u64 = 8 << 20;
+
+/// Page headers longer than this (1 MiB; statistics of integers take some
+/// bytes) are refused.
+const MAX_HEADER: u64 = 1 << 20;
 
 /// Levels (about tokens) per piece of a row group read page by page.
 pub const PIECE_TOKENS: usize = 1 << 20;
@@ -129,7 +136,11 @@ pub(crate) struct TokenPiece {
 
 /// A row group's token column, read page by page.
 pub(crate) struct TokenPages {
-    pages: Box<dyn PageReader>,
+    file: Arc<dyn Ranges>,
+    codec: Compression,
+    /// The next page's offset and the end of the column chunk.
+    next: u64,
+    end: u64,
     levels: ListLevels,
     element: DataType,
     /// Bytes of a physical value (4 or 8).
@@ -155,8 +166,9 @@ impl TokenPages {
     /// The token leaf `leaf` of row group `row_group`, whose list elements
     /// are of Arrow type `element`; `None` when the leaf is not the one leaf
     /// of a list of 32- or 64-bit integers, or its chunk uses an encoding
-    /// other than plain, dictionary and RLE levels (the caller reads the row
-    /// group whole then).
+    /// other than plain, dictionary and RLE levels, or a codec other than
+    /// snappy, gzip, zstd and LZ4_RAW (the caller reads the row group whole
+    /// then).
     pub(crate) fn try_new<R: ChunkReader + 'static>(
         reader: Arc<R>,
         meta: &ParquetMetaData,
@@ -175,19 +187,21 @@ impl TokenPages {
             PhysicalType::INT64 => 8,
             _ => return Ok(None),
         };
-        if !chunk.encodings().all(supported) {
+        if !chunk.encodings().all(supported) || !streamable(chunk.compression()) {
             return Ok(None);
         }
-        let pages = SerializedPageReader::new(reader, chunk, rg.num_rows().max(0) as usize, None)
-            .map_err(|e| e.to_string())?;
+        let (start, len) = chunk.byte_range();
         Ok(Some(TokenPages {
-            pages: Box::new(pages),
+            file: reader,
+            codec: chunk.compression(),
+            next: start,
+            end: start + len,
             levels,
             element: element.clone(),
             width,
             dictionary: Vec::new(),
-            rep_decoder: Hybrid::new(Bytes::new(), 1),
-            def_decoder: Hybrid::new(Bytes::new(), 1),
+            rep_decoder: Hybrid::new(Stream::of(Bytes::new()), 1),
+            def_decoder: Hybrid::new(Stream::of(Bytes::new()), 1),
             decoder: None,
             left: 0,
             def: Vec::new(),
@@ -204,72 +218,117 @@ impl TokenPages {
         self.rows
     }
 
+    /// A stream of the page bytes `[from, to)` (compressed if `compressed`)
+    /// that decode to about `size` bytes.
+    fn stream(&self, from: u64, to: u64, compressed: bool, size: u64) -> Result<Stream, String> {
+        let raw = RangeRead::new(Arc::clone(&self.file), from, to, (to - from) as usize);
+        let src = if compressed {
+            decompress(self.codec, raw)?
+        } else {
+            Box::new(raw) as Box<dyn std::io::Read + Send>
+        };
+        Ok(Stream::new(src, size.min(usize::MAX as u64) as usize))
+    }
+
     /// Moves to the next data page with levels; false at the end.
     fn next_page(&mut self) -> Result<bool, String> {
-        loop {
-            let Some(page) = self.pages.get_next_page().map_err(|e| e.to_string())? else {
-                return Ok(false);
+        while self.next < self.end {
+            // A header is some tens of bytes: read 1 KiB, more if it is longer.
+            let left = self.end - self.next;
+            let mut n = left.min(1 << 10);
+            let header = loop {
+                let bytes = self.file.bytes(self.next, n as usize)?;
+                match read_page_header(&bytes) {
+                    Err(_) if n < left && n < MAX_HEADER => n = left.min(n * 8),
+                    header => break header?,
+                }
             };
-            let (rep, def, data, encoding, levels) = match page {
-                Page::DictionaryPage {
-                    buf, num_values, ..
-                } => {
-                    let n = num_values as usize;
+            let data = self.next + header.header_len;
+            let end = data
+                .checked_add(header.compressed_size)
+                .filter(|&e| e <= self.end)
+                .ok_or("a page runs past its column chunk")?;
+            self.next = end;
+            let def_bits = (16 - self.levels.value.leading_zeros()) as u8;
+            let (encoding, values) = match header.kind {
+                PageKind::Other => continue,
+                PageKind::Dictionary { values } => {
+                    let mut src = self.stream(data, end, true, header.uncompressed_size)?;
+                    src.limit(header.uncompressed_size);
                     let mut plain = PageValues::Plain {
-                        data: buf,
-                        pos: 0,
+                        src,
                         width: self.width,
                     };
                     self.dictionary.clear();
-                    plain.read(n, &[], &mut self.dictionary)?;
+                    plain.read(values, &[], &mut self.dictionary)?;
                     continue;
                 }
-                Page::DataPage {
-                    buf,
-                    num_values,
+                PageKind::DataV1 {
+                    values,
                     encoding,
-                    def_level_encoding,
-                    rep_level_encoding,
-                    ..
+                    def_encoding,
+                    rep_encoding,
                 } => {
-                    let mut offset = 0;
-                    let rep = v1_levels(&buf, &mut offset, rep_level_encoding)?;
-                    let def = v1_levels(&buf, &mut offset, def_level_encoding)?;
-                    (rep, def, buf.slice(offset..), encoding, num_values as usize)
+                    for e in [rep_encoding, def_encoding] {
+                        if e != Encoding::RLE {
+                            return Err(format!("levels encoded as {e} cannot be read in pieces"));
+                        }
+                    }
+                    // Three streams of the one page: repetition levels (a
+                    // length first), definition levels (a length first), values.
+                    let short = "a data page's levels run past its end";
+                    let size = header.uncompressed_size;
+                    let mut rep = self.stream(data, end, true, size)?;
+                    rep.limit(header.uncompressed_size);
+                    let r = rep.u32(short)?;
+                    rep.limit(u64::from(r));
+                    let mut def = self.stream(data, end, true, size)?;
+                    def.limit(header.uncompressed_size);
+                    def.skip(4 + u64::from(r), short)?;
+                    let d = def.u32(short)?;
+                    def.limit(u64::from(d));
+                    let mut vals = self.stream(data, end, true, size)?;
+                    vals.limit(header.uncompressed_size);
+                    vals.skip(8 + u64::from(r) + u64::from(d), short)?;
+                    self.rep_decoder = Hybrid::new(rep, 1);
+                    self.def_decoder = Hybrid::new(def, def_bits);
+                    (encoding, (vals, values))
                 }
-                Page::DataPageV2 {
-                    buf,
-                    num_values,
+                PageKind::DataV2 {
+                    values,
                     encoding,
-                    def_levels_byte_len,
-                    rep_levels_byte_len,
-                    ..
+                    def_bytes,
+                    rep_bytes,
+                    compressed,
                 } => {
-                    let (r, d) = (rep_levels_byte_len as usize, def_levels_byte_len as usize);
-                    if r + d > buf.len() {
+                    let levels_end = (data + rep_bytes + def_bytes).min(end);
+                    if data + rep_bytes + def_bytes > end {
                         return Err("a data page's levels run past its end".into());
                     }
-                    let (rep, def) = (buf.slice(..r), buf.slice(r..r + d));
-                    (rep, def, buf.slice(r + d..), encoding, num_values as usize)
+                    let rep = self.stream(data, data + rep_bytes, false, rep_bytes)?;
+                    let def = self.stream(data + rep_bytes, levels_end, false, def_bytes)?;
+                    let size = header
+                        .uncompressed_size
+                        .saturating_sub(rep_bytes + def_bytes);
+                    let vals = self.stream(levels_end, end, compressed, size)?;
+                    self.rep_decoder = Hybrid::new(rep, 1);
+                    self.def_decoder = Hybrid::new(def, def_bits);
+                    (encoding, (vals, values))
                 }
             };
-            let def_bits = (16 - self.levels.value.leading_zeros()) as u8;
-            self.rep_decoder = Hybrid::new(rep, 1);
-            self.def_decoder = Hybrid::new(def, def_bits);
+            let (mut vals, levels) = values;
             self.decoder = Some(match encoding {
                 Encoding::PLAIN => PageValues::Plain {
-                    data,
-                    pos: 0,
+                    src: vals,
                     width: self.width,
                 },
                 Encoding::PLAIN_DICTIONARY | Encoding::RLE_DICTIONARY => {
-                    let bits = *data
-                        .first()
+                    let bits = (vals.byte()?)
                         .ok_or_else(|| "a dictionary-encoded page has no bit width".to_string())?;
                     if bits > 32 {
                         return Err(format!("dictionary indices of {bits} bits"));
                     }
-                    PageValues::Dictionary(Hybrid::new(data.slice(1..), bits))
+                    PageValues::Dictionary(Hybrid::new(vals, bits))
                 }
                 other => {
                     return Err(format!(
@@ -282,6 +341,7 @@ impl TokenPages {
                 return Ok(true);
             }
         }
+        Ok(false)
     }
 
     /// Decodes up to `n` more levels (and their values) of the current page.
@@ -427,7 +487,7 @@ mod tests {
         let data = Bytes::from_static(&[0x0A, 0x03, 0x03, 0xE4, 0xE4]);
         let expected = [3, 3, 3, 3, 3, 0, 1, 2, 3, 0, 1, 2, 3];
         for step in 1..=13 {
-            let mut h = Hybrid::new(data.clone(), 2);
+            let mut h = Hybrid::new(Stream::of(data.clone()), 2);
             let mut out = Vec::new();
             while out.len() < expected.len() {
                 let n = step.min(expected.len() - out.len());
@@ -445,8 +505,7 @@ mod tests {
     fn plain_and_dictionary_values_decode_as_written() {
         let mut out = Vec::new();
         let mut plain = PageValues::Plain {
-            data: Bytes::from_static(&[1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]),
-            pos: 0,
+            src: Stream::of(Bytes::from_static(&[1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff])),
             width: 4,
         };
         plain.read(2, &[], &mut out).unwrap();
@@ -454,13 +513,16 @@ mod tests {
         assert!(plain.read(1, &[], &mut out).is_err());
         // Indices 1, 1, 0 as an RLE run of two 1s and a bit-packed group.
         let mut dict = PageValues::Dictionary(Hybrid::new(
-            Bytes::from_static(&[0x04, 0x01, 0x03, 0x00]),
+            Stream::of(Bytes::from_static(&[0x04, 0x01, 0x03, 0x00])),
             1,
         ));
         out.clear();
         dict.read(3, &[70, 80], &mut out).unwrap();
         assert_eq!(out, [80, 80, 70]);
-        let mut bad = PageValues::Dictionary(Hybrid::new(Bytes::from_static(&[0x02, 0x05]), 3));
+        let mut bad = PageValues::Dictionary(Hybrid::new(
+            Stream::of(Bytes::from_static(&[0x02, 0x05])),
+            3,
+        ));
         assert_eq!(
             bad.read(1, &[70, 80], &mut out).unwrap_err(),
             "dictionary index 5 is past the dictionary's 2 entries"

@@ -11,6 +11,7 @@ use arrow_array::{ArrayRef, Int32Array, Int64Array, ListArray, RecordBatch, Stri
 use arrow_buffer::{NullBuffer, OffsetBuffer};
 use arrow_schema::{DataType, Field};
 use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::{WriterProperties, WriterVersion};
 
 use crate::harness::*;
@@ -40,14 +41,14 @@ fn documents(seed: u64) -> Vec<Vec<i64>> {
 
 /// Writes `docs` with ids `first_id..`, a carried `source` and `lang`, in
 /// row groups of `rg` rows and tiny pages (so that pages and pieces cut
-/// documents anywhere); `v2` writes data page v2, `dictionary` dictionary pages.
+/// documents anywhere); `v2` writes data page v2, `dictionary` dictionary
+/// pages, compressed with `codec`.
 fn write_corpus(
     path: &Path,
     docs: &[Vec<i64>],
     first_id: i64,
-    rg: usize,
-    v2: bool,
-    dictionary: bool,
+    (rg, v2, dictionary): (usize, bool, bool),
+    codec: Compression,
 ) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let n = docs.len();
@@ -74,6 +75,7 @@ fn write_corpus(
         .set_data_page_size_limit(300)
         .set_write_batch_size(97)
         .set_dictionary_enabled(dictionary)
+        .set_compression(codec)
         .set_writer_version(if v2 {
             WriterVersion::PARQUET_2_0
         } else {
@@ -127,36 +129,38 @@ fn run(
     (files, summary)
 }
 
-/// A corpus of three files, with documents of up to 17,500 tokens among
-/// short and empty ones: data page v1 with dictionaries in row groups of 50
-/// rows, v2 with dictionaries in one row group, v1 plain in row groups of 70
-/// rows. (Without dictionaries, arrow-rs writes v2 pages of integers in
+/// A corpus of four files, with documents of up to 17,500 tokens among
+/// short and empty ones, in each codec read as streams: data page v1 with
+/// dictionaries in row groups of 50 rows (snappy), v2 with dictionaries in
+/// one row group (zstd), v1 plain in row groups of 70 rows (LZ4_RAW), v1
+/// with dictionaries in row groups of 40 rows (gzip). (Without
+/// dictionaries, arrow-rs writes v2 pages of integers in
 /// DELTA_BINARY_PACKED, which is read whole.)
 fn corpus(env: &Env) {
-    write_corpus(
-        &env.path("data/a.parquet"),
-        &documents(1),
-        0,
-        50,
-        false,
-        true,
-    );
-    write_corpus(
-        &env.path("data/b.parquet"),
-        &documents(2),
-        1000,
-        1000,
-        true,
-        true,
-    );
-    write_corpus(
-        &env.path("data/c.parquet"),
-        &documents(3),
-        2000,
-        70,
-        false,
-        false,
-    );
+    let files = [
+        ("a", (50, false, true), Compression::SNAPPY),
+        (
+            "b",
+            (1000, true, true),
+            Compression::ZSTD(ZstdLevel::default()),
+        ),
+        ("c", (70, false, false), Compression::LZ4_RAW),
+        (
+            "d",
+            (40, false, true),
+            Compression::GZIP(GzipLevel::default()),
+        ),
+    ];
+    for (i, (name, layout, codec)) in files.into_iter().enumerate() {
+        let path = env.path(&format!("data/{name}.parquet"));
+        write_corpus(
+            &path,
+            &documents(i as u64 + 1),
+            1000 * i as i64,
+            layout,
+            codec,
+        );
+    }
 }
 
 const SOURCE: &str = "source: {path: data, tokens: tokens, id: doc_id, carry: [source, lang]}\n";
@@ -215,7 +219,7 @@ fn row_groups_read_in_pieces_number_documents_without_an_id_as_whole_ones_do() {
     let whole = run(&env, yaml, WHOLE, "2");
     let pieces = run(&env, yaml, "3", "2");
     assert_eq!(pieces, whole);
-    assert_eq!(whole.1["totals"]["documents"], 360);
+    assert_eq!(whole.1["totals"]["documents"], 480);
 }
 
 /// `stats` (document lengths, by partition) reads row groups in pieces

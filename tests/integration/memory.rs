@@ -4,6 +4,7 @@
 //! previous dataset intact; a crafted footer is refused before the Parquet
 //! decoder reserves what it claims.
 
+use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -12,6 +13,9 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Int32Array, ListArray, RecordBatch, StringArray};
 use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
 
 use crate::harness::*;
 
@@ -367,13 +371,12 @@ fn an_unshuffled_mix_of_three_sources_runs_in_memory_that_does_not_grow_with_the
     assert!(growth_mib < 40, "peak RSS grew by {growth_mib} MiB");
 }
 
-/// One document of `len` tokens in runs of 4,096 equal tokens, in `path`.
-/// The arrow-rs writer never splits a row across data pages, so the whole
-/// document is one page; in runs, that page's encoded bytes are a few KiB,
-/// and what is measured is the decoding and windowing, not the input's
-/// encoding (a page is held while it is read: see src/source/pages.rs).
-fn one_document_of_runs(path: &Path, len: usize) {
-    let values = Int32Array::from_iter_values((0..len).map(|i| ((i >> 12) % 1000) as i32));
+/// One document of `len` tokens (below 50,000, without runs) in `path`,
+/// as pyarrow writes it by default: snappy, a dictionary page, data page
+/// v1. Neither arrow-rs nor pyarrow splits a row across data pages, so the
+/// whole document is one data page of about 2 bytes a token.
+fn one_pyarrow_document(path: &Path, len: usize) {
+    let values = Int32Array::from_iter_values((0..len).map(|i| (i * 7919 % 50_000) as i32));
     let item = Arc::new(Field::new("element", DataType::Int32, true));
     let list = ListArray::new(
         item,
@@ -382,23 +385,31 @@ fn one_document_of_runs(path: &Path, len: usize) {
         None,
     );
     let batch = RecordBatch::try_from_iter([("tokens", Arc::new(list) as ArrayRef)]).unwrap();
-    write_parquet(path, &batch, 1);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let mut w =
+        ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
 }
 
 /// Issue 14: one document stored as one list value used to be decoded whole
 /// (the list reader materialises the entire row): peak RSS grew with the
-/// document's length (+296 MiB from 16M to 48M tokens, 637 MiB at 64M). A
-/// row group with more than 8M tokens is now decoded a bounded number of
-/// levels at a time and windowed in pieces, so three times the document
-/// needs about the same memory — when its data page is small, as here (a
-/// page is held whole while it is read; see `one_document_of_runs`). (With `SEQWIN_STREAM_TOKENS` raised above
+/// document's length (+296 MiB from 16M to 48M tokens, 637 MiB at 64M).
+/// A row group with more than 8M tokens is now decoded a bounded number of
+/// levels at a time and windowed in pieces, and its one data page is read
+/// as streams, decompressed as they are read (it used to be held whole,
+/// compressed and decompressed: +128 MiB here). Three times the document
+/// needs about the same memory. (With `SEQWIN_STREAM_TOKENS` raised above
 /// the document's length, the row group is decoded whole again and this
 /// test fails.)
 #[test]
 fn one_long_document_runs_in_memory_that_does_not_grow_with_it() {
     let env = Env::new();
-    one_document_of_runs(&env.path("small/a.parquet"), 16 << 20);
-    one_document_of_runs(&env.path("large/a.parquet"), 48 << 20);
+    one_pyarrow_document(&env.path("small/a.parquet"), 16 << 20);
+    one_pyarrow_document(&env.path("large/a.parquet"), 48 << 20);
     let growth_mib = rss_growth_mib(
         &env,
         "source: {path: {dir}, tokens: tokens}\nwindows: {seq_len: 1024}\nsink: {path: out-{dir}}\n",

@@ -1,0 +1,108 @@
+//! Tests of reading one document stored as one large page, in every codec
+//! and page layout read as streams ([`super::pages`]): the tokens read in
+//! pieces are the ones written, whatever the piece size.
+
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, Int32Array, LargeListArray, ListArray, RecordBatch};
+use arrow_buffer::OffsetBuffer;
+use arrow_schema::{DataType, Field};
+use bytes::Bytes;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+use parquet::file::metadata::ParquetMetaDataReader;
+use parquet::file::properties::{WriterProperties, WriterVersion};
+
+use super::pages::TokenPages;
+
+/// Tokens with repeats at many distances (so that the LZ codecs copy from
+/// far back) among varied runs.
+fn tokens(n: usize) -> Vec<i32> {
+    let mut v: Vec<i32> = Vec::with_capacity(n);
+    let mut x = 7u64;
+    while v.len() < n {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let back = (x >> 33) as usize % 300_000;
+        let len = ((x >> 20) % 2000) as usize + 1;
+        for i in 0..len.min(n - v.len()) {
+            let t = if x & 3 == 0 && back > 0 && back <= v.len() {
+                v[v.len() - back]
+            } else {
+                ((x >> 8) as i32 + i as i32 * 31) % 50_000
+            };
+            v.push(t);
+        }
+    }
+    v
+}
+
+fn one_document_file(doc: &[i32], codec: Compression, v2: bool, dictionary: bool) -> Bytes {
+    let item = Arc::new(Field::new("element", DataType::Int32, true));
+    let list = ListArray::new(
+        item,
+        OffsetBuffer::from_lengths([doc.len()]),
+        Arc::new(Int32Array::from(doc.to_vec())),
+        None,
+    );
+    let batch = RecordBatch::try_from_iter([("tokens", Arc::new(list) as ArrayRef)]).unwrap();
+    let props = WriterProperties::builder()
+        .set_compression(codec)
+        .set_dictionary_enabled(dictionary)
+        .set_writer_version(if v2 {
+            WriterVersion::PARQUET_2_0
+        } else {
+            WriterVersion::PARQUET_1_0
+        })
+        .build();
+    let mut out = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    out.into()
+}
+
+#[test]
+fn one_document_in_one_large_page_reads_back_in_pieces_in_every_codec() {
+    let doc = tokens(1_500_000);
+    let codecs = [
+        Compression::UNCOMPRESSED,
+        Compression::SNAPPY,
+        Compression::LZ4_RAW,
+        Compression::GZIP(GzipLevel::default()),
+        Compression::ZSTD(ZstdLevel::default()),
+    ];
+    // (v2, dictionary): v2 without dictionary is DELTA_BINARY_PACKED, read whole.
+    for (v2, dictionary) in [(false, false), (false, true), (true, true)] {
+        for codec in codecs {
+            let case = format!("{codec:?}, v2 {v2}, dictionary {dictionary}");
+            let file = one_document_file(&doc, codec, v2, dictionary);
+            let meta = ParquetMetaDataReader::new()
+                .parse_and_finish(&file)
+                .unwrap();
+            let rg = meta.row_group(0);
+            assert_eq!(rg.column(0).compression(), codec, "{case}");
+            let mut pages = TokenPages::try_new(Arc::new(file), &meta, 0, 0, &DataType::Int32)
+                .unwrap()
+                .unwrap_or_else(|| panic!("{case}: not read in pieces"));
+            let mut got: Vec<i32> = Vec::with_capacity(doc.len());
+            let mut pieces = 0;
+            while let Some(piece) = pages.next_piece(333_333).unwrap() {
+                let list = piece
+                    .list
+                    .as_any()
+                    .downcast_ref::<LargeListArray>()
+                    .unwrap();
+                assert_eq!((list.len(), piece.first_row), (1, 0), "{case}");
+                assert_eq!(piece.continues, pieces > 0, "{case}");
+                let values = list.values().as_any().downcast_ref::<Int32Array>().unwrap();
+                got.extend(values.values().iter());
+                pieces += 1;
+                assert_eq!(piece.last, got.len() == doc.len(), "{case}");
+            }
+            assert_eq!((pieces, pages.rows()), (5, 1), "{case}");
+            assert!(got == doc, "{case}: tokens differ");
+        }
+    }
+}
