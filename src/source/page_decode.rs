@@ -2,8 +2,8 @@
 //! time from streams of its bytes ([`super::page_stream`]); the page
 //! readers of the `parquet` crate decode whole pages, and its page decoders
 //! are public only under its `experimental` feature. The RLE / bit-packing
-//! hybrid of levels and dictionary indices, plain and dictionary-encoded
-//! integer values. Used by [`super::pages`].
+//! hybrid of levels and dictionary indices, plain, dictionary-encoded and
+//! DELTA_BINARY_PACKED integer values. Used by [`super::pages`].
 
 use parquet::basic::Encoding;
 
@@ -73,24 +73,10 @@ impl Hybrid {
 
     /// Unpacks the next group of 8 bit-packed values.
     fn next_group(&mut self) -> Result<(), String> {
-        let mut raw = [0u8; 8 * 8 + 8];
+        let mut raw = [0u8; 8 * 8 + 9];
         let got = self.src.read(&mut raw[..self.width])?;
         self.held = (got * 8).checked_div(self.width).map_or(8, |n| n.min(8));
-        let mask = if self.width == 64 {
-            u64::MAX
-        } else {
-            (1u64 << self.width) - 1
-        };
-        for (i, v) in self.group.iter_mut().enumerate() {
-            let bit = i * self.width;
-            let at = bit / 8;
-            let word = u64::from_le_bytes(raw[at..at + 8].try_into().expect("8 bytes"));
-            let mut value = word >> (bit % 8);
-            if bit % 8 + self.width > 64 {
-                value |= u64::from(raw[at + 8]) << (64 - bit % 8);
-            }
-            *v = value & mask;
-        }
+        unpack(&raw, self.width, &mut self.group);
         self.next = 0;
         Ok(())
     }
@@ -124,12 +110,185 @@ impl Hybrid {
     }
 }
 
+/// Unpacks `out.len()` values of `width` bits (at most 64), least
+/// significant bit first, from `raw`, which holds 9 bytes past them.
+fn unpack(raw: &[u8], width: usize, out: &mut [u64]) {
+    let mask = if width == 64 {
+        u64::MAX
+    } else {
+        (1u64 << width) - 1
+    };
+    for (i, v) in out.iter_mut().enumerate() {
+        let bit = i * width;
+        let at = bit / 8;
+        let word = u64::from_le_bytes(raw[at..at + 8].try_into().expect("8 bytes"));
+        let mut value = word >> (bit % 8);
+        if bit % 8 + width > 64 {
+            value |= u64::from(raw[at + 8]) << (64 - bit % 8);
+        }
+        *v = value & mask;
+    }
+}
+
+/// A stream of DELTA_BINARY_PACKED values: a header (block size,
+/// miniblocks per block, value count, first value), then blocks of a
+/// minimum delta, one bit width per miniblock, and the miniblocks' deltas
+/// over the minimum, bit-packed. Sums wrap in the physical type's width.
+pub(super) struct Delta {
+    src: Stream,
+    /// 4 or 8 bytes.
+    width: usize,
+    miniblocks: usize,
+    per_miniblock: usize,
+    /// Values not yet handed out, the first value among them while `first`.
+    left: usize,
+    first: bool,
+    last: i64,
+    min_delta: i64,
+    widths: Vec<u8>,
+    /// The next miniblock of the current block (`miniblocks`: a block header next).
+    miniblock: usize,
+    deltas: Vec<u64>,
+    next: usize,
+    raw: Vec<u8>,
+}
+
+impl Delta {
+    /// Reads the header at the start of `src`; values of `width` bytes.
+    pub(super) fn new(mut src: Stream, width: usize) -> Result<Delta, String> {
+        let block = varint(&mut src)? as usize;
+        let miniblocks = varint(&mut src)? as usize;
+        let count = varint(&mut src)? as usize;
+        let first = zigzag(&mut src)?;
+        let per_miniblock = block.checked_div(miniblocks).unwrap_or(0);
+        if block == 0
+            || !block.is_multiple_of(128)
+            || per_miniblock == 0
+            || !per_miniblock.is_multiple_of(32)
+        {
+            return Err(format!(
+                "a DELTA_BINARY_PACKED block of {block} values in {miniblocks} miniblocks"
+            ));
+        }
+        if per_miniblock > 1 << 16 {
+            return Err(format!(
+                "DELTA_BINARY_PACKED miniblocks of {per_miniblock} values"
+            ));
+        }
+        Ok(Delta {
+            src,
+            width,
+            miniblocks,
+            per_miniblock,
+            left: count,
+            first: true,
+            last: first,
+            min_delta: 0,
+            widths: vec![0; miniblocks],
+            miniblock: miniblocks,
+            deltas: Vec::new(),
+            next: 0,
+            raw: Vec::new(),
+        })
+    }
+
+    /// Unpacks the next miniblock (reading a block header first when due).
+    fn next_miniblock(&mut self) -> Result<(), String> {
+        if self.miniblock == self.miniblocks {
+            self.min_delta = zigzag(&mut self.src)?;
+            self.src.read_exact(
+                &mut self.widths,
+                "a DELTA_BINARY_PACKED block header runs past the data",
+            )?;
+            self.miniblock = 0;
+        }
+        let bits = usize::from(self.widths[self.miniblock]);
+        if bits > 8 * self.width {
+            return Err(format!(
+                "a DELTA_BINARY_PACKED miniblock of {bits}-bit deltas in a {}-bit column",
+                8 * self.width
+            ));
+        }
+        self.miniblock += 1;
+        // Only the values left need to be present (the last miniblock may be cut short).
+        let n = self.per_miniblock.min(self.left);
+        self.raw.clear();
+        self.raw.resize(self.per_miniblock * bits / 8 + 9, 0);
+        let full = self.per_miniblock * bits / 8;
+        let got = self.src.read(&mut self.raw[..full])?;
+        if got < (n * bits).div_ceil(8) {
+            return Err("DELTA_BINARY_PACKED values run past the data".into());
+        }
+        self.deltas.resize(n, 0);
+        unpack(&self.raw, bits, &mut self.deltas);
+        self.next = 0;
+        Ok(())
+    }
+
+    /// Appends the next `n` values to `out`.
+    fn read(&mut self, n: usize, out: &mut Vec<i64>) -> Result<(), String> {
+        if n > self.left {
+            return Err(format!(
+                "a data page holds {} more values, {n} were asked for",
+                self.left
+            ));
+        }
+        let mut want = n;
+        if want > 0 && self.first {
+            out.push(self.last);
+            self.first = false;
+            self.left -= 1;
+            want -= 1;
+        }
+        while want > 0 {
+            if self.next == self.deltas.len() {
+                self.next_miniblock()?;
+            }
+            let k = want.min(self.deltas.len() - self.next);
+            let (min, wide) = (self.min_delta, self.width == 8);
+            let mut last = self.last;
+            out.extend(self.deltas[self.next..self.next + k].iter().map(|&d| {
+                last = last.wrapping_add(min).wrapping_add(d as i64);
+                if wide {
+                    last
+                } else {
+                    i64::from(last as i32)
+                }
+            }));
+            self.last = last;
+            self.next += k;
+            self.left -= k;
+            want -= k;
+        }
+        Ok(())
+    }
+}
+
+fn varint(src: &mut Stream) -> Result<u64, String> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = (src.byte()?).ok_or("a DELTA_BINARY_PACKED header runs past the data")?;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err("a DELTA_BINARY_PACKED varint is too long".into())
+}
+
+fn zigzag(src: &mut Stream) -> Result<i64, String> {
+    let v = varint(src)?;
+    Ok((v >> 1) as i64 ^ -((v & 1) as i64))
+}
+
 /// The values of the current data page.
 pub(super) enum PageValues {
     /// Little-endian values of `width` bytes.
     Plain { src: Stream, width: usize },
     /// Indices into the chunk's dictionary.
     Dictionary(Hybrid),
+    /// Deltas.
+    Delta(Delta),
 }
 
 impl PageValues {
@@ -165,6 +324,7 @@ impl PageValues {
                     left -= k;
                 }
             }
+            PageValues::Delta(delta) => delta.read(n, out)?,
             PageValues::Dictionary(indices) => {
                 let mut raw = Vec::with_capacity(n);
                 indices.read(n, &mut raw)?;
@@ -187,6 +347,10 @@ impl PageValues {
 pub(super) fn supported(encoding: Encoding) -> bool {
     matches!(
         encoding,
-        Encoding::PLAIN | Encoding::RLE | Encoding::PLAIN_DICTIONARY | Encoding::RLE_DICTIONARY
+        Encoding::PLAIN
+            | Encoding::RLE
+            | Encoding::PLAIN_DICTIONARY
+            | Encoding::RLE_DICTIONARY
+            | Encoding::DELTA_BINARY_PACKED
     )
 }

@@ -37,7 +37,7 @@ use parquet::file::metadata::ParquetMetaData;
 use parquet::file::reader::ChunkReader;
 use parquet::schema::types::SchemaDescriptor;
 
-use super::page_decode::{supported, Hybrid, PageValues};
+use super::page_decode::{supported, Delta, Hybrid, PageValues};
 use super::page_header::{read_page_header, PageKind};
 use super::page_stream::{decompress, streamable, RangeRead, Ranges, Stream};
 
@@ -166,7 +166,7 @@ impl TokenPages {
     /// The token leaf `leaf` of row group `row_group`, whose list elements
     /// are of Arrow type `element`; `None` when the leaf is not the one leaf
     /// of a list of 32- or 64-bit integers, or its chunk uses an encoding
-    /// other than plain, dictionary and RLE levels, or a codec other than
+    /// other than plain, dictionary, delta and RLE levels, or a codec other than
     /// snappy, gzip, zstd and LZ4_RAW (the caller reads the row group whole
     /// then).
     pub(crate) fn try_new<R: ChunkReader + 'static>(
@@ -330,6 +330,7 @@ impl TokenPages {
                     }
                     PageValues::Dictionary(Hybrid::new(vals, bits))
                 }
+                Encoding::DELTA_BINARY_PACKED => PageValues::Delta(Delta::new(vals, self.width)?),
                 other => {
                     return Err(format!(
                         "values encoded as {other} cannot be read in pieces"

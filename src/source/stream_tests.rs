@@ -4,12 +4,14 @@
 
 use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, Int32Array, LargeListArray, ListArray, RecordBatch};
+use arrow_array::{
+    Array, ArrayRef, Int32Array, Int64Array, LargeListArray, ListArray, RecordBatch,
+};
 use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+use parquet::basic::{Compression, Encoding, GzipLevel, ZstdLevel};
 use parquet::file::metadata::ParquetMetaDataReader;
 use parquet::file::properties::{WriterProperties, WriterVersion};
 
@@ -73,8 +75,8 @@ fn one_document_in_one_large_page_reads_back_in_pieces_in_every_codec() {
         Compression::GZIP(GzipLevel::default()),
         Compression::ZSTD(ZstdLevel::default()),
     ];
-    // (v2, dictionary): v2 without dictionary is DELTA_BINARY_PACKED, read whole.
-    for (v2, dictionary) in [(false, false), (false, true), (true, true)] {
+    // (v2, dictionary): PLAIN, dictionary in v1 and v2, DELTA_BINARY_PACKED.
+    for (v2, dictionary) in [(false, false), (false, true), (true, true), (true, false)] {
         for codec in codecs {
             let case = format!("{codec:?}, v2 {v2}, dictionary {dictionary}");
             let file = one_document_file(&doc, codec, v2, dictionary);
@@ -83,6 +85,12 @@ fn one_document_in_one_large_page_reads_back_in_pieces_in_every_codec() {
                 .unwrap();
             let rg = meta.row_group(0);
             assert_eq!(rg.column(0).compression(), codec, "{case}");
+            let values = match (v2, dictionary) {
+                (_, true) => Encoding::RLE_DICTIONARY,
+                (false, false) => Encoding::PLAIN,
+                (true, false) => Encoding::DELTA_BINARY_PACKED,
+            };
+            assert!(rg.column(0).encodings().any(|e| e == values), "{case}");
             let mut pages = TokenPages::try_new(Arc::new(file), &meta, 0, 0, &DataType::Int32)
                 .unwrap()
                 .unwrap_or_else(|| panic!("{case}: not read in pieces"));
@@ -104,5 +112,57 @@ fn one_document_in_one_large_page_reads_back_in_pieces_in_every_codec() {
             assert_eq!((pieces, pages.rows()), (5, 1), "{case}");
             assert!(got == doc, "{case}: tokens differ");
         }
+    }
+}
+
+/// 64-bit tokens far apart (deltas of up to 64 bits, wrapping) in
+/// DELTA_BINARY_PACKED and PLAIN pages.
+#[test]
+fn one_document_of_int64_tokens_reads_back_in_pieces() {
+    let doc: Vec<i64> = tokens(300_000)
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| match i % 5 {
+            0 => i64::MAX - i64::from(t.unsigned_abs()),
+            1 => i64::MIN + i64::from(t.unsigned_abs()),
+            _ => i64::from(t) << 20,
+        })
+        .collect();
+    let item = Arc::new(Field::new("element", DataType::Int64, true));
+    let list = ListArray::new(
+        item,
+        OffsetBuffer::from_lengths([doc.len()]),
+        Arc::new(Int64Array::from(doc.clone())),
+        None,
+    );
+    let batch = RecordBatch::try_from_iter([("tokens", Arc::new(list) as ArrayRef)]).unwrap();
+    for version in [WriterVersion::PARQUET_1_0, WriterVersion::PARQUET_2_0] {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_dictionary_enabled(false)
+            .set_writer_version(version)
+            .build();
+        let mut out = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let file = Bytes::from(out);
+        let meta = ParquetMetaDataReader::new()
+            .parse_and_finish(&file)
+            .unwrap();
+        let mut pages = TokenPages::try_new(Arc::new(file), &meta, 0, 0, &DataType::Int64)
+            .unwrap()
+            .unwrap();
+        let mut got: Vec<i64> = Vec::new();
+        while let Some(piece) = pages.next_piece(70_000).unwrap() {
+            let list = piece
+                .list
+                .as_any()
+                .downcast_ref::<LargeListArray>()
+                .unwrap();
+            let values = list.values().as_any().downcast_ref::<Int64Array>().unwrap();
+            got.extend(values.values().iter());
+        }
+        assert!(got == doc, "{version:?}: tokens differ");
     }
 }

@@ -130,12 +130,11 @@ fn run(
 }
 
 /// A corpus of four files, with documents of up to 17,500 tokens among
-/// short and empty ones, in each codec read as streams: data page v1 with
-/// dictionaries in row groups of 50 rows (snappy), v2 with dictionaries in
-/// one row group (zstd), v1 plain in row groups of 70 rows (LZ4_RAW), v1
-/// with dictionaries in row groups of 40 rows (gzip). (Without
-/// dictionaries, arrow-rs writes v2 pages of integers in
-/// DELTA_BINARY_PACKED, which is read whole.)
+/// short and empty ones, in each codec and value encoding read as streams:
+/// data page v1 with dictionaries in row groups of 50 rows (snappy), v2
+/// with dictionaries in one row group (zstd), v2 without dictionaries —
+/// DELTA_BINARY_PACKED — in row groups of 70 rows (LZ4_RAW), v1 plain in
+/// row groups of 40 rows (gzip).
 fn corpus(env: &Env) {
     let files = [
         ("a", (50, false, true), Compression::SNAPPY),
