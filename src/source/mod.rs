@@ -46,12 +46,7 @@ mod remote {
             match *self {}
         }
 
-        pub(super) fn fetch_chunks(
-            &self,
-            _: &InputFile,
-            _: &Unit,
-            _: &[usize],
-        ) -> Result<bytes::Bytes> {
+        pub(super) fn blocks(&self, _: &InputFile) -> std::sync::Arc<bytes::Bytes> {
             match *self {}
         }
     }

@@ -34,7 +34,6 @@ use arrow_schema::{DataType, Field};
 use bytes::Bytes;
 use parquet::basic::{Compression, Encoding, Repetition, Type as PhysicalType};
 use parquet::file::metadata::ParquetMetaData;
-use parquet::file::reader::ChunkReader;
 use parquet::schema::types::SchemaDescriptor;
 
 use super::page_decode::{supported, Delta, Hybrid, PageValues};
@@ -169,8 +168,8 @@ impl TokenPages {
     /// other than plain, dictionary, delta and RLE levels, or a codec other than
     /// snappy, gzip, zstd and LZ4_RAW (the caller reads the row group whole
     /// then).
-    pub(crate) fn try_new<R: ChunkReader + 'static>(
-        reader: Arc<R>,
+    pub(crate) fn try_new(
+        reader: Arc<dyn Ranges>,
         meta: &ParquetMetaData,
         row_group: usize,
         leaf: usize,

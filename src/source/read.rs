@@ -12,6 +12,7 @@ use parquet::file::reader::ChunkReader;
 
 use crate::error::{contain, Error, Result};
 
+use super::page_stream::Ranges;
 use super::pages::TokenPages;
 use super::{InputFile, Source, Unit};
 
@@ -43,20 +44,14 @@ impl Source {
         let pages = contain(
             || {
                 let md = f.meta.metadata();
-                match &f.remote {
-                    None => {
-                        let file = File::open(&f.path).map_err(|e| {
-                            Error::input(&f.path, format!("cannot open input file: {e}"))
-                        })?;
-                        TokenPages::try_new(Arc::new(file), md, unit.row_group, leaf, element)
-                    }
-                    Some(r) => {
-                        let root = f.roots[0].expect("the token column is in the file");
-                        let data = r.fetch_chunks(f, unit, &[root])?;
-                        TokenPages::try_new(Arc::new(data), md, unit.row_group, leaf, element)
-                    }
-                }
-                .map_err(corrupt)
+                // An object is read on demand in blocks, not its chunk whole.
+                let file: Arc<dyn Ranges> = match &f.remote {
+                    None => Arc::new(File::open(&f.path).map_err(|e| {
+                        Error::input(&f.path, format!("cannot open input file: {e}"))
+                    })?),
+                    Some(r) => r.blocks(f),
+                };
+                TokenPages::try_new(file, md, unit.row_group, leaf, element).map_err(corrupt)
             },
             |m| corrupt(format!("the Parquet reader failed ({m})")),
         )?;

@@ -43,17 +43,20 @@ impl RemoteFile {
         Ok(decode_row_group(data, f, unit, roots))
     }
 
-    /// Fetches the column chunks of the projected root columns (`roots`,
-    /// sorted) of `unit`'s row group, to be decoded page by page.
-    pub(super) fn fetch_chunks(
-        &self,
-        f: &InputFile,
-        unit: &Unit,
-        roots: &[usize],
-    ) -> Result<Ranges> {
-        let ranges = column_chunk_ranges(f, unit, roots);
-        Ranges::fetch(self.store.as_ref(), &self.key, f.bytes, ranges)
-            .map_err(|e| Error::io(&f.path, store::io_error(e)))
+    /// The object, read on demand in blocks ([`store::Blocks`]): for a row
+    /// group's token column read page by page as streams.
+    pub(super) fn blocks(&self, f: &InputFile) -> Arc<store::Blocks> {
+        Arc::new(store::Blocks::new(
+            Arc::clone(&self.store),
+            self.key.clone(),
+            f.bytes,
+        ))
+    }
+}
+
+impl super::page_stream::Ranges for store::Blocks {
+    fn bytes(&self, start: u64, len: usize) -> std::result::Result<bytes::Bytes, String> {
+        self.get(start, len)
     }
 }
 

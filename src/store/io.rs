@@ -1,7 +1,10 @@
 //! Reading and writing objects: Parquet footers by suffix range, row
-//! groups by fetched column-chunk ranges, data files by multipart upload.
+//! groups by fetched column-chunk ranges, large column chunks by blocks read
+//! on demand, data files by multipart upload.
 
+use std::collections::VecDeque;
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -125,6 +128,89 @@ impl Ranges {
     }
 }
 
+/// Blocks of an object read on demand ([`Blocks`]): 4 MiB, 250 GETs a GB.
+pub const BLOCK_BYTES: u64 = 4 << 20;
+
+/// Blocks a [`Blocks`] keeps, the most recently used.
+pub const BLOCKS_KEPT: usize = 4;
+
+/// An object read on demand in aligned blocks of [`BLOCK_BYTES`], the last
+/// [`BLOCKS_KEPT`] used kept: a column chunk too large to fetch whole (one
+/// long document) is read as streams at a few places at once (its levels
+/// and its values) for one GET per block and bounded memory.
+pub struct Blocks {
+    store: Arc<dyn ObjectStore>,
+    key: Key,
+    size: u64,
+    kept: Mutex<VecDeque<(u64, Bytes)>>,
+}
+
+impl Blocks {
+    /// Object `key` of `size` bytes in `store`.
+    pub fn new(store: Arc<dyn ObjectStore>, key: Key, size: u64) -> Blocks {
+        Blocks {
+            store,
+            key,
+            size,
+            kept: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Block `k`, fetched unless kept.
+    fn block(&self, k: u64) -> std::result::Result<Bytes, object_store::Error> {
+        let kept = |q: &mut VecDeque<(u64, Bytes)>| {
+            let i = q.iter().position(|(b, _)| *b == k)?;
+            let hit = q.remove(i)?;
+            q.push_back(hit.clone());
+            Some(hit.1)
+        };
+        if let Some(b) = kept(&mut self.kept.lock().expect("blocks lock")) {
+            return Ok(b);
+        }
+        let start = k * BLOCK_BYTES;
+        let end = (start + BLOCK_BYTES).min(self.size);
+        let bytes = block_on(self.store.get_range(&self.key, start..end))?;
+        let mut q = self.kept.lock().expect("blocks lock");
+        q.push_back((k, bytes.clone()));
+        while q.len() > BLOCKS_KEPT {
+            q.pop_front();
+        }
+        Ok(bytes)
+    }
+
+    /// Bytes `[start, start + len)` of the object.
+    ///
+    /// # Errors
+    /// The store's error; a range past the object's end is an error.
+    pub fn get(&self, start: u64, len: usize) -> std::result::Result<Bytes, String> {
+        let end = start + len as u64;
+        if end > self.size {
+            return Err(format!(
+                "read of {len} bytes at offset {start} past the object's {} bytes",
+                self.size
+            ));
+        }
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let fetch = |k| self.block(k).map_err(|e| super::describe(&e));
+        let (first, last) = (start / BLOCK_BYTES, (end - 1) / BLOCK_BYTES);
+        if first == last {
+            // A copy: a slice would keep the whole block alive after it leaves the cache.
+            let at = (start - first * BLOCK_BYTES) as usize;
+            return Ok(Bytes::copy_from_slice(&fetch(first)?[at..at + len]));
+        }
+        let mut out = Vec::with_capacity(len);
+        for k in first..=last {
+            let block = fetch(k)?;
+            let lo = start.max(k * BLOCK_BYTES) - k * BLOCK_BYTES;
+            let hi = end.min((k + 1) * BLOCK_BYTES) - k * BLOCK_BYTES;
+            out.extend_from_slice(&block[lo as usize..hi as usize]);
+        }
+        Ok(out.into())
+    }
+}
+
 impl Length for Ranges {
     fn len(&self) -> u64 {
         self.size
@@ -229,5 +315,46 @@ mod tests {
         assert!(r.get_bytes(5, 2).is_err()); // before any range
         assert!(r.get_bytes(30, 1).is_err()); // between ranges
         assert_eq!(r.len(), 100);
+    }
+
+    /// Reads within a block, across blocks and at the end give the object's
+    /// bytes; the blocks are kept in the order of their last use.
+    #[test]
+    fn blocks_serve_any_range_and_keep_the_last_used() {
+        use object_store::memory::InMemory;
+        use object_store::PutPayload;
+        let size = 2 * BLOCK_BYTES + 1000;
+        let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+        let store = Arc::new(InMemory::new());
+        let key = Key::from("a.parquet");
+        block_on(store.put(&key, PutPayload::from(data.clone()))).unwrap();
+        let blocks = Blocks::new(store, key, size);
+        let b = BLOCK_BYTES as usize;
+        for (start, len) in [
+            (0, 10),
+            (b - 5, 10),
+            (b - 5, b + 10),
+            (size as usize - 7, 7),
+            (3, 0),
+        ] {
+            let got = blocks.get(start as u64, len).unwrap();
+            assert!(got[..] == data[start..start + len], "{start}+{len}");
+        }
+        assert_eq!(
+            blocks.get(size - 3, 4).unwrap_err(),
+            format!(
+                "read of 4 bytes at offset {} past the object's {size} bytes",
+                size - 3
+            )
+        );
+        let kept: Vec<u64> = blocks
+            .kept
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| *k)
+            .collect();
+        // Last used last: 0, 1 and 2 by the read across all three, then 2 again.
+        assert_eq!(kept, [0, 1, 2]);
     }
 }

@@ -14,7 +14,7 @@ mod io;
 mod open;
 
 pub use error::{describe, io_error, one_line, StoreError};
-pub use io::{delete_all, read_footer, Ranges, Upload};
+pub use io::{delete_all, read_footer, Blocks, Ranges, Upload, BLOCKS_KEPT, BLOCK_BYTES};
 
 use std::future::Future;
 use std::path::PathBuf;
