@@ -229,14 +229,13 @@ impl Windowed {
                 }
             }
         }
-        let (offset, _) = self.copy;
-        if self.copy.1 > 0 && (offset == 0 || offset > self.out.len()) {
+        // The output kept is at least the window once that much is decoded
+        // (see `produce`): a copy from further back fails at any read size.
+        let (offset, kept) = (self.copy.0, self.out.len().min(self.format.window()));
+        if self.copy.1 > 0 && (offset == 0 || offset > kept) {
             return Err(corrupt(
                 self.format,
-                &format!(
-                    "a copy reaches {offset} bytes back, {} are kept",
-                    self.out.len()
-                ),
+                &format!("a copy reaches {offset} bytes back, {kept} are kept"),
             ));
         }
         Ok(true)
@@ -444,5 +443,36 @@ mod tests {
         assert_eq!(out[..3], [2, 3, 4]);
         assert_eq!(s.byte().unwrap(), None);
         assert_eq!(s.skip(1, "short").unwrap_err(), "short");
+    }
+
+    /// A snappy copy from 1.2 MB back (past the 1 MiB window) is refused at
+    /// any read size, never read from outside the output kept.
+    #[test]
+    fn a_copy_from_past_the_window_is_refused_at_any_read_size() {
+        let literal = 1_200_000usize;
+        let mut data = vec![0x80, 0x80, 0x80, 0x01]; // uncompressed length (not checked)
+        data.push(63 << 2); // a literal with a 4-byte length - 1
+        data.extend_from_slice(&(literal as u32 - 1).to_le_bytes());
+        data.extend((0..literal).map(|i| (i % 253) as u8));
+        data.push((9 << 2) | 3); // a copy of 10 bytes with a 4-byte offset
+        data.extend_from_slice(&(literal as u32).to_le_bytes());
+        let len = data.len() as u64;
+        let file: Arc<dyn Ranges> = Arc::new(Bytes::from(data));
+        for step in [1usize, 4096, 2 << 20] {
+            let raw = RangeRead::new(Arc::clone(&file), 0, len, 1 << 16);
+            let mut s = Stream::new(decompress(Compression::SNAPPY, raw).unwrap(), step);
+            let mut buf = vec![0u8; step];
+            let err = loop {
+                match s.read(&mut buf) {
+                    Ok(0) => panic!("read to the end at step {step}"),
+                    Ok(_) => continue,
+                    Err(e) => break e,
+                }
+            };
+            assert_eq!(
+                err, "Snappy data: a copy reaches 1200000 bytes back, 1048576 are kept",
+                "step {step}"
+            );
+        }
     }
 }
