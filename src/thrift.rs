@@ -122,13 +122,12 @@ impl<'a> Reader<'a> {
             BINARY => self.binary().map(drop),
             LIST | SET => {
                 let (size, elem) = self.list_header()?;
+                // Every element takes at least one byte: a larger size is a lie.
+                if size > self.left() {
+                    return Err(Malformed);
+                }
                 for _ in 0..size {
-                    // Booleans in a list take one byte each.
-                    if matches!(elem, BOOL_TRUE | BOOL_FALSE) {
-                        self.take(1)?;
-                    } else {
-                        self.skip(elem, depth + 1)?;
-                    }
+                    self.element(elem, depth)?;
                 }
                 Ok(())
             }
@@ -138,9 +137,12 @@ impl<'a> Reader<'a> {
                     return Ok(());
                 }
                 let kv = self.byte()?;
+                if size > self.left() as u64 {
+                    return Err(Malformed);
+                }
                 for _ in 0..size {
-                    self.skip(kv >> 4, depth + 1)?;
-                    self.skip(kv & 0x0f, depth + 1)?;
+                    self.element(kv >> 4, depth)?;
+                    self.element(kv & 0x0f, depth)?;
                 }
                 Ok(())
             }
@@ -153,5 +155,39 @@ impl<'a> Reader<'a> {
             }
             _ => Err(Malformed),
         }
+    }
+
+    /// Skips an element of a list, set or map: a boolean takes one byte there.
+    fn element(&mut self, ty: u8, depth: usize) -> Walk<()> {
+        if matches!(ty, BOOL_TRUE | BOOL_FALSE) {
+            self.take(1).map(drop)
+        } else {
+            self.skip(ty, depth + 1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A struct holding a map of two bool → bool entries (one byte each in
+    /// a map), then an i32 field; and a map claiming 2^63 entries.
+    #[test]
+    fn maps_and_lists_of_booleans_skip_one_byte_an_element() {
+        let bytes = [0x1b, 0x02, 0x11, 0x01, 0x02, 0x02, 0x01, 0x15, 0x0e, 0x00];
+        let mut r = Reader::new(&bytes);
+        let mut last = 0;
+        assert_eq!(r.field(&mut last), Ok(Some((1, MAP))));
+        r.skip(MAP, 0).unwrap();
+        assert_eq!(r.field(&mut last), Ok(Some((2, I32))));
+        assert_eq!(r.zigzag(), Ok(7));
+        assert_eq!(r.field(&mut last), Ok(None));
+        let huge = [
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0x11, 0x01,
+        ];
+        assert_eq!(Reader::new(&huge).skip(MAP, 0), Err(Malformed));
+        let list = [0xf1, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01];
+        assert_eq!(Reader::new(&list).skip(LIST, 0), Err(Malformed));
     }
 }

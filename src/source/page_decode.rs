@@ -59,7 +59,7 @@ impl Hybrid {
         let count = (header >> 1) as usize;
         if header & 1 == 1 {
             // `count` groups of 8 values, `width` bytes each.
-            self.packed = count * 8;
+            self.packed = (count.checked_mul(8)).ok_or("a bit-packed run is too long")?;
             self.next = 8;
         } else {
             let mut value = [0u8; 8];
@@ -161,18 +161,16 @@ impl Delta {
         let count = varint(&mut src)? as usize;
         let first = zigzag(&mut src)?;
         let per_miniblock = block.checked_div(miniblocks).unwrap_or(0);
+        // Writers use blocks of 128 to 1024 values in 1 to 8 miniblocks.
         if block == 0
+            || block > 1 << 16
             || !block.is_multiple_of(128)
             || per_miniblock == 0
             || !per_miniblock.is_multiple_of(32)
+            || per_miniblock * miniblocks != block
         {
             return Err(format!(
                 "a DELTA_BINARY_PACKED block of {block} values in {miniblocks} miniblocks"
-            ));
-        }
-        if per_miniblock > 1 << 16 {
-            return Err(format!(
-                "DELTA_BINARY_PACKED miniblocks of {per_miniblock} values"
             ));
         }
         Ok(Delta {
@@ -353,4 +351,102 @@ pub(super) fn supported(encoding: Encoding) -> bool {
             | Encoding::RLE_DICTIONARY
             | Encoding::DELTA_BINARY_PACKED
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    /// An RLE run of five 3s, then one bit-packed group of eight 2-bit values.
+    #[test]
+    fn the_hybrid_decoder_reads_rle_and_bit_packed_runs_in_any_steps() {
+        let data = Bytes::from_static(&[0x0A, 0x03, 0x03, 0xE4, 0xE4]);
+        let expected = [3, 3, 3, 3, 3, 0, 1, 2, 3, 0, 1, 2, 3];
+        for step in 1..=13 {
+            let mut h = Hybrid::new(Stream::of(data.clone()), 2);
+            let mut out = Vec::new();
+            while out.len() < expected.len() {
+                let n = step.min(expected.len() - out.len());
+                h.read(n, &mut out).unwrap();
+            }
+            assert_eq!(out, expected, "in steps of {step}");
+            assert_eq!(
+                h.read(1, &mut out).unwrap_err(),
+                "expected 1 values, the data holds 0"
+            );
+        }
+    }
+
+    #[test]
+    fn plain_and_dictionary_values_decode_as_written() {
+        let mut out = Vec::new();
+        let mut plain = PageValues::Plain {
+            src: Stream::of(Bytes::from_static(&[1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff])),
+            width: 4,
+        };
+        plain.read(2, &[], &mut out).unwrap();
+        assert_eq!(out, [1, -1]);
+        assert!(plain.read(1, &[], &mut out).is_err());
+        // Indices 1, 1, 0 as an RLE run of two 1s and a bit-packed group.
+        let mut dict = PageValues::Dictionary(Hybrid::new(
+            Stream::of(Bytes::from_static(&[0x04, 0x01, 0x03, 0x00])),
+            1,
+        ));
+        out.clear();
+        dict.read(3, &[70, 80], &mut out).unwrap();
+        assert_eq!(out, [80, 80, 70]);
+        let mut bad = PageValues::Dictionary(Hybrid::new(
+            Stream::of(Bytes::from_static(&[0x02, 0x05])),
+            3,
+        ));
+        assert_eq!(
+            bad.read(1, &[70, 80], &mut out).unwrap_err(),
+            "dictionary index 5 is past the dictionary's 2 entries"
+        );
+    }
+
+    /// DELTA_BINARY_PACKED headers whose block sizes no writer uses (and
+    /// which would size buffers from the file) are refused.
+    #[test]
+    fn delta_headers_with_unusable_block_sizes_are_refused() {
+        let header = |bytes: &'static [u8]| {
+            Delta::new(Stream::of(Bytes::from_static(bytes)), 4)
+                .err()
+                .unwrap()
+        };
+        // 1280 values in 39 miniblocks of 32 (39 × 32 ≠ 1280).
+        assert_eq!(
+            header(&[0x80, 0x0a, 0x27, 0x01, 0x00]),
+            "a DELTA_BINARY_PACKED block of 1280 values in 39 miniblocks"
+        );
+        // 2^62 values in 2^57 miniblocks of 32.
+        assert_eq!(
+            header(&[
+                0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40, 0x80, 0x80, 0x80, 0x80,
+                0x80, 0x80, 0x80, 0x80, 0x02, 0x01, 0x00
+            ]),
+            "a DELTA_BINARY_PACKED block of 4611686018427387904 values in 144115188075855872 miniblocks"
+        );
+        // 128 values in 4 miniblocks, 3 values, first 5, min delta 1, widths
+        // 1, 0, 0, 0, deltas over the minimum 1, 0 (then padding).
+        let mut values = PageValues::Delta(
+            Delta::new(
+                Stream::of(Bytes::from_static(&[
+                    0x80, 0x01, 0x04, 0x03, 0x0a, 0x02, 0x01, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00,
+                    0x00,
+                ])),
+                4,
+            )
+            .unwrap(),
+        );
+        let mut out = Vec::new();
+        values.read(3, &[], &mut out).unwrap();
+        assert_eq!(out, [5, 7, 8]);
+        assert_eq!(
+            values.read(1, &[], &mut out).unwrap_err(),
+            "a data page holds 0 more values, 1 were asked for"
+        );
+    }
 }

@@ -115,6 +115,12 @@ pub(super) fn read_page_header(buf: &[u8]) -> Result<PageHeader, String> {
         PageKind::DataV1 { .. } => 0,
         PageKind::Dictionary { .. } => 2,
         PageKind::DataV2 { .. } => 3,
+        // A data or dictionary page must say how it is laid out.
+        PageKind::Other if matches!(page_type, 0 | 2 | 3) => {
+            return Err(format!(
+                "a page header of type {page_type} lacks its page's header"
+            ));
+        }
         PageKind::Other => page_type,
     };
     if page_type != expected {
@@ -252,6 +258,11 @@ mod tests {
         assert_eq!(
             read_page_header(&bytes).unwrap_err(),
             "a page header of type 2 holds the header of a page of type 0"
+        );
+        // Type 0 (a data page) without its data page header.
+        assert_eq!(
+            read_page_header(&[0x15, 0x00, 0x15, 0x02, 0x15, 0x02, 0x00]).unwrap_err(),
+            "a page header of type 0 lacks its page's header"
         );
     }
 }

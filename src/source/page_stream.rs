@@ -339,9 +339,9 @@ impl Stream {
         Stream::new(Box::new(bytes.reader()), len)
     }
 
-    /// Serves at most `n` more bytes.
+    /// Serves at most `n` more bytes (a limit only ever narrows).
     pub(super) fn limit(&mut self, n: u64) {
-        self.left = n;
+        self.left = self.left.min(n);
     }
 
     /// Bytes buffered and allowed; refills when none are (0 at the end).

@@ -49,6 +49,10 @@ pub const STREAM_ABOVE_TOKENS: u64 = 8 << 20;
 /// bytes) are refused.
 const MAX_HEADER: u64 = 1 << 20;
 
+/// Dictionary entries accepted in a chunk read in pieces (128 MiB decoded):
+/// token ids number at most a few million.
+const MAX_DICTIONARY: usize = 1 << 24;
+
 /// Levels (about tokens) per piece of a row group read page by page.
 pub const PIECE_TOKENS: usize = 1 << 20;
 
@@ -250,7 +254,14 @@ impl TokenPages {
             self.next = end;
             let def_bits = (16 - self.levels.value.leading_zeros()) as u8;
             let (encoding, values) = match header.kind {
-                PageKind::Other => continue,
+                PageKind::Other
+                | PageKind::DataV1 { values: 0, .. }
+                | PageKind::DataV2 { values: 0, .. } => continue,
+                PageKind::Dictionary { values } if values > MAX_DICTIONARY => {
+                    return Err(format!(
+                        "a dictionary of {values} values (more than {MAX_DICTIONARY})"
+                    ));
+                }
                 PageKind::Dictionary { values } => {
                     let mut src = self.stream(data, end, true, header.uncompressed_size)?;
                     src.limit(header.uncompressed_size);
@@ -337,9 +348,7 @@ impl TokenPages {
                 }
             });
             self.left = levels;
-            if levels > 0 {
-                return Ok(true);
-            }
+            return Ok(true);
         }
         Ok(false)
     }
@@ -474,58 +483,5 @@ impl TokenPages {
             continues,
             last: self.exhausted && self.def.is_empty(),
         }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// An RLE run of five 3s, then one bit-packed group of eight 2-bit values.
-    #[test]
-    fn the_hybrid_decoder_reads_rle_and_bit_packed_runs_in_any_steps() {
-        let data = Bytes::from_static(&[0x0A, 0x03, 0x03, 0xE4, 0xE4]);
-        let expected = [3, 3, 3, 3, 3, 0, 1, 2, 3, 0, 1, 2, 3];
-        for step in 1..=13 {
-            let mut h = Hybrid::new(Stream::of(data.clone()), 2);
-            let mut out = Vec::new();
-            while out.len() < expected.len() {
-                let n = step.min(expected.len() - out.len());
-                h.read(n, &mut out).unwrap();
-            }
-            assert_eq!(out, expected, "in steps of {step}");
-            assert_eq!(
-                h.read(1, &mut out).unwrap_err(),
-                "expected 1 values, the data holds 0"
-            );
-        }
-    }
-
-    #[test]
-    fn plain_and_dictionary_values_decode_as_written() {
-        let mut out = Vec::new();
-        let mut plain = PageValues::Plain {
-            src: Stream::of(Bytes::from_static(&[1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff])),
-            width: 4,
-        };
-        plain.read(2, &[], &mut out).unwrap();
-        assert_eq!(out, [1, -1]);
-        assert!(plain.read(1, &[], &mut out).is_err());
-        // Indices 1, 1, 0 as an RLE run of two 1s and a bit-packed group.
-        let mut dict = PageValues::Dictionary(Hybrid::new(
-            Stream::of(Bytes::from_static(&[0x04, 0x01, 0x03, 0x00])),
-            1,
-        ));
-        out.clear();
-        dict.read(3, &[70, 80], &mut out).unwrap();
-        assert_eq!(out, [80, 80, 70]);
-        let mut bad = PageValues::Dictionary(Hybrid::new(
-            Stream::of(Bytes::from_static(&[0x02, 0x05])),
-            3,
-        ));
-        assert_eq!(
-            bad.read(1, &[70, 80], &mut out).unwrap_err(),
-            "dictionary index 5 is past the dictionary's 2 entries"
-        );
     }
 }

@@ -170,6 +170,17 @@ impl Blocks {
         let start = k * BLOCK_BYTES;
         let end = (start + BLOCK_BYTES).min(self.size);
         let bytes = block_on(self.store.get_range(&self.key, start..end))?;
+        if bytes.len() as u64 != end - start {
+            return Err(object_store::Error::Generic {
+                store: "seqwin",
+                source: format!(
+                    "a read of {} bytes at offset {start} returned {} (the object changed?)",
+                    end - start,
+                    bytes.len()
+                )
+                .into(),
+            });
+        }
         let mut q = self.kept.lock().expect("blocks lock");
         q.push_back((k, bytes.clone()));
         while q.len() > BLOCKS_KEPT {
