@@ -23,6 +23,8 @@ pub(super) struct Hybrid {
     next: usize,
     /// Values of `group` the data held (fewer than 8 when it ended early).
     held: usize,
+    /// Bytes of whole groups read at once.
+    bulk: Vec<u8>,
 }
 
 impl Hybrid {
@@ -35,6 +37,7 @@ impl Hybrid {
             group: [0; 8],
             next: 8,
             held: 8,
+            bulk: Vec::new(),
         }
     }
 
@@ -91,6 +94,22 @@ impl Hybrid {
                 self.repeat.0 -= k;
                 left -= k;
             } else if self.packed > 0 {
+                if self.next == 8 && left.min(self.packed) >= 8 {
+                    // Whole groups at once (all of them needed, so all present).
+                    let groups = (left.min(self.packed) / 8).min(4096);
+                    let bytes = groups * self.width;
+                    self.bulk.clear();
+                    self.bulk.resize(bytes + 9, 0);
+                    if self.src.read(&mut self.bulk[..bytes])? < bytes {
+                        return Err("bit-packed values run past the data".into());
+                    }
+                    let at = out.len();
+                    out.resize(at + groups * 8, 0);
+                    unpack(&self.bulk, self.width, &mut out[at..]);
+                    self.packed -= groups * 8;
+                    left -= groups * 8;
+                    continue;
+                }
                 if self.next == 8 {
                     self.next_group()?;
                 }
