@@ -43,22 +43,9 @@ impl Hybrid {
 
     /// Reads the next run's header; false at the end of the data.
     fn next_run(&mut self) -> Result<bool, String> {
-        let Some(mut byte) = self.src.byte()? else {
+        let Some(header) = self.src.varint("an RLE run header")? else {
             return Ok(false);
         };
-        let mut header = 0u64;
-        let mut shift = 0;
-        loop {
-            header |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-            if shift > 56 {
-                return Err("an RLE run header is too long".into());
-            }
-            byte = (self.src.byte()?).ok_or("an RLE run header runs past the data")?;
-        }
         let count = (header >> 1) as usize;
         if header & 1 == 1 {
             // `count` groups of 8 values, `width` bytes each.
@@ -282,15 +269,8 @@ impl Delta {
 }
 
 fn varint(src: &mut Stream) -> Result<u64, String> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = (src.byte()?).ok_or("a DELTA_BINARY_PACKED header runs past the data")?;
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Ok(v);
-        }
-    }
-    Err("a DELTA_BINARY_PACKED varint is too long".into())
+    let header = "a DELTA_BINARY_PACKED header";
+    (src.varint(header)?).ok_or_else(|| format!("{header} runs past the data"))
 }
 
 fn zigzag(src: &mut Stream) -> Result<i64, String> {

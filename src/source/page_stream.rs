@@ -394,6 +394,24 @@ impl Stream {
         Ok(())
     }
 
+    /// An unsigned LEB128 varint (`None` at the end; `what` names it in errors).
+    pub(super) fn varint(&mut self, what: &str) -> Result<Option<u64>, String> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let Some(b) = self.byte()? else {
+                return match shift {
+                    0 => Ok(None),
+                    _ => Err(format!("{what} runs past the data")),
+                };
+            };
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(Some(v));
+            }
+        }
+        Err(format!("{what} is too long"))
+    }
+
     /// A little-endian `u32`.
     pub(super) fn u32(&mut self, what: &str) -> Result<u32, String> {
         let mut b = [0u8; 4];
