@@ -292,7 +292,10 @@ fn matrix(case: &str, plan: &Plan, schema: &SchemaRef, batches: &[RecordBatch], 
     };
     let zstd = Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1"));
     let enc = |e: Encoding, c: Compression| {
-        with(&move |b, p| b.set_column_encoding(p.clone(), e).set_compression(c))
+        with(&move |b, p| {
+            b.set_column_encoding(p.clone(), e)
+                .set_column_compression(p.clone(), c)
+        })
     };
     let mut variants: Vec<(String, WriterProperties, usize)> = vec![
         ("seqwin (default)".into(), base.clone(), 1),

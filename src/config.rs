@@ -251,7 +251,9 @@ pub struct SinkConfig {
     /// Hive-style partition columns: `split` and/or carried columns.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partition_by: Vec<String>,
-    /// `zstd`, `zstd(1..22)`, `snappy`, `lz4`, `gzip`, `gzip(0..9)` or `none`.
+    /// `auto` (zstd level 1, but none on the DELTA_BINARY_PACKED lists),
+    /// or one codec for every column: `zstd`, `zstd(1..22)`, `snappy`,
+    /// `lz4`, `gzip`, `gzip(0..9)` or `none`.
     #[serde(default = "default_compression")]
     pub compression: String,
     /// Windows per file; by default files are rolled at about 512 MiB of window data.
@@ -296,7 +298,7 @@ impl std::fmt::Display for OptionValue {
 }
 
 /// Default `sink.compression`.
-pub const DEFAULT_COMPRESSION: &str = "zstd(1)";
+pub const DEFAULT_COMPRESSION: &str = "auto";
 
 fn default_compression() -> String {
     DEFAULT_COMPRESSION.to_string()

@@ -138,8 +138,8 @@ pub struct SinkPlan {
     pub path: Location,
     /// Partition columns (`split` and/or carried columns).
     pub partition_by: Vec<String>,
-    /// Parquet compression.
-    pub compression: Compression,
+    /// Parquet compression, per kind of column.
+    pub compression: Compressions,
     /// Windows per file.
     pub max_rows_per_file: usize,
     /// Windows per row group.
@@ -148,6 +148,20 @@ pub struct SinkPlan {
     pub mode: SinkMode,
     /// Object store settings (only for object store paths).
     pub storage_options: BTreeMap<String, String>,
+}
+
+/// `sink.compression` compiled: the codec of the DELTA_BINARY_PACKED lists
+/// and that of every other column. `auto` (the default) stores those lists
+/// uncompressed, where zstd finds almost nothing (0.2% of case A's bytes)
+/// and costs a tenth of the run; a codec the user names applies to every
+/// column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compressions {
+    /// Scalar columns and PLAIN token lists.
+    pub columns: Compression,
+    /// DELTA_BINARY_PACKED lists: token lists of windows that do not
+    /// overlap, and `loss_mask`, `position_ids`, `segment_ids`.
+    pub delta_lists: Compression,
 }
 
 /// Column names seqwin writes itself; carried columns may not take them.

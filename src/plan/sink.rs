@@ -7,8 +7,8 @@ use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 
 use super::source::{check_storage_options, locate, text_options};
 use super::{
-    check_range, Problems, SinkPlan, SourcePlan, DEFAULT_MAX_ROWS_PER_FILE, DEFAULT_ROW_GROUP_ROWS,
-    FILE_TARGET_BYTES, ROW_GROUP_TARGET_BYTES,
+    check_range, Compressions, Problems, SinkPlan, SourcePlan, DEFAULT_MAX_ROWS_PER_FILE,
+    DEFAULT_ROW_GROUP_ROWS, FILE_TARGET_BYTES, ROW_GROUP_TARGET_BYTES,
 };
 use crate::config::SinkConfig;
 use crate::location::{glob_root, Location, GLOB_CHARS};
@@ -56,7 +56,10 @@ pub fn compile_sink(
     }
     let compression = parse_compression(&sk.compression).unwrap_or_else(|message| {
         problems.push(format!("`sink.compression`: {message}"));
-        Compression::UNCOMPRESSED
+        Compressions {
+            columns: Compression::UNCOMPRESSED,
+            delta_lists: Compression::UNCOMPRESSED,
+        }
     });
     let row_bytes = (geometry::window_bytes(window) as usize).max(1);
     let row_group_rows = match sk.row_group_rows {
@@ -265,11 +268,27 @@ pub fn default_row_group_rows(window: &WindowSpec) -> usize {
         .max(1)
 }
 
-/// Parses `sink.compression`.
+/// Parses `sink.compression`: `auto` ([`Compressions`]) or one codec for
+/// every column.
 ///
 /// # Errors
 /// A message listing the accepted values.
-pub fn parse_compression(text: &str) -> std::result::Result<Compression, String> {
+pub fn parse_compression(text: &str) -> std::result::Result<Compressions, String> {
+    if text.trim().eq_ignore_ascii_case("auto") {
+        return Ok(Compressions {
+            columns: Compression::ZSTD(ZstdLevel::try_new(1).expect("valid level")),
+            delta_lists: Compression::UNCOMPRESSED,
+        });
+    }
+    let every = parse_codec(text)?;
+    Ok(Compressions {
+        columns: every,
+        delta_lists: every,
+    })
+}
+
+/// One codec of `sink.compression`.
+fn parse_codec(text: &str) -> std::result::Result<Compression, String> {
     let t = text.trim().to_ascii_lowercase();
     let (name, level) = match t.split_once('(') {
         Some((name, rest)) => {
@@ -281,7 +300,7 @@ pub fn parse_compression(text: &str) -> std::result::Result<Compression, String>
         }
         None => (t.clone(), None),
     };
-    let expected = "expected zstd, zstd(1..22), snappy, lz4, gzip, gzip(0..9) or none";
+    let expected = "expected auto, zstd, zstd(1..22), snappy, lz4, gzip, gzip(0..9) or none";
     match (name.as_str(), level) {
         ("zstd", None) => Ok(Compression::ZSTD(
             ZstdLevel::try_new(1).expect("valid level"),

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::*;
 use crate::window::{ExtraColumn, Remainder};
+use parquet::basic::ZstdLevel;
 
 const SOURCE: &str = "source: {path: data, tokens: tokens, id: doc_id, carry: [source]}\n";
 const SINK: &str = "sink: {path: out}\n";
@@ -219,19 +220,49 @@ fn paths_schemes_and_storage_options() {
 
 #[test]
 fn compression_names_and_levels() {
+    let compression = |sink: &str| {
+        Plan::try_new(
+            config(&format!("{SOURCE}windows: {{seq_len: 4}}\nsink: {sink}\n")),
+            Path::new("/p/p.yaml"),
+        )
+        .unwrap()
+        .sink
+        .compression
+    };
+    let zstd = |l| Compression::ZSTD(ZstdLevel::try_new(l).unwrap());
+    // Not given: `auto`, zstd(1) but none on the delta-packed lists.
+    let auto = Compressions {
+        columns: zstd(1),
+        delta_lists: Compression::UNCOMPRESSED,
+    };
+    assert_eq!(compression("{path: out}"), auto);
+    assert_eq!(compression("{path: out, compression: AUTO}"), auto);
+    // A codec the user names applies to every column.
+    let every = |c| Compressions {
+        columns: c,
+        delta_lists: c,
+    };
     assert_eq!(
-        with_windows("seq_len: 4", "").len(),
-        0,
-        "the default compression is valid"
+        compression("{path: out, compression: zstd}"),
+        every(zstd(1))
     );
-    let bad = problems_of(&format!(
-        "{SOURCE}windows: {{seq_len: 4}}\nsink: {{path: out, compression: 'zstd(30)'}}\n"
-    ));
+    assert_eq!(
+        compression("{path: out, compression: 'zstd(7)'}"),
+        every(zstd(7))
+    );
+    assert_eq!(
+        compression("{path: out, compression: none}"),
+        every(Compression::UNCOMPRESSED)
+    );
+    assert_eq!(
+        compression("{path: out, compression: LZ4}"),
+        every(Compression::LZ4_RAW)
+    );
+    let bad = with_sink("{path: out, compression: 'zstd(30)'}");
     assert_eq!(
         bad,
-        ["`sink.compression`: `zstd(30)` is not supported; expected zstd, zstd(1..22), snappy, lz4, gzip, gzip(0..9) or none"]
+        ["`sink.compression`: `zstd(30)` is not supported; expected auto, zstd, zstd(1..22), snappy, lz4, gzip, gzip(0..9) or none"]
     );
-    assert_eq!(parse_compression("LZ4").unwrap(), Compression::LZ4_RAW);
     assert_eq!(
         parse_compression("zstd(x)").unwrap_err(),
         "cannot read a level in `zstd(x)`"

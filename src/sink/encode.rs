@@ -48,7 +48,7 @@ pub fn writer_properties(plan: &Plan, schema: &SchemaRef) -> WriterProperties {
         KeyValue::new("seqwin.dtype".into(), w.dtype.name().to_string()),
     ];
     let mut b = WriterProperties::builder()
-        .set_compression(plan.sink.compression)
+        .set_compression(plan.sink.compression.columns)
         .set_dictionary_enabled(false)
         .set_statistics_enabled(EnabledStatistics::None)
         .set_key_value_metadata(Some(kv));
@@ -76,7 +76,11 @@ pub fn writer_properties(plan: &Plan, schema: &SchemaRef) -> WriterProperties {
                 _ => false,
             };
             if delta {
-                b = b.set_column_encoding(col.path().clone(), Encoding::DELTA_BINARY_PACKED);
+                // `sink.compression: auto` leaves these uncompressed: zstd
+                // finds almost nothing in bit-packed deltas (Compressions).
+                b = b
+                    .set_column_encoding(col.path().clone(), Encoding::DELTA_BINARY_PACKED)
+                    .set_column_compression(col.path().clone(), plan.sink.compression.delta_lists);
             }
         }
     }
@@ -263,4 +267,93 @@ fn write_direct(
         _ => return Ok(None),
     };
     Ok(Some((Bytes::from(sink.into_inner()?), close)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use arrow_schema::{Field, Schema};
+    use parquet::basic::{Compression, ZstdLevel};
+
+    use super::*;
+    use crate::config::PipelineConfig;
+
+    /// The codec of each column of a run of `windows` written with `sink`.
+    fn codecs(windows: &str, sink: &str) -> Vec<(&'static str, Compression)> {
+        let yaml = format!("source: {{path: d, tokens: t}}\nwindows: {windows}\nsink: {sink}\n");
+        let plan = Plan::try_new(
+            PipelineConfig::parse_str(&yaml, Path::new("/p/p.yaml")).unwrap(),
+            Path::new("/p/p.yaml"),
+        )
+        .unwrap();
+        let list = || {
+            let item = Field::new("item", DataType::Int32, false);
+            DataType::FixedSizeList(Arc::new(item), 4)
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("input", list(), false),
+            Field::new("target", list(), false),
+            Field::new("position_ids", list(), false),
+            Field::new("doc_id", DataType::Int64, false),
+        ]));
+        let props = writer_properties(&plan, &schema);
+        let leaf = |name: &str| ColumnPath::new(vec![name.into(), "list".into(), "item".into()]);
+        vec![
+            ("input", props.compression(&leaf("input"))),
+            ("target", props.compression(&leaf("target"))),
+            ("position_ids", props.compression(&leaf("position_ids"))),
+            (
+                "doc_id",
+                props.compression(&ColumnPath::new(vec!["doc_id".into()])),
+            ),
+        ]
+    }
+
+    #[test]
+    fn auto_leaves_delta_lists_uncompressed_and_a_named_codec_covers_every_column() {
+        let zstd = |l| Compression::ZSTD(ZstdLevel::try_new(l).unwrap());
+        let none = Compression::UNCOMPRESSED;
+        // Windows that do not overlap: delta-packed token lists.
+        assert_eq!(
+            codecs("{seq_len: 4}", "{path: out}"),
+            [
+                ("input", none),
+                ("target", none),
+                ("position_ids", none),
+                ("doc_id", zstd(1))
+            ]
+        );
+        // Overlapping windows: PLAIN token lists, which zstd shrinks.
+        assert_eq!(
+            codecs("{seq_len: 4, stride: 2}", "{path: out}"),
+            [
+                ("input", zstd(1)),
+                ("target", zstd(1)),
+                ("position_ids", none),
+                ("doc_id", zstd(1))
+            ]
+        );
+        assert_eq!(
+            codecs("{seq_len: 4}", "{path: out, compression: 'zstd(3)'}"),
+            [
+                ("input", zstd(3)),
+                ("target", zstd(3)),
+                ("position_ids", zstd(3)),
+                ("doc_id", zstd(3))
+            ]
+        );
+        assert_eq!(
+            codecs(
+                "{seq_len: 4, stride: 2}",
+                "{path: out, compression: snappy}"
+            ),
+            [
+                ("input", Compression::SNAPPY),
+                ("target", Compression::SNAPPY),
+                ("position_ids", Compression::SNAPPY),
+                ("doc_id", Compression::SNAPPY)
+            ]
+        );
+    }
 }

@@ -47,8 +47,13 @@ def test_pyarrow_dataset(dataset, expected, corpus, stride):
     assert md[b"seqwin.seq_len"] == str(SEQ_LEN).encode()
     assert md[b"seqwin.stride"] == str(stride).encode()
     # The token lists' encoding: PLAIN when windows overlap, delta otherwise.
-    encodings = set(pq.ParquetFile(f).metadata.row_group(0).column(0).encodings)
+    rg = pq.ParquetFile(f).metadata.row_group(0)
+    codecs = {rg.column(c).path_in_schema.split(".")[0]: rg.column(c).compression for c in range(rg.num_columns)}
+    encodings = set(rg.column(0).encodings)
     assert ("DELTA_BINARY_PACKED" in encodings) == (stride >= SEQ_LEN), encodings
+    # `sink.compression: auto` (the default): zstd, but delta-packed lists uncompressed.
+    lists = "UNCOMPRESSED" if stride >= SEQ_LEN else "ZSTD"
+    assert codecs == {"input": lists, "target": lists, "doc_id": "ZSTD", "start": "ZSTD"}, codecs
     assert md[b"seqwin.vocab_size"] == b"1000"
     for key in [b"seqwin.pack", b"seqwin.separator", b"seqwin.pad_id", b"seqwin.ignore_index", b"seqwin.version"]:
         assert key in md
