@@ -19,5 +19,6 @@ mod packing;
 mod pipelines;
 mod resources;
 mod safety;
+mod signals;
 mod sources;
 mod stream;
