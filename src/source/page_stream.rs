@@ -22,12 +22,13 @@ const RANGE_CHUNK: usize = 256 << 10;
 /// Decoded bytes a [`Stream`] buffers.
 const STREAM_BUFFER: usize = 64 << 10;
 
-/// Byte ranges of a file: a local file or an object's fetched bytes.
-pub(super) trait Ranges: Send + Sync {
+/// Where a page stream reads its bytes: a local file, an object's fetched
+/// bytes (`store::Ranges`) or its blocks fetched on demand (`store::Blocks`).
+pub(super) trait ByteSource: Send + Sync {
     fn bytes(&self, start: u64, len: usize) -> Result<Bytes, String>;
 }
 
-impl<R: ChunkReader> Ranges for R {
+impl<R: ChunkReader> ByteSource for R {
     fn bytes(&self, start: u64, len: usize) -> Result<Bytes, String> {
         self.get_bytes(start, len).map_err(|e| e.to_string())
     }
@@ -35,7 +36,7 @@ impl<R: ChunkReader> Ranges for R {
 
 /// The byte range `[pos, end)` of a file, read `step` bytes at a time.
 pub(super) struct RangeRead {
-    file: Arc<dyn Ranges>,
+    file: Arc<dyn ByteSource>,
     pos: u64,
     end: u64,
     step: usize,
@@ -44,7 +45,7 @@ pub(super) struct RangeRead {
 
 impl RangeRead {
     /// Reads in steps of `step` bytes (at most [`RANGE_CHUNK`]).
-    pub(super) fn new(file: Arc<dyn Ranges>, pos: u64, end: u64, step: usize) -> RangeRead {
+    pub(super) fn new(file: Arc<dyn ByteSource>, pos: u64, end: u64, step: usize) -> RangeRead {
         RangeRead {
             file,
             pos,
@@ -442,7 +443,7 @@ mod tests {
     fn a_copy_from_before_the_data_is_refused() {
         // Snappy: length 4, then a copy of 4 bytes from 1 byte back (1-byte offset form).
         let data = Bytes::from_static(&[0x04, 0x01, 0x01]);
-        let file: Arc<dyn Ranges> = Arc::new(data);
+        let file: Arc<dyn ByteSource> = Arc::new(data);
         let raw = RangeRead::new(file, 0, 3, 3);
         let mut s = Stream::new(decompress(Compression::SNAPPY, raw).unwrap(), 4);
         assert_eq!(
@@ -475,7 +476,7 @@ mod tests {
         data.push((9 << 2) | 3); // a copy of 10 bytes with a 4-byte offset
         data.extend_from_slice(&(literal as u32).to_le_bytes());
         let len = data.len() as u64;
-        let file: Arc<dyn Ranges> = Arc::new(Bytes::from(data));
+        let file: Arc<dyn ByteSource> = Arc::new(Bytes::from(data));
         for step in [1usize, 4096, 2 << 20] {
             let raw = RangeRead::new(Arc::clone(&file), 0, len, 1 << 16);
             let mut s = Stream::new(decompress(Compression::SNAPPY, raw).unwrap(), step);

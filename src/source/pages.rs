@@ -38,7 +38,7 @@ use parquet::schema::types::SchemaDescriptor;
 
 use super::page_decode::{supported, Delta, Hybrid, PageValues};
 use super::page_header::{read_page_header, PageKind};
-use super::page_stream::{decompress, streamable, RangeRead, Ranges, Stream};
+use super::page_stream::{decompress, streamable, ByteSource, RangeRead, Stream};
 
 /// Row groups whose token column holds more values than this are read page
 /// by page in pieces instead of whole (32 MiB of int32 tokens): a row group
@@ -139,7 +139,7 @@ pub(crate) struct TokenPiece {
 
 /// A row group's token column, read page by page.
 pub(crate) struct TokenPages {
-    file: Arc<dyn Ranges>,
+    file: Arc<dyn ByteSource>,
     codec: Compression,
     /// The next page's offset and the end of the column chunk.
     next: u64,
@@ -173,7 +173,7 @@ impl TokenPages {
     /// snappy, gzip, zstd and LZ4_RAW (the caller reads the row group whole
     /// then).
     pub(crate) fn try_new(
-        reader: Arc<dyn Ranges>,
+        reader: Arc<dyn ByteSource>,
         meta: &ParquetMetaData,
         row_group: usize,
         leaf: usize,

@@ -12,7 +12,7 @@ use parquet::file::reader::ChunkReader;
 
 use crate::error::{contain, Error, Result};
 
-use super::page_stream::Ranges;
+use super::page_stream::ByteSource;
 use super::pages::TokenPages;
 use super::{InputFile, Source, Unit};
 
@@ -45,7 +45,7 @@ impl Source {
             || {
                 let md = f.meta.metadata();
                 // An object is read on demand in blocks, not its chunk whole.
-                let file: Arc<dyn Ranges> = match &f.remote {
+                let file: Arc<dyn ByteSource> = match &f.remote {
                     None => Arc::new(File::open(&f.path).map_err(|e| {
                         Error::input(&f.path, format!("cannot open input file: {e}"))
                     })?),

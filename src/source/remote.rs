@@ -54,7 +54,7 @@ impl RemoteFile {
     }
 }
 
-impl super::page_stream::Ranges for store::Blocks {
+impl super::page_stream::ByteSource for store::Blocks {
     fn bytes(&self, start: u64, len: usize) -> std::result::Result<bytes::Bytes, String> {
         self.get(start, len)
     }
