@@ -67,23 +67,6 @@ pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Everything below `dir`: relative path → bytes (directories as `name/`).
-pub(crate) fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    if dir.exists() {
-        for e in walkdir::WalkDir::new(dir).min_depth(1) {
-            let e = e.unwrap();
-            let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
-            if e.file_type().is_dir() {
-                out.insert(format!("{rel}/"), Vec::new());
-            } else {
-                out.insert(rel, std::fs::read(e.path()).unwrap());
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn append_a_then_b_equals_one_run_over_both() {
     let env = Env::new();

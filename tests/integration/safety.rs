@@ -3,7 +3,6 @@
 //! before and after (item 4, signals, is in `signals.rs`).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Output;
 
 use crate::harness::*;
@@ -24,32 +23,6 @@ windows: {seq_len: 4}
 split: {fractions: {train: 0.8, val: 0.2}}
 sink: {path: out, partition_by: [split], mode: overwrite}
 ";
-
-/// Everything below `dir`: relative path → file bytes, `dir/` for
-/// directories, `-> target` for symbolic links.
-pub(crate) fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(root: &Path, d: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        for e in std::fs::read_dir(d).unwrap() {
-            let p = e.unwrap().path();
-            let rel = p.strip_prefix(root).unwrap().display().to_string();
-            let meta = std::fs::symlink_metadata(&p).unwrap();
-            if meta.file_type().is_symlink() {
-                let t = std::fs::read_link(&p).unwrap();
-                out.insert(rel, format!("-> {}", t.display()).into_bytes());
-            } else if meta.is_dir() {
-                out.insert(format!("{rel}/"), Vec::new());
-                walk(root, &p, out);
-            } else {
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    if dir.exists() {
-        walk(dir, dir, &mut out);
-    }
-    out
-}
 
 /// Runs `seqwin ARGS` and asserts exit code `code` and the exact stderr.
 fn assert_fails(env: &Env, args: &[&str], code: i32, stderr: &str) -> Output {

@@ -3,7 +3,6 @@
 //! and leaves the previous dataset exactly as it was.
 
 use crate::harness::*;
-use crate::safety::tree;
 
 #[test]
 fn item_04_signals_remove_staging_and_lock_and_keep_the_previous_dataset() {
