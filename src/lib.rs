@@ -60,6 +60,11 @@ pub mod stream;
 mod thrift;
 pub mod window;
 
+pub mod list_page {
+    //! Token-list data pages decoded into one flat buffer (the readers' hot path).
+    pub use crate::source::list_page::*;
+}
+
 /// The `_seqwin.json` manifest of a dataset.
 pub mod manifest {
     pub use crate::sink::manifest::*;

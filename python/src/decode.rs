@@ -32,6 +32,7 @@ use parquet::column::page::PageReader;
 use parquet::column::reader::ColumnReaderImpl;
 use parquet::file::reader::ChunkReader;
 use parquet::file::serialized_reader::SerializedPageReader;
+use seqwin::list_page::{ListItem, ListPages, PageFit};
 
 use crate::files::{fetch_ranges, Files, OpenFile};
 use crate::pools::{Pool, Pools};
@@ -287,10 +288,10 @@ impl Files {
 }
 
 /// The items of the lists of column `name` ([`ListColumn`] `list`) of
-/// `row_groups`, in order: one buffer of exactly `rows × size` values,
-/// filled by parquet's column reader page by page. The levels are decoded
-/// `LIST_CHUNK_ROWS` rows at a time into two small reused buffers and must
-/// describe `rows` lists of `size` present items.
+/// `row_groups`, in order: one buffer of exactly `rows × size` values. Each
+/// column chunk's pages are decoded straight into it by
+/// [`seqwin::list_page`]; a chunk with pages it does not read (dictionary
+/// encoded, …) goes through parquet's column reader instead.
 fn read_list_values<P, A>(
     row_groups: &[(&OpenFile, usize)],
     name: &str,
@@ -301,7 +302,7 @@ fn read_list_values<P, A>(
 where
     P: parquet::data_type::DataType,
     A: ArrowPrimitiveType<Native = P::T>,
-    P::T: ArrowNativeType,
+    P::T: ArrowNativeType + ListItem,
 {
     let mut rows = 0usize;
     for &(f, rg) in row_groups {
@@ -310,8 +311,6 @@ where
         rows += usize::try_from(md.row_group(rg).num_rows()).map_err(|e| e.to_string())?;
     }
     let mut values = values_pool.take(rows * list.size);
-    let mut def: Vec<i16> = Vec::with_capacity(LIST_CHUNK_ROWS * list.size);
-    let mut rep: Vec<i16> = Vec::with_capacity(LIST_CHUNK_ROWS * list.size);
     for &(f, rg) in row_groups {
         let context = |e: String| format!("{} row group {rg}: `{name}`: {e}", f.name);
         let md = f.meta.metadata();
@@ -320,48 +319,77 @@ where
         let (start, len) = chunk.byte_range();
         let want = group.num_rows() as usize;
         let whole_chunk = std::iter::once(start..start + len).collect();
-        let bytes = fetch_ranges(f, whole_chunk, pools).map_err(context)?;
-        let pages: Box<dyn PageReader> = Box::new(
-            SerializedPageReader::new(Arc::new(bytes), chunk, want, None)
-                .map_err(|e| context(e.to_string()))?,
-        );
-        let descr = md.file_metadata().schema_descr().column(list.leaf);
-        let mut reader = ColumnReaderImpl::<P>::new(descr, pages);
-        let mut got = 0;
-        while got < want {
-            def.clear();
-            rep.clear();
-            let (records, present, levels) = reader
-                .read_records(
-                    (want - got).min(LIST_CHUNK_ROWS),
-                    Some(&mut def),
-                    Some(&mut rep),
-                    &mut values,
-                )
-                .map_err(|e| context(e.to_string()))?;
-            if records == 0 {
-                return Err(context(format!("expected {want} rows, found {got}")));
+        let bytes = Arc::new(fetch_ranges(f, whole_chunk, pools).map_err(context)?);
+        let page_reader = || {
+            SerializedPageReader::new(Arc::clone(&bytes), chunk, want, None)
+                .map_err(|e| context(e.to_string()))
+        };
+        let at = values.len();
+        let mut pages = page_reader()?;
+        let mut decoder = ListPages::new(&mut values, list.size, want * list.size);
+        let mut fits = true;
+        while let Some(page) = pages.get_next_page().map_err(|e| context(e.to_string()))? {
+            if decoder.page(&page).map_err(context)? == PageFit::Unsupported {
+                fits = false;
+                break;
             }
-            // `records` lists of `size` items, none of them null: rep levels
-            // 0, 1, 1, … per list and every def level 1.
-            let shaped = present == levels
-                && levels == records * list.size
-                && levels_are(&def, 1)
-                && rep
-                    .chunks_exact(list.size)
-                    .all(|l| l[0] == 0 && levels_are(&l[1..], 1));
-            if !shaped {
-                return Err(context(format!(
-                    "expected lists of {} non-null items, found {present} items in {records} lists",
-                    list.size
-                )));
-            }
-            got += records;
+        }
+        if fits {
+            decoder.finish().map_err(context)?;
+        } else {
+            values.truncate(at);
+            let descr = md.file_metadata().schema_descr().column(list.leaf);
+            let reader = ColumnReaderImpl::<P>::new(descr, Box::new(page_reader()?));
+            read_by_column_reader(reader, want, list.size, &mut values).map_err(context)?;
         }
     }
     let n = values.len();
     let buffer = ScalarBuffer::new(Buffer::from(values_pool.lend(values)), 0, n);
     Ok(PrimitiveArray::<A>::new(buffer, None))
+}
+
+/// Appends `want` lists of `size` items from parquet's column reader: the
+/// levels are decoded `LIST_CHUNK_ROWS` rows at a time into two small
+/// buffers and must describe lists of `size` present items.
+fn read_by_column_reader<P: parquet::data_type::DataType>(
+    mut reader: ColumnReaderImpl<P>,
+    want: usize,
+    size: usize,
+    values: &mut Vec<P::T>,
+) -> Result<(), String> {
+    let mut def: Vec<i16> = Vec::with_capacity(LIST_CHUNK_ROWS * size);
+    let mut rep: Vec<i16> = Vec::with_capacity(LIST_CHUNK_ROWS * size);
+    let mut got = 0;
+    while got < want {
+        def.clear();
+        rep.clear();
+        let (records, present, levels) = reader
+            .read_records(
+                (want - got).min(LIST_CHUNK_ROWS),
+                Some(&mut def),
+                Some(&mut rep),
+                values,
+            )
+            .map_err(|e| e.to_string())?;
+        if records == 0 {
+            return Err(format!("expected {want} rows, found {got}"));
+        }
+        // `records` lists of `size` items, none of them null: rep levels
+        // 0, 1, 1, … per list and every def level 1.
+        let shaped = present == levels
+            && levels == records * size
+            && levels_are(&def, 1)
+            && rep
+                .chunks_exact(size)
+                .all(|l| l[0] == 0 && levels_are(&l[1..], 1));
+        if !shaped {
+            return Err(format!(
+                "expected lists of {size} non-null items, found {present} items in {records} lists"
+            ));
+        }
+        got += records;
+    }
+    Ok(())
 }
 
 /// Whether every level is `want`: a branch-free fold the compiler

@@ -7,6 +7,9 @@
 //! columns that can be carried or used as ids.
 
 mod discover;
+pub mod list_page;
+#[cfg(test)]
+mod list_page_tests;
 mod page_decode;
 mod page_header;
 mod page_stream;

@@ -117,8 +117,38 @@ impl Hybrid {
 }
 
 /// Unpacks `out.len()` values of `width` bits (at most 64), least
-/// significant bit first, from `raw`, which holds 9 bytes past them.
-fn unpack(raw: &[u8], width: usize, out: &mut [u64]) {
+/// significant bit first, from `raw`, which holds them rounded up to whole
+/// groups of 8 values and 9 bytes more. The
+/// widths of token ids and their deltas (up to 32 bits) get a loop of their
+/// own each, whose shifts the compiler knows.
+pub(super) fn unpack(raw: &[u8], width: usize, out: &mut [u64]) {
+    macro_rules! widths {
+        ($($w:literal)*) => {
+            match width {
+                0 => out.fill(0),
+                $($w => unpack_width::<$w>(raw, out),)*
+                _ => unpack_any(raw, width, out),
+            }
+        };
+    }
+    widths!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32)
+}
+
+/// [`unpack`] of `W`-bit values (1 to 32: a value and its bit offset fit
+/// one 64-bit word), in groups of 8 values, `W` bytes each.
+fn unpack_width<const W: usize>(raw: &[u8], out: &mut [u64]) {
+    let mask = (1u64 << W) - 1;
+    for (g, group) in out.chunks_mut(8).enumerate() {
+        let bytes = &raw[g * W..g * W + W + 8];
+        for (i, v) in group.iter_mut().enumerate() {
+            let bit = i * W;
+            let word = u64::from_le_bytes(bytes[bit / 8..bit / 8 + 8].try_into().expect("8"));
+            *v = (word >> (bit % 8)) & mask;
+        }
+    }
+}
+
+fn unpack_any(raw: &[u8], width: usize, out: &mut [u64]) {
     let mask = if width == 64 {
         u64::MAX
     } else {
@@ -404,6 +434,34 @@ mod tests {
             bad.read(1, &[70, 80], &mut out).unwrap_err(),
             "dictionary index 5 is past the dictionary's 2 entries"
         );
+    }
+
+    /// Every width, 0 to 64 bits, unpacks what a bit-by-bit packer packed,
+    /// for counts that end inside a group of 8 and at its end.
+    #[test]
+    fn unpack_reads_every_width_as_packed_bit_by_bit() {
+        for width in 0..=64usize {
+            for n in [1usize, 7, 8, 9, 33, 64] {
+                let mask = if width == 64 {
+                    u64::MAX
+                } else {
+                    (1u64 << width) - 1
+                };
+                let values: Vec<u64> = (0..n as u64)
+                    .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(i as u32) & mask)
+                    .collect();
+                let mut raw = vec![0u8; n.div_ceil(8) * width + 9];
+                for (i, v) in values.iter().enumerate() {
+                    for b in 0..width {
+                        let bit = i * width + b;
+                        raw[bit / 8] |= (((v >> b) & 1) as u8) << (bit % 8);
+                    }
+                }
+                let mut out = vec![u64::MAX; n];
+                unpack(&raw, width, &mut out);
+                assert_eq!(out, values, "{n} values of {width} bits");
+            }
+        }
     }
 
     /// DELTA_BINARY_PACKED headers whose block sizes no writer uses (and

@@ -306,3 +306,34 @@ def test_window_dataset_random_access_and_batched_fetch(out, truth):
         for row, d in zip(batch["target"].numpy(), batch["doc_id"].tolist()):
             seen[(d, tuple(row.tolist()))] += 1
     assert seen == collections.Counter(zip(truth["doc_id"].tolist(), map(tuple, truth["target"].tolist())))
+
+
+@pytest.mark.parametrize("dictionary", [False, True])
+@pytest.mark.parametrize("version", ["1.0", "2.0"])
+def test_token_lists_other_writers_wrote_read_as_pyarrow_does(tmp_path, dictionary, version):
+    # Token lists in pages seqwin's writer never makes: v1 and v2 data pages
+    # of pyarrow, several per chunk, PLAIN (decoded page by page into the
+    # batch) or dictionary-encoded (left to parquet's column reader).
+    from seqwin._files import to_numpy
+
+    rng = np.random.default_rng(5)
+    tokens = rng.integers(-(2**31), 2**31, size=(300, 24), dtype=np.int64)
+    # Non-null lists of non-null items: the fast path's shape (max levels 1).
+    schema = pa.schema([pa.field(name, pa.list_(pa.field("item", t, nullable=False), 24), nullable=False)
+                        for name, t in [("input", pa.int32()), ("target", pa.int64())]])
+    table = pa.table({
+        "input": pa.FixedSizeListArray.from_arrays(pa.array(tokens.ravel().astype(np.int32)), 24),
+        "target": pa.FixedSizeListArray.from_arrays(pa.array(tokens.ravel() % 50), 24),
+    }).cast(schema)
+    pq.write_table(table, tmp_path / "a.parquet", row_group_size=100, use_dictionary=dictionary,
+                   data_page_version=version, data_page_size=512, compression="zstd")
+    meta = pq.ParquetFile(tmp_path / "a.parquet").metadata
+    column = meta.row_group(0).column(0)
+    assert ("RLE_DICTIONARY" in column.encodings) == dictionary
+    leaf = meta.schema.column(0)
+    assert (leaf.max_definition_level, leaf.max_repetition_level) == (1, 1)
+    reader = seqwin._seqwin.RowGroupReader(str(tmp_path), ["a.parquet"])
+    got = to_numpy(reader.read([(0, 2), (0, 0)], ["input", "target"], 2))
+    want = np.concatenate([tokens[200:], tokens[:100]])
+    assert got["input"].dtype == np.int32 and np.array_equal(got["input"], want.astype(np.int32))
+    assert got["target"].dtype == np.int64 and np.array_equal(got["target"], want % 50)
