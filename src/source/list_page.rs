@@ -24,7 +24,7 @@
 use parquet::basic::Encoding;
 use parquet::column::page::Page;
 
-use super::page_decode::unpack;
+use super::page_decode::{miniblock_size, unpack};
 
 /// An integer type a token list holds: `i32` or `i64`.
 pub trait ListItem: Copy + Default + Send + 'static {
@@ -290,18 +290,7 @@ fn delta<T: ListItem>(
     let miniblocks = next(&mut at)? as usize;
     let count = next(&mut at)? as usize;
     let mut last = zigzag(next(&mut at)?);
-    let per_miniblock = block.checked_div(miniblocks).unwrap_or(0);
-    if block == 0
-        || block > 1 << 16
-        || !block.is_multiple_of(128)
-        || per_miniblock == 0
-        || !per_miniblock.is_multiple_of(32)
-        || per_miniblock * miniblocks != block
-    {
-        return Err(format!(
-            "a DELTA_BINARY_PACKED block of {block} values in {miniblocks} miniblocks"
-        ));
-    }
+    let per_miniblock = miniblock_size(block, miniblocks)?;
     if count != n {
         return Err(format!(
             "a DELTA_BINARY_PACKED header counts {count} values, the data page {n}"

@@ -196,19 +196,7 @@ impl Delta {
         let miniblocks = varint(&mut src)? as usize;
         let count = varint(&mut src)? as usize;
         let first = zigzag(&mut src)?;
-        let per_miniblock = block.checked_div(miniblocks).unwrap_or(0);
-        // Writers use blocks of 128 to 1024 values in 1 to 8 miniblocks.
-        if block == 0
-            || block > 1 << 16
-            || !block.is_multiple_of(128)
-            || per_miniblock == 0
-            || !per_miniblock.is_multiple_of(32)
-            || per_miniblock * miniblocks != block
-        {
-            return Err(format!(
-                "a DELTA_BINARY_PACKED block of {block} values in {miniblocks} miniblocks"
-            ));
-        }
+        let per_miniblock = miniblock_size(block, miniblocks)?;
         Ok(Delta {
             src,
             width,
@@ -296,6 +284,26 @@ impl Delta {
         }
         Ok(())
     }
+}
+
+/// Values per miniblock of a DELTA_BINARY_PACKED header's block of `block`
+/// values in `miniblocks` miniblocks, if a writer could have chosen them
+/// (they size buffers, so they are not taken from the file unchecked).
+pub(super) fn miniblock_size(block: usize, miniblocks: usize) -> Result<usize, String> {
+    let per_miniblock = block.checked_div(miniblocks).unwrap_or(0);
+    // Writers use blocks of 128 to 1024 values in 1 to 8 miniblocks.
+    if block == 0
+        || block > 1 << 16
+        || !block.is_multiple_of(128)
+        || per_miniblock == 0
+        || !per_miniblock.is_multiple_of(32)
+        || per_miniblock * miniblocks != block
+    {
+        return Err(format!(
+            "a DELTA_BINARY_PACKED block of {block} values in {miniblocks} miniblocks"
+        ));
+    }
+    Ok(per_miniblock)
 }
 
 fn varint(src: &mut Stream) -> Result<u64, String> {
