@@ -22,13 +22,11 @@ use crate::harness::*;
 const GIB: u64 = 1 << 30;
 
 /// Runs `seqwin ARGS` with its address space limited to `limit` bytes
-/// (`ulimit -v`) and two malloc arenas (so the limit does not depend on the
-/// machine's core count).
+/// (`ulimit -v`); the binary keeps one malloc arena (`tune_allocator` in
+/// `src/cli.rs`), so the limit does not depend on the machine's core count.
 fn seqwin_limited(env: &Env, args: &[&str], limit: u64) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_seqwin"));
-    cmd.args(args)
-        .current_dir(env.dir.path())
-        .env("MALLOC_ARENA_MAX", "2");
+    cmd.args(args).current_dir(env.dir.path());
     // SAFETY: setrlimit is async-signal-safe and touches no parent state.
     unsafe {
         cmd.pre_exec(move || {
