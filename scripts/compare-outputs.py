@@ -88,16 +88,17 @@ def fixtures(root):
 
 
 def digest(out):
-    """{relative path: sha256} of a dataset; the manifest without elapsed time."""
+    """{relative path: sha256} of a dataset; the manifest and its copies in
+    the commit log (`_seqwin_log/`) without elapsed time."""
     result = {}
     for p in sorted(out.rglob("*")):
         if not p.is_file():
             continue
         rel = str(p.relative_to(out))
-        if rel == "_seqwin.json":
+        if rel == "_seqwin.json" or rel.startswith("_seqwin_log/"):
             m = json.loads(p.read_text())
             m.pop("elapsed_seconds", None)
-            m["config"]["sink"].pop("path", None)  # each binary writes its own sink
+            m.get("config", {}).get("sink", {}).pop("path", None)  # each binary writes its own sink
             # Per-file CRC-32 is recorded since the version after the layout
             # refactoring; the data files themselves are compared byte for byte.
             for part in m.get("partitions", []):
