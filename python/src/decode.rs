@@ -3,12 +3,13 @@
 //!
 //! The token lists (`input`, `target`, `position_ids`, … — every
 //! `fixed_size_list` of non-null `int32`/`int64`) take a shorter road: the
-//! pages of a block's column chunks are decoded by parquet's column reader
+//! pages of a block's column chunks are decoded by [`seqwin::list_page`]
 //! straight into one `rows × seq_len` buffer per column, which becomes the
 //! Arrow values buffer without a copy; the repetition and definition levels
-//! go through a small reused buffer and are checked against the fixed list
-//! shape instead of being materialized per row group and concatenated (see
-//! [`ListColumn`]). Other columns go through arrow-rs's record reader.
+//! are checked run by run against the fixed list shape, never materialized
+//! (see [`ListColumn`]; a dictionary-encoded chunk goes through parquet's
+//! column reader and two small level buffers instead). Other columns go
+//! through arrow-rs's record reader.
 //!
 //! ```text
 //!  block of k row groups, column `input` (fixed_size_list<int32>[L]):
