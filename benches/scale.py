@@ -5,7 +5,7 @@ size and reports wall time, throughput, peak RSS (/usr/bin/time),
 peak open file descriptors (sampled from /proc/PID/fd every 5 ms) and RSS at
 k× divided by RSS at 1×.
 
-usage: .venv/bin/python benches/scale.py [--base 8000000] [--modes within,pack,...]
+usage: .venv/bin/python benches/scale.py [--base 8000000] [--modes within,pack,...] [--runs 3]
                                          [--data /tmp/seqwin-scale] [--bin target/release/seqwin]
 
 Modes:
@@ -129,11 +129,13 @@ def main():
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--data", default="/tmp/seqwin-scale")
     ap.add_argument("--bin", default=str(ROOT / "target" / "release" / "seqwin"))
+    ap.add_argument("--runs", type=int, default=1,
+                    help="runs per mode and size; the median peak RSS is compared (min–max shown)")
     a = ap.parse_args()
     data = pathlib.Path(a.data)
     data.mkdir(parents=True, exist_ok=True)
     factors = [int(f) for f in a.factors.split(",")]
-    print("| mode | tokens | exit | wall s | M tokens/s | peak RSS MiB | RSS ÷ RSS at 1× | peak open fds |")
+    print("| mode | tokens | exit | wall s | M tokens/s | peak RSS MiB (min–max) | RSS ÷ RSS at 1× | peak open fds |")
     print("|---|---|---|---|---|---|---|---|")
     for mode in a.modes.split(","):
         first = None
@@ -141,13 +143,22 @@ def main():
             tokens = a.base * f
             p = pipeline(data, mode, tokens)
             cmd = [a.bin, "stats", str(p)] if mode == "stats" else [a.bin, "run", str(p), "--quiet"]
-            code, wall, rss, fds = measure(cmd)
-            # A 512M-token run writes 4 GB of windows: keep one output on disk at a time.
-            shutil.rmtree(data / f"out_{mode}", ignore_errors=True)
+            runs = []
+            for _ in range(a.runs):
+                runs.append(measure(cmd))
+                # A 512M-token run writes 4 GB of windows: keep one output on disk at a time.
+                shutil.rmtree(data / f"out_{mode}", ignore_errors=True)
+            code = max(r[0] for r in runs)
+            wall = float(np.median([r[1] for r in runs]))
+            rsses = sorted(r[2] for r in runs)
+            # One run's peak varies with thread scheduling (which decoded units and
+            # encoded row groups happen to be alive at once): the median of several.
+            rss = float(np.median(rsses))
+            fds = max(r[3] for r in runs)
             first = first or rss
-            print(f"| {mode} | {tokens:,} | {code} | {wall:.2f} | {tokens / wall / 1e6:.1f} | {rss / 1024:.0f} | "
+            spread = f" ({rsses[0] / 1024:.0f}–{rsses[-1] / 1024:.0f})" if a.runs > 1 else ""
+            print(f"| {mode} | {tokens:,} | {code} | {wall:.2f} | {tokens / wall / 1e6:.1f} | {rss / 1024:.0f}{spread} | "
                   f"{rss / first:.2f} | {fds} |", flush=True)
-
 
 if __name__ == "__main__":
     main()
