@@ -1,7 +1,9 @@
 //! Reading Thrift compact protocol values from bytes in memory: the parquet
 //! crate's own decoder is private, and the `thrift` crate would add five
 //! crates. Used to pre-check a file's footer ([`crate::footer`]) and to read
-//! page headers ([`crate::source`]).
+//! page headers ([`crate::source`]); its varints (ULEB128, zigzag) are also
+//! those of the run headers and DELTA_BINARY_PACKED headers inside pages
+//! ([`crate::source::list_page`]).
 
 /// Skips nest at most this deep (the parquet crate's own limit is 64).
 const MAX_SKIP_DEPTH: usize = 64;
@@ -46,6 +48,11 @@ impl<'a> Reader<'a> {
     /// Bytes left.
     pub(crate) fn left(&self) -> usize {
         self.buf.len() - self.pos
+    }
+
+    /// The bytes left, without reading them.
+    pub(crate) fn rest(&self) -> &'a [u8] {
+        &self.buf[self.pos..]
     }
 
     pub(crate) fn byte(&mut self) -> Walk<u8> {

@@ -25,6 +25,7 @@ use parquet::basic::Encoding;
 use parquet::column::page::Page;
 
 use super::page_decode::{miniblock_size, unpack};
+use crate::thrift::Reader;
 
 /// An integer type a token list holds: `i32` or `i64`.
 pub trait ListItem: Copy + Default + Send + 'static {
@@ -206,17 +207,17 @@ fn check_levels(data: &[u8], n: usize, lists: Option<(usize, usize)>) -> Result<
     };
     // Items before this page fix where in its list the first one is.
     let mut q = pos % size;
-    let (mut done, mut at) = (0usize, 0usize);
+    let mut done = 0usize;
+    let mut r = Reader::new(data);
     while done < n {
-        let (header, len) = varint(&data[at..])
-            .ok_or_else(|| format!("the {what} levels end after {done} of {n}"))?;
-        at += len;
+        let header = r
+            .varint()
+            .map_err(|_| format!("the {what} levels end after {done} of {n}"))?;
         let count = (header >> 1) as usize;
         if header & 1 == 0 {
-            let value = *data
-                .get(at)
-                .ok_or_else(|| format!("an RLE run of {what} levels runs past the data"))?;
-            at += 1;
+            let value = r
+                .byte()
+                .map_err(|_| format!("an RLE run of {what} levels runs past the data"))?;
             let k = count.min(n - done);
             let fits = if def {
                 value == 1
@@ -233,12 +234,12 @@ fn check_levels(data: &[u8], n: usize, lists: Option<(usize, usize)>) -> Result<
             q = (q + k) % size;
             done += k;
         } else {
-            let bytes = count;
-            let bits = data
-                .get(at..at.saturating_add(bytes))
-                .ok_or_else(|| format!("bit-packed {what} levels run past the data"))?;
-            at += bytes;
-            for i in 0..(8 * count).min(n - done) {
+            // `count` groups of 8 one-bit levels, a byte each.
+            let bits = r
+                .take(count)
+                .map_err(|_| format!("bit-packed {what} levels run past the data"))?;
+            let k = (8 * count).min(n - done);
+            for i in 0..k {
                 let level = (bits[i / 8] >> (i % 8)) & 1;
                 let want = if def { 1 } else { u8::from(q != 0) };
                 if level != want {
@@ -246,26 +247,10 @@ fn check_levels(data: &[u8], n: usize, lists: Option<(usize, usize)>) -> Result<
                 }
                 q = (q + 1) % size;
             }
-            done += (8 * count).min(n - done);
+            done += k;
         }
     }
     Ok(())
-}
-
-/// A ULEB128 varint at the start of `data` and its length in bytes.
-fn varint(data: &[u8]) -> Option<(u64, usize)> {
-    let mut v = 0u64;
-    for (i, &b) in data.iter().enumerate().take(10) {
-        v |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Some((v, i + 1));
-        }
-    }
-    None
-}
-
-fn zigzag(v: u64) -> u64 {
-    (v >> 1) ^ (v & 1).wrapping_neg()
 }
 
 /// Appends the `n` values of DELTA_BINARY_PACKED `data` to `out`: a
@@ -279,17 +264,12 @@ fn delta<T: ListItem>(
     deltas: &mut Vec<u64>,
     raw: &mut Vec<u8>,
 ) -> Result<(), String> {
-    let short = || "a DELTA_BINARY_PACKED header runs past the data".to_string();
-    let mut at = 0;
-    let next = |at: &mut usize| {
-        let (v, len) = varint(&data[*at..]).ok_or_else(short)?;
-        *at += len;
-        Ok::<u64, String>(v)
-    };
-    let block = next(&mut at)? as usize;
-    let miniblocks = next(&mut at)? as usize;
-    let count = next(&mut at)? as usize;
-    let mut last = zigzag(next(&mut at)?);
+    let short = |_| "a DELTA_BINARY_PACKED header runs past the data".to_string();
+    let mut r = Reader::new(data);
+    let block = r.varint().map_err(short)? as usize;
+    let miniblocks = r.varint().map_err(short)? as usize;
+    let count = r.varint().map_err(short)? as usize;
+    let mut last = r.zigzag().map_err(short)? as u64;
     let per_miniblock = miniblock_size(block, miniblocks)?;
     if count != n {
         return Err(format!(
@@ -303,11 +283,8 @@ fn delta<T: ListItem>(
     let mut rest = n - 1;
     deltas.resize(per_miniblock, 0);
     while rest > 0 {
-        let min = zigzag(next(&mut at)?);
-        let widths = data
-            .get(at..at.saturating_add(miniblocks))
-            .ok_or_else(short)?;
-        at += miniblocks;
+        let min = r.zigzag().map_err(short)? as u64;
+        let widths = r.take(miniblocks).map_err(short)?;
         for &bits in widths {
             if rest == 0 {
                 break;
@@ -322,15 +299,22 @@ fn delta<T: ListItem>(
             let k = per_miniblock.min(rest);
             let full = per_miniblock * bits / 8;
             let need = (k * bits).div_ceil(8);
-            let have = data.len().saturating_sub(at).min(full);
+            // The unpacker reads up to 9 bytes past a whole miniblock: the
+            // page's own bytes when it has them, else a padded copy.
+            let packed = if r.left() >= full + 9 {
+                r.rest()
+            } else {
+                raw.clear();
+                raw.extend_from_slice(r.rest());
+                raw.resize(full + 9, 0);
+                raw.as_slice()
+            };
+            let have = r.left().min(full);
             if have < need {
                 return Err("DELTA_BINARY_PACKED values run past the data".into());
             }
-            raw.clear();
-            raw.extend_from_slice(&data[at..at + have]);
-            raw.resize(full + 9, 0);
-            at += have;
-            unpack(raw, bits, &mut deltas[..k]);
+            unpack(packed, bits, &mut deltas[..k]);
+            r.take(have).map_err(short)?;
             last = prefix_sums(&mut deltas[..k], min, last, out);
             rest -= k;
         }
