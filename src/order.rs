@@ -23,12 +23,11 @@ use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::{RecordBatch, UInt64Array};
+use arrow_array::{Array, ArrayRef, RecordBatch, UInt64Array};
 use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::StreamWriter;
 use arrow_ord::sort::{lexsort_to_indices, SortColumn};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use arrow_select::concat::concat_batches;
 use arrow_select::take::take_record_batch;
 use siphasher::sip::SipHasher24;
 
@@ -264,27 +263,56 @@ impl Spill {
             return Ok(None);
         }
         let internal = |e: arrow_schema::ArrowError| Error::Internal(e.to_string());
-        let all = concat_batches(&self.schema, &batches).map_err(internal)?;
-        drop(batches);
-        let k = all.num_columns();
+        // Only the keys and indices are concatenated to sort; the rows are
+        // gathered from the batches as they were read, straight into the
+        // output (no concatenated copy of the bucket, no per-token index).
+        let k = self.schema.fields().len();
+        let column = |c: usize| -> Result<ArrayRef> {
+            let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
+            arrow_select::concat::concat(&parts).map_err(internal)
+        };
         let order = lexsort_to_indices(
             &[
                 SortColumn {
-                    values: Arc::clone(all.column(k - 2)),
+                    values: column(k - 2)?,
                     options: None,
                 },
                 SortColumn {
-                    values: Arc::clone(all.column(k - 1)),
+                    values: column(k - 1)?,
                     options: None,
                 },
             ],
             None,
         )
         .map_err(internal)?;
-        let sorted = take_record_batch(&all, &order).map_err(internal)?;
-        let columns = sorted.columns()[..k - 2].to_vec();
+        // Row r of the concatenation is row r - starts[i] of batch i.
+        let mut starts = Vec::with_capacity(batches.len());
+        let mut rows = 0;
+        for batch in &batches {
+            starts.push(rows);
+            rows += batch.num_rows();
+        }
+        let picks: Vec<(usize, usize)> = order
+            .values()
+            .iter()
+            .map(|&r| {
+                let r = r as usize;
+                let i = starts.partition_point(|&s| s <= r) - 1;
+                (i, r - starts[i])
+            })
+            .collect();
+        let projected: Vec<RecordBatch> = batches
+            .iter()
+            .map(|batch| batch.project(&(0..k - 2).collect::<Vec<_>>()))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(internal)?;
+        drop(batches);
+        let refs: Vec<&RecordBatch> = projected.iter().collect();
+        let sorted =
+            arrow_select::interleave::interleave_record_batch(&refs, &picks).map_err(internal)?;
         Ok(Some(
-            RecordBatch::try_new(Arc::clone(output), columns).map_err(internal)?,
+            RecordBatch::try_new(Arc::clone(output), sorted.columns().to_vec())
+                .map_err(internal)?,
         ))
     }
 
