@@ -301,9 +301,10 @@ impl Spill {
                 (i, r - starts[i])
             })
             .collect();
+        let output_columns: Vec<usize> = (0..k - 2).collect();
         let projected: Vec<RecordBatch> = batches
             .iter()
-            .map(|batch| batch.project(&(0..k - 2).collect::<Vec<_>>()))
+            .map(|batch| batch.project(&output_columns))
             .collect::<std::result::Result<_, _>>()
             .map_err(internal)?;
         drop(batches);
